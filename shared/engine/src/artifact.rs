@@ -1,0 +1,340 @@
+//! The graph artifact: one versioned, checksummed binary file holding a prepared graph.
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic "EDGRGRPH"
+//! 8       4     format version, u32 little-endian
+//! 12      8     payload length in bytes, u64 LE
+//! 20      32    sha256 of the payload
+//! 52      ...   payload: version label, nodes, shape points, roads, names, hierarchy
+//! ```
+//!
+//! Every number is little-endian; every list is a u64 count followed by its items. Loading
+//! checks, in order, the magic, the format version, the length (truncation), the checksum
+//! (corruption) and then every index in the payload, so no file can make a query read out of
+//! bounds. The spatial index is rebuilt on load from the shape points: that takes a fraction
+//! of a second and keeps the file format independent of the R-tree crate's layout.
+
+use crate::Result;
+use crate::ch::{Hierarchy, UpwardGraph};
+use crate::error::ArtifactError;
+use crate::geo::Coord;
+use crate::graph::Graph;
+use crate::network::{Road, RoadNetwork};
+use crate::weight::Weight;
+use sha2::{Digest, Sha256};
+
+/// First bytes of every artifact.
+pub const MAGIC: &[u8; 8] = b"EDGRGRPH";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 8 + 4 + 8 + 32;
+
+/// sha256 (hex) of a whole artifact file: the identity of a graph version.
+pub fn checksum(bytes: &[u8]) -> String {
+    hex_encode(&Sha256::digest(bytes))
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn f64(&mut self, v: f64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn len(&mut self, n: usize) {
+        self.u64(n as u64);
+    }
+    fn str(&mut self, s: &str) {
+        self.len(s.len());
+        self.0.extend_from_slice(s.as_bytes());
+    }
+    fn u32s(&mut self, v: &[u32]) {
+        self.len(v.len());
+        v.iter().for_each(|&x| self.u32(x));
+    }
+    fn weights(&mut self, v: &[Weight]) {
+        self.len(v.len());
+        v.iter().for_each(|&x| self.u64(x.0));
+    }
+    fn coords(&mut self, v: &[Coord]) {
+        self.len(v.len());
+        for c in v {
+            self.f64(c.lon);
+            self.f64(c.lat);
+        }
+    }
+    fn upward(&mut self, g: &UpwardGraph) {
+        self.u32s(&g.first);
+        self.u32s(&g.head);
+        self.weights(&g.weight);
+        self.u32s(&g.arc);
+    }
+}
+
+/// Serialises a prepared graph.
+pub(crate) fn encode(graph: &Graph) -> Vec<u8> {
+    let mut w = Writer(Vec::new());
+    let net = &graph.net;
+    w.str(&graph.version);
+    w.coords(&net.nodes);
+    w.coords(&net.points);
+    w.len(net.roads.len());
+    for r in &net.roads {
+        w.u32(r.from);
+        w.u32(r.to);
+        w.u32(r.geometry_start);
+        w.u32(r.geometry_len);
+        w.u64(r.forward.0);
+        w.u64(r.backward.0);
+        w.u32(r.name);
+    }
+    w.len(net.names.len());
+    net.names.iter().for_each(|n| w.str(n));
+    w.upward(&graph.ch.forward);
+    w.upward(&graph.ch.backward);
+    w.u32s(&graph.ch.arc_a);
+    w.u32s(&graph.ch.arc_b);
+
+    let payload = w.0;
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&Sha256::digest(&payload));
+    out.extend_from_slice(&payload);
+    out
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+fn malformed(what: &str) -> ArtifactError {
+    ArtifactError::Malformed(what.to_owned())
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ArtifactError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| malformed("unexpected end of payload"))?;
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], ArtifactError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+    fn u32(&mut self) -> Result<u32, ArtifactError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, ArtifactError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn f64(&mut self) -> Result<f64, ArtifactError> {
+        Ok(f64::from_le_bytes(self.array()?))
+    }
+    /// A list length, refused if the rest of the payload cannot possibly hold it (so a
+    /// corrupt count cannot trigger a huge allocation).
+    fn len(&mut self, item_size: usize) -> Result<usize, ArtifactError> {
+        let n = usize::try_from(self.u64()?).map_err(|_| malformed("list length overflows"))?;
+        let remaining = self.bytes.len() - self.at;
+        if n.checked_mul(item_size.max(1))
+            .is_none_or(|b| b > remaining)
+        {
+            return Err(malformed("list length exceeds payload"));
+        }
+        Ok(n)
+    }
+    fn str(&mut self) -> Result<String, ArtifactError> {
+        let n = self.len(1)?;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| malformed("string is not UTF-8"))
+    }
+    fn u32s(&mut self) -> Result<Vec<u32>, ArtifactError> {
+        let n = self.len(4)?;
+        (0..n).map(|_| self.u32()).collect()
+    }
+    fn weights(&mut self) -> Result<Vec<Weight>, ArtifactError> {
+        let n = self.len(8)?;
+        (0..n).map(|_| self.u64().map(Weight)).collect()
+    }
+    fn coords(&mut self) -> Result<Vec<Coord>, ArtifactError> {
+        let n = self.len(16)?;
+        (0..n)
+            .map(|_| {
+                let (lon, lat) = (self.f64()?, self.f64()?);
+                Coord::new(lon, lat).map_err(|_| malformed("coordinate out of range"))
+            })
+            .collect()
+    }
+    fn upward(
+        &mut self,
+        nodes: usize,
+        arcs_bound: Option<usize>,
+    ) -> Result<UpwardGraph, ArtifactError> {
+        let g = UpwardGraph {
+            first: self.u32s()?,
+            head: self.u32s()?,
+            weight: self.weights()?,
+            arc: self.u32s()?,
+        };
+        let m = g.head.len();
+        let ok = g.first.len() == nodes + 1
+            && g.first.first() == Some(&0)
+            && g.first.last().is_some_and(|&l| l as usize == m)
+            && g.first.windows(2).all(|w| w[0] <= w[1])
+            && g.weight.len() == m
+            && g.arc.len() == m
+            && g.head.iter().all(|&h| (h as usize) < nodes)
+            && arcs_bound.is_none_or(|b| g.arc.iter().all(|&a| (a as usize) < b));
+        if ok {
+            Ok(g)
+        } else {
+            Err(malformed("inconsistent hierarchy adjacency"))
+        }
+    }
+}
+
+/// Loads an artifact; see the module docs for the checks made.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Graph> {
+    if bytes.len() < 8 || &bytes[..8] != MAGIC {
+        return Err(ArtifactError::BadMagic.into());
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(ArtifactError::Truncated {
+            expected: HEADER_LEN as u64,
+            found: bytes.len() as u64,
+        }
+        .into());
+    }
+    let mut header = Reader { bytes, at: 8 };
+    let version = header.u32()?;
+    if version != FORMAT_VERSION {
+        return Err(ArtifactError::UnsupportedVersion {
+            found: version,
+            supported: FORMAT_VERSION,
+        }
+        .into());
+    }
+    let payload_len = header.u64()?;
+    let expected = payload_len.saturating_add(HEADER_LEN as u64);
+    if (bytes.len() as u64) < expected {
+        return Err(ArtifactError::Truncated {
+            expected,
+            found: bytes.len() as u64,
+        }
+        .into());
+    }
+    if (bytes.len() as u64) > expected {
+        return Err(malformed("trailing bytes after payload").into());
+    }
+    let digest: [u8; 32] = header.array()?;
+    let payload = &bytes[HEADER_LEN..];
+    if Sha256::digest(payload).as_slice() != digest {
+        return Err(ArtifactError::ChecksumMismatch.into());
+    }
+
+    let mut r = Reader {
+        bytes: payload,
+        at: 0,
+    };
+    let label = r.str()?;
+    let nodes = r.coords()?;
+    let points = r.coords()?;
+    let road_count = r.len(4 * 4 + 8 * 2 + 4)?;
+    let mut roads = Vec::with_capacity(road_count);
+    for _ in 0..road_count {
+        roads.push(Road {
+            from: r.u32()?,
+            to: r.u32()?,
+            geometry_start: r.u32()?,
+            geometry_len: r.u32()?,
+            forward: Weight(r.u64()?),
+            backward: Weight(r.u64()?),
+            name: r.u32()?,
+        });
+    }
+    let name_count = r.len(8)?;
+    let names = (0..name_count)
+        .map(|_| r.str())
+        .collect::<Result<Vec<_>, _>>()?;
+    let n = nodes.len();
+    let forward = r.upward(n, None)?;
+    let backward = r.upward(n, None)?;
+    let arc_a = r.u32s()?;
+    let arc_b = r.u32s()?;
+    if r.at != payload.len() {
+        return Err(malformed("unread bytes at end of payload").into());
+    }
+
+    let roads_ok = roads.iter().all(|road| {
+        (road.from as usize) < n
+            && (road.to as usize) < n
+            && road.geometry_len >= 2
+            && (road.geometry_start as usize)
+                .checked_add(road.geometry_len as usize)
+                .is_some_and(|end| end <= points.len())
+            && (road.name as usize) < names.len()
+    });
+    if !roads_ok {
+        return Err(malformed("road refers to a missing node, shape point or name").into());
+    }
+    let arcs = arc_a.len();
+    let edge_count = roads.len() * 2;
+    // An original arc must name an existing edge; a shortcut must name two earlier arcs
+    // (children are always created before their parent), which also rules out cycles that
+    // would make path unpacking loop forever.
+    let arcs_ok = arc_b.len() == arcs
+        && arc_a.iter().zip(&arc_b).enumerate().all(|(i, (&a, &b))| {
+            if b == u32::MAX {
+                (a as usize) < edge_count
+            } else {
+                (a as usize) < i && (b as usize) < i
+            }
+        })
+        && forward
+            .arc
+            .iter()
+            .chain(&backward.arc)
+            .all(|&a| (a as usize) < arcs);
+    if !arcs_ok {
+        return Err(malformed("hierarchy arc refers to a missing edge or arc").into());
+    }
+
+    let net = RoadNetwork {
+        nodes,
+        roads,
+        points,
+        names,
+    };
+    let ch = Hierarchy {
+        forward,
+        backward,
+        arc_a,
+        arc_b,
+    };
+    let mut graph = Graph::assemble(net, ch, label);
+    graph.set_checksum(checksum(bytes));
+    Ok(graph)
+}

@@ -1,0 +1,496 @@
+//! The prepared graph: network + hierarchy + spatial index, and the queries on it.
+
+use crate::ch::{self, Hierarchy, Search};
+use crate::geo::Coord;
+use crate::import::import_osm;
+use crate::network::RoadNetwork;
+use crate::profile::CarProfile;
+use crate::snap::{Snap, SnapIndex};
+use crate::weight::Weight;
+use crate::{Error, Result};
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Progress of a graph build, reported to [`BuildOptions::progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildProgress {
+    /// Reading and filtering the OSM file.
+    Importing,
+    /// Contracting nodes: `done` of `total`.
+    Contracting {
+        /// Nodes contracted so far.
+        done: usize,
+        /// Nodes to contract.
+        total: usize,
+    },
+    /// Building the spatial index and the artifact checksum.
+    Indexing,
+}
+
+/// Callback type for build progress.
+pub type ProgressFn = Arc<dyn Fn(BuildProgress) + Send + Sync>;
+
+/// Options of a graph build.
+#[derive(Clone, Default)]
+pub struct BuildOptions {
+    /// Version label stored in the artifact (e.g. `monaco-2024-06-01`); operators roll
+    /// graphs out by this label.
+    pub version: String,
+    /// Called as the build advances.
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for BuildOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildOptions")
+            .field("version", &self.version)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// What a graph is: identity and size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphInfo {
+    /// The version label given at build time.
+    pub version: String,
+    /// sha256 (hex) of the graph's artifact bytes: the identity agents and the control
+    /// plane compare.
+    pub checksum: String,
+    /// Junction nodes.
+    pub node_count: usize,
+    /// Directed edges.
+    pub edge_count: usize,
+    /// Roads.
+    pub road_count: usize,
+    /// Shortcut and original arcs in the hierarchy.
+    pub arc_count: usize,
+    /// `[min_lon, min_lat, max_lon, max_lat]` of the road network.
+    pub bbox: [f64; 4],
+}
+
+/// A prepared road graph that answers queries. Immutable and `Send + Sync`; share it
+/// behind an `Arc` and swap the `Arc` to change versions.
+#[derive(Debug)]
+pub struct Graph {
+    pub(crate) net: RoadNetwork,
+    pub(crate) ch: Hierarchy,
+    pub(crate) version: String,
+    index: SnapIndex,
+    info: GraphInfo,
+}
+
+/// One piece of a route: part of a road or a whole road.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteSegment {
+    /// Road name (or ref), empty if unnamed.
+    pub name: String,
+    /// Travel time on this piece, seconds.
+    pub duration_s: f64,
+    /// Length of this piece, metres.
+    pub distance_m: f64,
+    /// Indices into [`Route::geometry`]: `geometry[start]` is the first point and
+    /// `geometry[end - 1]` the last; consecutive segments share their boundary point.
+    pub geometry: std::ops::Range<usize>,
+}
+
+/// The fastest route between two snapped points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Travel time, seconds (millisecond resolution).
+    pub duration_s: f64,
+    /// Length, metres (decimetre resolution).
+    pub distance_m: f64,
+    /// The path from the first snapped point to the second.
+    pub geometry: Vec<Coord>,
+    /// The roads travelled, in order.
+    pub segments: Vec<RouteSegment>,
+}
+
+/// Durations and distances between every source and every target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    sources: usize,
+    targets: usize,
+    weights: Vec<Weight>,
+}
+
+impl Table {
+    /// Number of rows.
+    pub fn sources(&self) -> usize {
+        self.sources
+    }
+    /// Number of columns.
+    pub fn targets(&self) -> usize {
+        self.targets
+    }
+    fn cell(&self, i: usize, j: usize) -> Option<Weight> {
+        if i >= self.sources || j >= self.targets {
+            return None;
+        }
+        let w = self.weights[i * self.targets + j];
+        (!w.is_infinite()).then_some(w)
+    }
+    /// Travel time from source `i` to target `j` in seconds, `None` if unreachable.
+    pub fn duration_s(&self, i: usize, j: usize) -> Option<f64> {
+        self.cell(i, j).map(Weight::duration_s)
+    }
+    /// Distance from source `i` to target `j` in metres, `None` if unreachable.
+    pub fn distance_m(&self, i: usize, j: usize) -> Option<f64> {
+        self.cell(i, j).map(Weight::distance_m)
+    }
+}
+
+thread_local! {
+    /// Per-thread query state, sized to the last graph used: allocating the distance arrays
+    /// per query would cost more than the query.
+    static WORKSPACE: RefCell<Option<(Search, Search)>> = const { RefCell::new(None) };
+}
+
+fn with_workspace<R>(n: usize, f: impl FnOnce(&mut Search, &mut Search) -> R) -> R {
+    WORKSPACE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let ws = match slot.as_mut() {
+            Some(ws) if ws.0.len() == n => ws,
+            _ => slot.insert((Search::new(n), Search::new(n))),
+        };
+        f(&mut ws.0, &mut ws.1)
+    })
+}
+
+impl Graph {
+    /// Imports an OSM PBF file and prepares it. Takes seconds on a city: call it off any
+    /// async executor.
+    pub fn from_osm_file(
+        path: &Path,
+        profile: &CarProfile,
+        options: &BuildOptions,
+    ) -> Result<Graph> {
+        if let Some(p) = &options.progress {
+            p(BuildProgress::Importing);
+        }
+        let net = import_osm(path, profile)?;
+        Self::from_network(net, options)
+    }
+
+    /// Prepares a network: contraction hierarchy, spatial index, checksum.
+    pub fn from_network(net: RoadNetwork, options: &BuildOptions) -> Result<Graph> {
+        if net.roads.is_empty() {
+            return Err(Error::NoRoads);
+        }
+        let report = |done, total| {
+            if let Some(p) = &options.progress {
+                p(BuildProgress::Contracting { done, total });
+            }
+        };
+        let ch = ch::contract(net.nodes.len(), net.directed_edges(), &report);
+        if let Some(p) = &options.progress {
+            p(BuildProgress::Indexing);
+        }
+        let mut graph = Self::assemble(net, ch, options.version.clone());
+        let bytes = crate::artifact::encode(&graph);
+        graph.info.checksum = crate::artifact::checksum(&bytes);
+        Ok(graph)
+    }
+
+    pub(crate) fn assemble(net: RoadNetwork, ch: Hierarchy, version: String) -> Graph {
+        let index = SnapIndex::build(&net);
+        let bbox = net.nodes.iter().fold(
+            [
+                f64::INFINITY,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NEG_INFINITY,
+            ],
+            |b, c| {
+                [
+                    b[0].min(c.lon),
+                    b[1].min(c.lat),
+                    b[2].max(c.lon),
+                    b[3].max(c.lat),
+                ]
+            },
+        );
+        let summary = net.summary();
+        let info = GraphInfo {
+            version: version.clone(),
+            checksum: String::new(),
+            node_count: summary.nodes,
+            edge_count: summary.edges,
+            road_count: summary.roads,
+            arc_count: ch.arc_a.len(),
+            bbox,
+        };
+        Graph {
+            net,
+            ch,
+            version,
+            index,
+            info,
+        }
+    }
+
+    pub(crate) fn set_checksum(&mut self, checksum: String) {
+        self.info.checksum = checksum;
+    }
+
+    /// Loads a graph from artifact bytes; see [`crate::artifact`].
+    pub fn from_artifact(bytes: &[u8]) -> Result<Graph> {
+        crate::artifact::decode(bytes)
+    }
+
+    /// Reads and loads an artifact file.
+    pub fn read_artifact(path: &Path) -> Result<Graph> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_artifact(&bytes)
+    }
+
+    /// Serialises the graph as an artifact.
+    pub fn to_artifact(&self) -> Vec<u8> {
+        crate::artifact::encode(self)
+    }
+
+    /// Writes the artifact to `path` (via a temporary file and a rename, so a crash never
+    /// leaves a half-written artifact under the final name).
+    pub fn write_artifact(&self, path: &Path) -> Result<()> {
+        let io = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let tmp = path.with_extension("partial");
+        std::fs::write(&tmp, self.to_artifact()).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// Identity and size of this graph.
+    pub fn info(&self) -> &GraphInfo {
+        &self.info
+    }
+
+    /// Snaps a coordinate to the nearest road segment within `max_radius_m` metres.
+    pub fn snap(&self, at: Coord, max_radius_m: f64) -> Result<Snap> {
+        let mut snaps = self.index.nearest(&self.net, at, 1, max_radius_m)?;
+        snaps.pop().ok_or(Error::NoSegment {
+            lon: at.lon,
+            lat: at.lat,
+            radius_m: max_radius_m,
+        })
+    }
+
+    /// Up to `number` snaps on distinct roads within `max_radius_m`, nearest first.
+    pub fn nearest(&self, at: Coord, number: usize, max_radius_m: f64) -> Result<Vec<Snap>> {
+        self.index.nearest(&self.net, at, number, max_radius_m)
+    }
+
+    /// Seeds for leaving a snapped point: each drivable direction of its road, with the
+    /// cost of the rest of the road.
+    pub(crate) fn source_seeds(&self, s: &Snap) -> Vec<(u32, Weight)> {
+        let r = &self.net.roads[s.road as usize];
+        let mut seeds = Vec::with_capacity(2);
+        if !r.forward.is_infinite() {
+            seeds.push((r.to, r.forward.scale(1.0 - s.fraction)));
+        }
+        if !r.backward.is_infinite() {
+            seeds.push((r.from, r.backward.scale(s.fraction)));
+        }
+        seeds
+    }
+
+    /// Seeds for arriving at a snapped point: from the road's start (driving forward) or
+    /// its end (driving backward).
+    pub(crate) fn target_seeds(&self, t: &Snap) -> Vec<(u32, Weight)> {
+        let r = &self.net.roads[t.road as usize];
+        let mut seeds = Vec::with_capacity(2);
+        if !r.forward.is_infinite() {
+            seeds.push((r.from, r.forward.scale(t.fraction)));
+        }
+        if !r.backward.is_infinite() {
+            seeds.push((r.to, r.backward.scale(1.0 - t.fraction)));
+        }
+        seeds
+    }
+
+    /// Cost of driving from `s` to `t` along their shared road without leaving it, if they
+    /// are on the same road and the direction allows it.
+    pub(crate) fn same_road(&self, s: &Snap, t: &Snap) -> Option<(Weight, bool)> {
+        if s.road != t.road {
+            return None;
+        }
+        let r = &self.net.roads[s.road as usize];
+        let forward = (!r.forward.is_infinite() && t.fraction >= s.fraction)
+            .then(|| (r.forward.scale(t.fraction - s.fraction), false));
+        let backward = (!r.backward.is_infinite() && t.fraction <= s.fraction)
+            .then(|| (r.backward.scale(s.fraction - t.fraction), true));
+        match (forward, backward) {
+            (Some(f), Some(b)) => Some(if b.0 < f.0 { b } else { f }),
+            (f, b) => f.or(b),
+        }
+    }
+
+    /// The fastest route from `from` to `to`.
+    pub fn route(&self, from: &Snap, to: &Snap) -> Result<Route> {
+        let direct = self.same_road(from, to);
+        let found = with_workspace(self.net.nodes.len(), |fwd, bwd| {
+            self.ch
+                .query(fwd, bwd, &self.source_seeds(from), &self.target_seeds(to))
+        });
+        match (found, direct) {
+            (Some(f), Some((w, backward))) if w <= f.weight => {
+                Ok(self.direct_route(from, to, w, backward))
+            }
+            (None, Some((w, backward))) => Ok(self.direct_route(from, to, w, backward)),
+            (Some(f), _) => Ok(self.assemble_route(from, to, &f)),
+            (None, None) => Err(Error::NoRoute),
+        }
+    }
+
+    /// Shortest weights between every source and target, computed with CH buckets.
+    pub fn table(&self, sources: &[Snap], targets: &[Snap]) -> Table {
+        let source_seeds: Vec<_> = sources.iter().map(|s| self.source_seeds(s)).collect();
+        let target_seeds: Vec<_> = targets.iter().map(|t| self.target_seeds(t)).collect();
+        let mut weights = with_workspace(self.net.nodes.len(), |fwd, _| {
+            self.ch.many_to_many(fwd, &source_seeds, &target_seeds)
+        });
+        for (i, s) in sources.iter().enumerate() {
+            for (j, t) in targets.iter().enumerate() {
+                if let Some((w, _)) = self.same_road(s, t) {
+                    let cell = &mut weights[i * targets.len() + j];
+                    if w < *cell {
+                        *cell = w;
+                    }
+                }
+            }
+        }
+        Table {
+            sources: sources.len(),
+            targets: targets.len(),
+            weights,
+        }
+    }
+
+    fn name(&self, road: u32) -> String {
+        let r = &self.net.roads[road as usize];
+        self.net
+            .names
+            .get(r.name as usize)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn direct_route(&self, from: &Snap, to: &Snap, w: Weight, backward: bool) -> Route {
+        let road = &self.net.roads[from.road as usize];
+        let pts = self.net.geometry(road);
+        let mut geometry = vec![from.location];
+        if backward {
+            // Points strictly between the two snaps, walking against the road's order.
+            geometry.extend(
+                (to.segment as usize + 1..=from.segment as usize)
+                    .rev()
+                    .map(|i| pts[i]),
+            );
+        } else {
+            geometry.extend((from.segment as usize + 1..=to.segment as usize).map(|i| pts[i]));
+        }
+        geometry.push(to.location);
+        let segments = vec![RouteSegment {
+            name: self.name(from.road),
+            duration_s: w.duration_s(),
+            distance_m: w.distance_m(),
+            geometry: 0..geometry.len(),
+        }];
+        Route {
+            duration_s: w.duration_s(),
+            distance_m: w.distance_m(),
+            geometry,
+            segments,
+        }
+    }
+
+    fn assemble_route(&self, from: &Snap, to: &Snap, found: &ch::Found) -> Route {
+        let mut geometry: Vec<Coord> = vec![from.location];
+        let mut segments = Vec::new();
+        let mut push = |geometry: &mut Vec<Coord>,
+                        points: &mut dyn Iterator<Item = Coord>,
+                        road: u32,
+                        w: Weight| {
+            let start = geometry.len() - 1;
+            geometry.extend(points);
+            segments.push(RouteSegment {
+                name: self.name(road),
+                duration_s: w.duration_s(),
+                distance_m: w.distance_m(),
+                geometry: start..geometry.len(),
+            });
+        };
+
+        // The first partial road: towards `to` if we left through the road's end node.
+        let rs = &self.net.roads[from.road as usize];
+        let ps = self.net.geometry(rs);
+        let seg = from.segment as usize;
+        if found.source == rs.to {
+            let w = rs.forward.scale(1.0 - from.fraction);
+            push(
+                &mut geometry,
+                &mut ps[seg + 1..].iter().copied(),
+                from.road,
+                w,
+            );
+        } else {
+            let w = rs.backward.scale(from.fraction);
+            push(
+                &mut geometry,
+                &mut ps[..=seg].iter().rev().copied(),
+                from.road,
+                w,
+            );
+        }
+
+        for edge in &found.edges {
+            let road = &self.net.roads[edge.road() as usize];
+            let pts = self.net.geometry(road);
+            let w = road.weight(edge.is_backward());
+            if edge.is_backward() {
+                push(
+                    &mut geometry,
+                    &mut pts[..pts.len() - 1].iter().rev().copied(),
+                    edge.road(),
+                    w,
+                );
+            } else {
+                push(&mut geometry, &mut pts[1..].iter().copied(), edge.road(), w);
+            }
+        }
+
+        // The last partial road: we arrive from its start node when driving it forward.
+        let rt = &self.net.roads[to.road as usize];
+        let pt = self.net.geometry(rt);
+        let seg = to.segment as usize;
+        if found.target == rt.from {
+            let w = rt.forward.scale(to.fraction);
+            let mut pts = pt[1..=seg]
+                .iter()
+                .copied()
+                .chain(std::iter::once(to.location));
+            push(&mut geometry, &mut pts, to.road, w);
+        } else {
+            let w = rt.backward.scale(1.0 - to.fraction);
+            let mut pts = pt[seg + 1..pt.len() - 1]
+                .iter()
+                .rev()
+                .copied()
+                .chain(std::iter::once(to.location));
+            push(&mut geometry, &mut pts, to.road, w);
+        }
+
+        Route {
+            duration_s: found.weight.duration_s(),
+            distance_m: found.weight.distance_m(),
+            geometry,
+            segments,
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The edgeroute routing engine: everything that turns a road map into answers, with no
+//! network, storage or async runtime in sight.
+//!
+//! # Layout
+//! - [`geo`]: coordinates, great-circle distance, bearings.
+//! - [`profile`]: the car profile (which OSM ways are roads, how fast, which way).
+//! - [`import`]: OSM PBF -> [`RoadNetwork`] (junction graph, largest strongly connected
+//!   component only).
+//! - `ch` (private): contraction-hierarchy preprocessing and queries.
+//! - [`Graph`]: the prepared, immutable graph that answers `snap`, `nearest`, `route` and
+//!   `table`; share it behind an `Arc`.
+//! - [`artifact`]: the versioned, checksummed binary file a prepared graph is stored as.
+//! - [`polyline`]: Google polyline encoding (precision 5 and 6).
+//! - [`oracle`]: a plain Dijkstra (petgraph) over the unprepared network, the reference
+//!   every CH answer is checked against.
+//! - [`vrp`]: the vehicle-routing solver.
+//!
+//! # Weights
+//! Every edge carries an integer duration (milliseconds) and distance (decimetres). The
+//! search minimises duration and breaks ties by distance, so the fastest route is unique up
+//! to equal (duration, distance) pairs and a CH answer can be compared exactly with the
+//! oracle's.
+
+pub mod artifact;
+mod ch;
+mod error;
+pub mod geo;
+mod graph;
+pub mod import;
+mod network;
+pub mod oracle;
+pub mod polyline;
+pub mod profile;
+mod snap;
+pub mod vrp;
+mod weight;
+
+pub use error::{ArtifactError, Error, Result};
+pub use geo::Coord;
+pub use graph::{BuildOptions, Graph, GraphInfo, Route, RouteSegment, Table};
+pub use network::{RoadNetwork, RoadSummary};
+pub use profile::CarProfile;
+pub use snap::Snap;

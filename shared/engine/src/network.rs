@@ -1,0 +1,257 @@
+//! The unprepared road network: junctions joined by roads with geometry.
+
+use crate::geo::{Coord, haversine_m};
+use crate::profile::Direction;
+use crate::weight::Weight;
+use crate::{Error, Result};
+use petgraph::graph::{DiGraph, NodeIndex};
+use std::collections::HashMap;
+
+/// A road between two junctions, with its full shape. Directed travel along it is
+/// `forward` (from `from` to `to`) and/or `backward`; a direction a car may not take has an
+/// infinite weight.
+#[derive(Debug, Clone)]
+pub(crate) struct Road {
+    pub(crate) from: u32,
+    pub(crate) to: u32,
+    /// Range into [`RoadNetwork::points`]; at least two points, the first at `from` and the
+    /// last at `to`.
+    pub(crate) geometry_start: u32,
+    pub(crate) geometry_len: u32,
+    pub(crate) forward: Weight,
+    pub(crate) backward: Weight,
+    pub(crate) name: u32,
+}
+
+impl Road {
+    pub(crate) fn geometry_range(&self) -> std::ops::Range<usize> {
+        let start = self.geometry_start as usize;
+        start..start + self.geometry_len as usize
+    }
+
+    pub(crate) fn weight(&self, backward: bool) -> Weight {
+        if backward {
+            self.backward
+        } else {
+            self.forward
+        }
+    }
+}
+
+/// A directed edge: a road travelled in one direction. Encoded as `road * 2 + backward`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct EdgeId(pub(crate) u32);
+
+impl EdgeId {
+    pub(crate) fn new(road: u32, backward: bool) -> Self {
+        EdgeId(road * 2 + u32::from(backward))
+    }
+    pub(crate) fn road(self) -> u32 {
+        self.0 / 2
+    }
+    pub(crate) fn is_backward(self) -> bool {
+        self.0 % 2 == 1
+    }
+}
+
+/// The road network before preprocessing: junction nodes, roads between them with their
+/// geometry, road names. Built by [`crate::import`] from OSM, or by hand with
+/// [`RoadNetwork::builder`].
+#[derive(Debug, Clone, Default)]
+pub struct RoadNetwork {
+    pub(crate) nodes: Vec<Coord>,
+    pub(crate) roads: Vec<Road>,
+    pub(crate) points: Vec<Coord>,
+    pub(crate) names: Vec<String>,
+}
+
+/// Sizes of a network, for logs and summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoadSummary {
+    /// Junction nodes.
+    pub nodes: usize,
+    /// Roads (each may be drivable one or both ways).
+    pub roads: usize,
+    /// Directed edges (drivable directions of roads).
+    pub edges: usize,
+}
+
+impl RoadNetwork {
+    /// Starts building a network by hand (tests, synthetic maps).
+    pub fn builder() -> RoadNetworkBuilder {
+        RoadNetworkBuilder::default()
+    }
+
+    /// Counts of nodes, roads and directed edges.
+    pub fn summary(&self) -> RoadSummary {
+        let edges = self
+            .roads
+            .iter()
+            .map(|r| usize::from(!r.forward.is_infinite()) + usize::from(!r.backward.is_infinite()))
+            .sum();
+        RoadSummary {
+            nodes: self.nodes.len(),
+            roads: self.roads.len(),
+            edges,
+        }
+    }
+
+    pub(crate) fn geometry(&self, road: &Road) -> &[Coord] {
+        &self.points[road.geometry_range()]
+    }
+
+    /// Directed edges as (tail, head, weight, id), the input to both CH and the oracle.
+    pub(crate) fn directed_edges(&self) -> impl Iterator<Item = (u32, u32, Weight, EdgeId)> + '_ {
+        self.roads.iter().enumerate().flat_map(|(i, r)| {
+            let i = i as u32;
+            let f = (!r.forward.is_infinite()).then_some((
+                r.from,
+                r.to,
+                r.forward,
+                EdgeId::new(i, false),
+            ));
+            let b = (!r.backward.is_infinite()).then_some((
+                r.to,
+                r.from,
+                r.backward,
+                EdgeId::new(i, true),
+            ));
+            f.into_iter().chain(b)
+        })
+    }
+
+    /// Keeps only the largest strongly connected component, so every snapped point can reach
+    /// every other one; islands (car parks behind barriers, broken data) would otherwise give
+    /// `NoRoute` for points that look connected on a map.
+    fn retain_largest_scc(mut self) -> Self {
+        let mut g: DiGraph<(), ()> = DiGraph::with_capacity(self.nodes.len(), self.roads.len() * 2);
+        for _ in 0..self.nodes.len() {
+            g.add_node(());
+        }
+        for (from, to, _, _) in self.directed_edges() {
+            g.add_edge(
+                NodeIndex::new(from as usize),
+                NodeIndex::new(to as usize),
+                (),
+            );
+        }
+        let components = petgraph::algo::tarjan_scc(&g);
+        let Some(largest) = components.iter().max_by_key(|c| c.len()) else {
+            return RoadNetwork::default();
+        };
+        let mut new_id = vec![u32::MAX; self.nodes.len()];
+        let mut nodes = Vec::with_capacity(largest.len());
+        let mut sorted: Vec<usize> = largest.iter().map(|n| n.index()).collect();
+        sorted.sort_unstable();
+        for old in sorted {
+            new_id[old] = nodes.len() as u32;
+            nodes.push(self.nodes[old]);
+        }
+        let mut points = Vec::with_capacity(self.points.len());
+        let mut roads = Vec::with_capacity(self.roads.len());
+        for road in &self.roads {
+            let (from, to) = (new_id[road.from as usize], new_id[road.to as usize]);
+            if from == u32::MAX || to == u32::MAX {
+                continue;
+            }
+            let start = points.len() as u32;
+            points.extend_from_slice(&self.points[road.geometry_range()]);
+            roads.push(Road {
+                from,
+                to,
+                geometry_start: start,
+                ..road.clone()
+            });
+        }
+        self.nodes = nodes;
+        self.roads = roads;
+        self.points = points;
+        self
+    }
+}
+
+/// Builds a [`RoadNetwork`] road by road.
+#[derive(Debug, Default)]
+pub struct RoadNetworkBuilder {
+    net: RoadNetwork,
+    name_ids: HashMap<String, u32>,
+}
+
+/// A junction handle returned by [`RoadNetworkBuilder::add_node`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NodeHandle(u32);
+
+impl RoadNetworkBuilder {
+    /// Adds a junction.
+    pub fn add_node(&mut self, at: Coord) -> NodeHandle {
+        self.net.nodes.push(at);
+        NodeHandle(self.net.nodes.len() as u32 - 1)
+    }
+
+    /// Adds a road from `from` to `to` through `interior` shape points. Roads of zero
+    /// length or with no drivable direction are ignored.
+    pub fn add_road(
+        &mut self,
+        from: NodeHandle,
+        to: NodeHandle,
+        interior: &[Coord],
+        speed_kmh: f64,
+        direction: Direction,
+        name: &str,
+    ) {
+        let (Some(&a), Some(&b)) = (
+            self.net.nodes.get(from.0 as usize),
+            self.net.nodes.get(to.0 as usize),
+        ) else {
+            return;
+        };
+        if !(speed_kmh.is_finite() && speed_kmh > 0.0) {
+            return;
+        }
+        let start = self.net.points.len();
+        self.net.points.push(a);
+        self.net.points.extend_from_slice(interior);
+        self.net.points.push(b);
+        let length_m: f64 = self.net.points[start..]
+            .windows(2)
+            .map(|w| haversine_m(w[0], w[1]))
+            .sum();
+        if !length_m.is_finite() || from == to {
+            self.net.points.truncate(start);
+            return;
+        }
+        let duration_ms = (length_m / (speed_kmh / 3.6) * 1000.0).round().max(1.0);
+        let w = Weight::new(
+            duration_ms.min(f64::from(u32::MAX / 2)) as u32,
+            (length_m * 10.0).round().min(f64::from(u32::MAX / 2)) as u32,
+        );
+        let (forward, backward) = match direction {
+            Direction::Forward => (w, Weight::INFINITY),
+            Direction::Backward => (Weight::INFINITY, w),
+            Direction::Both => (w, w),
+        };
+        let next_name = self.name_ids.len() as u32;
+        let name = *self.name_ids.entry(name.to_owned()).or_insert_with(|| {
+            self.net.names.push(name.to_owned());
+            next_name
+        });
+        self.net.roads.push(Road {
+            from: from.0,
+            to: to.0,
+            geometry_start: start as u32,
+            geometry_len: (self.net.points.len() - start) as u32,
+            forward,
+            backward,
+            name,
+        });
+    }
+
+    /// Finishes the network, keeping only its largest strongly connected component.
+    pub fn build(self) -> Result<RoadNetwork> {
+        let net = self.net.retain_largest_scc();
+        if net.roads.is_empty() {
+            return Err(Error::NoRoads);
+        }
+        Ok(net)
+    }
+}

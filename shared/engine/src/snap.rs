@@ -1,0 +1,156 @@
+//! Snapping coordinates onto road segments with an R-tree.
+
+use crate::geo::{Coord, LocalProjection, haversine_m, lerp};
+use crate::network::RoadNetwork;
+use crate::{Error, Result};
+use rstar::RTree;
+use rstar::primitives::{GeomWithData, Line};
+
+/// A coordinate placed on the nearest point of a road.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snap {
+    /// The coordinate that was asked for.
+    pub input: Coord,
+    /// The nearest point on the road network.
+    pub location: Coord,
+    /// Great-circle distance from `input` to `location`, metres.
+    pub distance_m: f64,
+    /// Name (or ref) of the road snapped to; empty when the road has none.
+    pub name: String,
+    pub(crate) road: u32,
+    /// Index of the geometry segment (`points[segment]..points[segment + 1]`) holding
+    /// `location`.
+    pub(crate) segment: u32,
+    /// Position along the road as a share of its length, `0.0` at `from`, `1.0` at `to`.
+    pub(crate) fraction: f64,
+}
+
+type Segment = GeomWithData<Line<[f64; 2]>, (u32, u32)>;
+
+/// The spatial index over every segment of every road.
+#[derive(Debug)]
+pub(crate) struct SnapIndex {
+    tree: RTree<Segment>,
+    projection: LocalProjection,
+}
+
+impl SnapIndex {
+    pub(crate) fn build(net: &RoadNetwork) -> Self {
+        let (min_lat, max_lat) = net
+            .nodes
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), c| {
+                (lo.min(c.lat), hi.max(c.lat))
+            });
+        let reference = if min_lat.is_finite() {
+            (min_lat + max_lat) / 2.0
+        } else {
+            0.0
+        };
+        let projection = LocalProjection::new(reference);
+        let mut segments = Vec::with_capacity(net.points.len());
+        for (r, road) in net.roads.iter().enumerate() {
+            for (s, pair) in net.geometry(road).windows(2).enumerate() {
+                let line = Line::new(projection.project(pair[0]), projection.project(pair[1]));
+                segments.push(GeomWithData::new(line, (r as u32, s as u32)));
+            }
+        }
+        Self {
+            tree: RTree::bulk_load(segments),
+            projection,
+        }
+    }
+
+    /// Up to `number` snaps on distinct roads within `radius_m`, nearest first.
+    pub(crate) fn nearest(
+        &self,
+        net: &RoadNetwork,
+        at: Coord,
+        number: usize,
+        radius_m: f64,
+    ) -> Result<Vec<Snap>> {
+        let at = Coord::new(at.lon, at.lat)?;
+        let no_segment = Error::NoSegment {
+            lon: at.lon,
+            lat: at.lat,
+            radius_m,
+        };
+        if number == 0 || !(radius_m >= 0.0) {
+            return Err(no_segment);
+        }
+        let p = self.projection.project(at);
+        // The projection is approximate; search a little wider and filter on the exact
+        // great-circle distance.
+        let slack = radius_m * 1.01 + 1.0;
+        let mut out: Vec<Snap> = Vec::with_capacity(number);
+        for (seg, d2) in self.tree.nearest_neighbor_iter_with_distance_2(&p) {
+            if d2.sqrt() > slack {
+                break;
+            }
+            let (road, segment) = seg.data;
+            if out.iter().any(|s| s.road == road) {
+                continue;
+            }
+            let snap = self.place(net, at, road, segment, seg.geom());
+            if snap.distance_m <= radius_m {
+                out.push(snap);
+                if out.len() == number {
+                    break;
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(no_segment);
+        }
+        out.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m));
+        Ok(out)
+    }
+
+    fn place(
+        &self,
+        net: &RoadNetwork,
+        at: Coord,
+        road: u32,
+        segment: u32,
+        line: &Line<[f64; 2]>,
+    ) -> Snap {
+        let p = self.projection.project(at);
+        let (a, b) = (line.from, line.to);
+        let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+        let len2 = dx * dx + dy * dy;
+        let t = if len2 > 0.0 {
+            (((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / len2).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let r = &net.roads[road as usize];
+        let geometry = net.geometry(r);
+        let s = segment as usize;
+        let location = lerp(geometry[s], geometry[s + 1], t);
+        let mut before = 0.0;
+        let mut total = 0.0;
+        for (i, pair) in geometry.windows(2).enumerate() {
+            let len = haversine_m(pair[0], pair[1]);
+            if i < s {
+                before += len;
+            } else if i == s {
+                before += len * t;
+            }
+            total += len;
+        }
+        let fraction = if total > 0.0 {
+            (before / total).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        Snap {
+            input: at,
+            location,
+            distance_m: haversine_m(at, location),
+            name: net.names.get(r.name as usize).cloned().unwrap_or_default(),
+            road,
+            segment,
+            fraction,
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Every contraction-hierarchy answer must equal plain Dijkstra's.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{monaco, porto_pbf, random_snaps};
+use edgeroute_engine::oracle::Oracle;
+use edgeroute_engine::{BuildOptions, CarProfile, Error, Graph, Snap};
+
+fn assert_matches_oracle(graph: &Graph, pairs: usize, seed: u64) {
+    let oracle = Oracle::new(graph);
+    let snaps = random_snaps(graph, pairs * 2, seed, 500.0);
+    let mut routed = 0;
+    for pair in snaps.chunks(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let expected = oracle.route(a, b);
+        match graph.route(a, b) {
+            Ok(route) => {
+                let e = expected.unwrap_or_else(|| {
+                    panic!("CH found a route the oracle did not: {a:?} -> {b:?}")
+                });
+                assert_eq!(route.duration_s, e.duration_s, "duration {a:?} -> {b:?}");
+                assert_eq!(route.distance_m, e.distance_m, "distance {a:?} -> {b:?}");
+                check_route_consistency(&route, a, b);
+                routed += 1;
+            }
+            Err(Error::NoRoute) => assert!(
+                expected.is_none(),
+                "oracle found {expected:?} for {a:?} -> {b:?}"
+            ),
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    // The largest SCC is kept, so every pair of snapped points is connected.
+    assert_eq!(routed, pairs);
+}
+
+fn check_route_consistency(route: &edgeroute_engine::Route, a: &Snap, b: &Snap) {
+    assert_eq!(route.geometry.first(), Some(&a.location));
+    assert_eq!(route.geometry.last(), Some(&b.location));
+    let d: f64 = route.segments.iter().map(|s| s.duration_s).sum();
+    let m: f64 = route.segments.iter().map(|s| s.distance_m).sum();
+    assert!(
+        (d - route.duration_s).abs() < 1e-6,
+        "segment durations {d} vs {}",
+        route.duration_s
+    );
+    assert!(
+        (m - route.distance_m).abs() < 1e-6,
+        "segment distances {m} vs {}",
+        route.distance_m
+    );
+    let mut expected_start = 0;
+    for s in &route.segments {
+        assert_eq!(s.geometry.start, expected_start, "segments are contiguous");
+        assert!(s.geometry.end <= route.geometry.len());
+        expected_start = s.geometry.end - 1;
+    }
+    assert_eq!(expected_start, route.geometry.len() - 1);
+    // The geometry's length should match the reported distance (it is the same path):
+    // allow for the decimetre rounding per edge.
+    let geo_len: f64 = route
+        .geometry
+        .windows(2)
+        .map(|w| edgeroute_engine::geo::haversine_m(w[0], w[1]))
+        .sum();
+    let tolerance = 0.1 * route.segments.len() as f64 + 1.0;
+    assert!(
+        (geo_len - route.distance_m).abs() <= tolerance,
+        "geometry {geo_len} m vs distance {} m",
+        route.distance_m
+    );
+}
+
+#[test]
+fn monaco_ch_equals_dijkstra_on_1000_random_pairs() {
+    assert_matches_oracle(monaco(), 1000, 0x5eed_0001);
+}
+
+#[test]
+fn monaco_table_equals_pairwise_routes() {
+    let g = monaco();
+    let sources = random_snaps(g, 25, 7, 500.0);
+    let targets = random_snaps(g, 30, 8, 500.0);
+    let table = g.table(&sources, &targets);
+    assert_eq!((table.sources(), table.targets()), (25, 30));
+    for (i, s) in sources.iter().enumerate() {
+        for (j, t) in targets.iter().enumerate() {
+            let r = g.route(s, t).unwrap();
+            assert_eq!(
+                table.duration_s(i, j),
+                Some(r.duration_s),
+                "duration [{i}][{j}]"
+            );
+            assert_eq!(
+                table.distance_m(i, j),
+                Some(r.distance_m),
+                "distance [{i}][{j}]"
+            );
+        }
+    }
+    assert_eq!(table.duration_s(25, 0), None, "out of range cell");
+}
+
+#[test]
+fn same_point_and_same_road() {
+    let g = monaco();
+    for s in random_snaps(g, 50, 99, 500.0) {
+        let r = g.route(&s, &s).unwrap();
+        assert_eq!(r.duration_s, 0.0);
+        assert_eq!(r.distance_m, 0.0);
+        // Two points on the same road, in both orders, agree with the oracle.
+        let oracle = Oracle::new(g);
+        let other = g.nearest(s.input, 1, 500.0).unwrap().remove(0);
+        let shifted = g
+            .snap(
+                edgeroute_engine::Coord {
+                    lon: (s.location.lon + other.location.lon) / 2.0 + 1e-5,
+                    lat: s.location.lat,
+                },
+                500.0,
+            )
+            .unwrap();
+        for (a, b) in [(&s, &shifted), (&shifted, &s)] {
+            let expected = oracle.route(a, b).unwrap();
+            let got = g.route(a, b).unwrap();
+            assert_eq!(
+                (got.duration_s, got.distance_m),
+                (expected.duration_s, expected.distance_m)
+            );
+        }
+    }
+}
+
+#[test]
+fn porto_ch_equals_dijkstra_on_1000_random_pairs() {
+    let Some(path) = porto_pbf() else {
+        println!("NOTICE: ../shared/data/osm/porto.osm.pbf not found; Porto oracle test skipped");
+        return;
+    };
+    let g = Graph::from_osm_file(&path, &CarProfile::default(), &BuildOptions::default()).unwrap();
+    assert!(
+        g.info().node_count > 40_000,
+        "Porto's junction graph: {:?}",
+        g.info()
+    );
+    assert_matches_oracle(&g, 1000, 0x5eed_0002);
+    let sources = random_snaps(&g, 10, 3, 300.0);
+    let targets = random_snaps(&g, 12, 4, 300.0);
+    let table = g.table(&sources, &targets);
+    for (i, s) in sources.iter().enumerate() {
+        for (j, t) in targets.iter().enumerate() {
+            let r = g.route(s, t).unwrap();
+            assert_eq!(table.duration_s(i, j), Some(r.duration_s));
+            assert_eq!(table.distance_m(i, j), Some(r.distance_m));
+        }
+    }
+}
