@@ -1,0 +1,29 @@
+//! Vehicle routing: capacitated, time-windowed, multi-vehicle (VROOM's model).
+//!
+//! # Layout
+//! - [`model`]: the [`Problem`] (vehicles, jobs, shipments, matrices) and its validation.
+//! - [`solution`]: the [`Solution`] (routes step by step, unassigned tasks).
+//! - `solver` (private): preprocessing, route caches with O(1) insertion checks, an exact
+//!   break scheduler, and the ruin-and-recreate search behind [`solve`].
+//! - [`check`]: [`check_feasibility`], an independent checker that recomputes everything
+//!   from the problem and the matrices.
+//!
+//! The objective is VROOM's: first serve as much as possible (priorities first), then
+//! minimise cost = fixed cost of every used vehicle + travel cost, where the travel cost of
+//! a leg is its duration (speed factor applied) scaled by `per_hour / 3600`.
+
+pub mod check;
+pub mod model;
+pub mod solution;
+mod solver;
+
+pub use check::{SolutionStats, Violation, check_feasibility};
+pub use model::{
+    Break, InputError, Job, Matrix, Problem, Shipment, ShipmentStep, TimeWindow, Vehicle,
+    VehicleCosts,
+};
+pub use solution::{Route, Solution, Step, StepKind, Unassigned};
+pub use solver::{SolveOptions, solve};
+
+#[cfg(test)]
+mod tests;
