@@ -477,3 +477,19 @@ fn search_improves_on_the_construction() {
     assert_eq!(first.unassigned, 0);
     assert!(later.cost < first.cost, "{} !< {}", later.cost, first.cost);
 }
+
+#[test]
+fn large_problems_use_granular_insertion_and_stay_feasible() {
+    let mut rng = SmallRng::seed_from_u64(5);
+    let mut p = random_problem(&mut rng, 170, 4);
+    let base = p.vehicles.clone();
+    for k in 0..12 {
+        let mut v = base[k % base.len()].clone();
+        v.id = 10 + k as u64;
+        v.max_tasks = Some(20);
+        p.vehicles.push(v);
+    }
+    let (s, stats) = solve_checked(&p, 100);
+    assert!(stats.served > 60, "{} served", stats.served);
+    assert_eq!(stats.served + s.unassigned.len(), 174);
+}

@@ -27,6 +27,10 @@ pub(super) struct State {
     pub routes: Vec<RouteState>,
     /// Units not in any route, kept sorted for determinism.
     pub unassigned: Vec<usize>,
+    /// Undo log of the current iteration: routes as they were before their first change.
+    journal: Vec<(usize, RouteState)>,
+    journal_unassigned: Vec<usize>,
+    journaling: bool,
 }
 
 impl State {
@@ -36,6 +40,9 @@ impl State {
                 .map(|v| RouteState::new(inst, v))
                 .collect(),
             unassigned: (0..inst.units.len()).collect(),
+            journal: Vec::new(),
+            journal_unassigned: Vec::new(),
+            journaling: false,
         }
     }
 
@@ -43,6 +50,36 @@ impl State {
         Objective {
             unserved: self.unassigned.iter().map(|&u| inst.unit_weight[u]).sum(),
             cost: self.routes.iter().map(|r| r.cost(inst)).sum(),
+        }
+    }
+
+    /// Starts recording changes, so that [`Self::rollback`] can undo them cheaply (a full
+    /// clone of the state per iteration costs more than the search itself).
+    fn begin(&mut self) {
+        self.journal.clear();
+        self.journal_unassigned.clone_from(&self.unassigned);
+        self.journaling = true;
+    }
+
+    /// Keeps the changes since [`Self::begin`].
+    fn commit(&mut self) {
+        self.journal.clear();
+        self.journaling = false;
+    }
+
+    /// Undoes the changes since [`Self::begin`].
+    fn rollback(&mut self) {
+        for (r, route) in self.journal.drain(..) {
+            self.routes[r] = route;
+        }
+        std::mem::swap(&mut self.unassigned, &mut self.journal_unassigned);
+        self.journaling = false;
+    }
+
+    /// Records route `r` before its first change in this iteration.
+    fn touch(&mut self, r: usize) {
+        if self.journaling && !self.journal.iter().any(|(i, _)| *i == r) {
+            self.journal.push((r, self.routes[r].clone()));
         }
     }
 
@@ -65,10 +102,14 @@ impl State {
                 gone[t as usize] = true;
             }
         }
-        for r in &mut self.routes {
-            let before = r.tasks.len();
+        for ri in 0..self.routes.len() {
+            if !self.routes[ri].tasks.iter().any(|&t| gone[t as usize]) {
+                continue;
+            }
+            self.touch(ri);
+            let r = &mut self.routes[ri];
             r.tasks.retain(|&t| !gone[t as usize]);
-            if r.tasks.len() != before {
+            {
                 r.update(inst);
                 if !r.feasible {
                     // Removal only shortens a route, but a matrix that breaks the triangle
@@ -126,6 +167,7 @@ impl State {
     }
 
     fn apply(&mut self, inst: &Instance<'_>, r: usize, u: usize, i: usize, j: usize) {
+        self.touch(r);
         let route = &mut self.routes[r];
         match inst.units[u] {
             Unit::Job(t) => route.tasks.insert(i, t),
@@ -149,9 +191,44 @@ impl State {
         rng: &mut SmallRng,
         blink: f64,
     ) {
+        // On large instances, only routes already serving one of the unit's nearest
+        // neighbours are tried (a granular neighbourhood), plus one empty route per class.
+        let granular = inst.tasks.len() > GRANULAR_FROM;
+        let mut route_of = vec![u32::MAX; inst.tasks.len()];
+        let mut empties = Vec::new();
+        if granular {
+            for (r, route) in self.routes.iter().enumerate() {
+                for &t in &route.tasks {
+                    route_of[t as usize] = r as u32;
+                }
+            }
+            empties = self.candidate_routes(inst);
+            empties.retain(|&r| self.routes[r].tasks.is_empty());
+        }
+        let mut cands = Vec::new();
         for &u in units {
             let mut best: Option<(i64, usize, usize, usize)> = None;
-            for r in self.candidate_routes(inst) {
+            if granular {
+                cands.clear();
+                for t in inst.unit_tasks(u) {
+                    for &nb in inst.neighbours[t as usize].iter().take(GRANULAR_NEIGHBOURS) {
+                        let r = route_of[nb as usize];
+                        if r != u32::MAX && !cands.contains(&(r as usize)) {
+                            cands.push(r as usize);
+                        }
+                    }
+                }
+                cands.sort_unstable();
+                cands.extend(
+                    empties
+                        .iter()
+                        .copied()
+                        .filter(|&r| self.routes[r].tasks.is_empty()),
+                );
+            } else {
+                cands = self.candidate_routes(inst);
+            }
+            for &r in &cands {
                 if let Some((c, i, j)) = self.insertion(inst, r, u, rng, blink)
                     && best.is_none_or(|b| c < b.0)
                 {
@@ -159,7 +236,16 @@ impl State {
                 }
             }
             if let Some((_, r, i, j)) = best {
+                let opened = self.routes[r].tasks.is_empty();
                 self.apply(inst, r, u, i, j);
+                if granular && opened {
+                    // That class's next empty vehicle (if any) becomes the candidate.
+                    empties = self.candidate_routes(inst);
+                    empties.retain(|&e| self.routes[e].tasks.is_empty());
+                }
+                for t in inst.unit_tasks(u) {
+                    route_of[t as usize] = r as u32;
+                }
             }
         }
     }
@@ -245,6 +331,9 @@ impl State {
 const AVG_REMOVED: f64 = 10.0;
 const MAX_STRING: f64 = 10.0;
 const BLINK: f64 = 0.01;
+/// Instances with more tasks than this use granular insertion over this many neighbours.
+const GRANULAR_FROM: usize = 150;
+const GRANULAR_NEIGHBOURS: usize = 40;
 /// Annealing temperatures at the start and the end, in mean arc costs.
 const T_START: f64 = 1.0;
 const T_END: f64 = 0.01;
@@ -312,16 +401,18 @@ impl<'i, 'a> Search<'i, 'a> {
             };
             let temp = t0 * (tf / t0).powf(progress.min(1.0));
             iter += 1;
-            let mut cand = current.clone();
-            let removed = self.ruin(&mut cand);
-            self.recreate(&mut cand, removed);
-            let obj = cand.objective(inst);
+            current.begin();
+            let removed = self.ruin(&mut current);
+            self.recreate(&mut current, removed);
+            let obj = current.objective(inst);
             let accept = obj.unserved < cur_obj.unserved
                 || (obj.unserved == cur_obj.unserved
                     && (obj.cost as f64)
                         < cur_obj.cost as f64 - temp * self.rng.random::<f64>().ln());
-            if accept {
-                current = cand;
+            if !accept {
+                current.rollback();
+            } else {
+                current.commit();
                 cur_obj = obj;
                 if obj < best_obj {
                     best = current.clone();
