@@ -1,0 +1,69 @@
+//! The open endpoints: liveness, readiness and Prometheus metrics.
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::header,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use crate::error::ApiError;
+
+/// Liveness / readiness body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `ready`.
+    pub status: &'static str,
+    /// Graph version served, when ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graph_version: Option<String>,
+}
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, description = "The process is up", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        graph_version: None,
+    })
+}
+
+/// A graph is loaded and requests can be answered.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses(
+    (status = 200, description = "A graph is loaded", body = Health),
+    (status = 503, description = "No graph yet", body = edgeroute_protocol::osrm::ErrorResponse)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    let graph = state.graph()?;
+    Ok(Json(Health {
+        status: "ready",
+        graph_version: Some(graph.info().version.clone()),
+    }))
+}
+
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "OpenMetrics text exposition", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = state.metrics.encode().map_err(ApiError::internal)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}

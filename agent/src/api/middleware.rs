@@ -1,0 +1,307 @@
+//! The middleware stack, in one [`ServiceBuilder`], outermost first:
+//!
+//! 1. request id: accept `x-request-id` or make one (UUID), echo it on the response;
+//! 2. trace span per request (request id, method, path, endpoint template);
+//! 3. metrics (count and latency by endpoint template and final status);
+//! 4. CORS, above everything that can refuse, so 401/429/503/504 carry CORS headers;
+//! 5. compression;
+//! 6. JSON errors: any bare error status from below (404/405/413...) becomes an OSRM-style
+//!    JSON body, and internal error details are logged here, never sent;
+//! 7. API-key auth (401; health, readiness, metrics and the OpenAPI document stay open);
+//! 8. per-key token-bucket rate limit (429 + `Retry-After`);
+//! 9. timeout (504) and load shedding at the concurrency limit (503), as JSON;
+//! 10. panic catcher (500 JSON and a log line).
+//!
+//! Body-size limits are per route (see each module's `router()`).
+
+use std::{any::Any, collections::HashMap, sync::Mutex, time::Instant};
+
+use axum::{
+    Router,
+    body::Body,
+    error_handling::HandleErrorLayer,
+    extract::{MatchedPath, Request, State},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::{Next, from_fn, from_fn_with_state},
+    response::{IntoResponse, Response},
+};
+use edgeroute_protocol::osrm::ErrorCode;
+use tower::{
+    BoxError, ServiceBuilder, limit::GlobalConcurrencyLimitLayer, load_shed::LoadShedLayer,
+    timeout::TimeoutLayer,
+};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    compression::CompressionLayer,
+    cors::{AllowOrigin, Any as AnyOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use super::AppState;
+use crate::{
+    error::{ApiError, InternalError, code_for_status},
+    metrics::HttpLabels,
+    storage::hash_key,
+};
+
+/// Paths that need no key and are not rate limited.
+fn is_open(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
+}
+
+/// The key a request was authenticated with (a short hash prefix), for rate limiting.
+#[derive(Debug, Clone)]
+pub struct KeyId(pub String);
+
+/// Apply the whole stack to `router`.
+pub fn stack(router: Router, state: &AppState) -> Router {
+    let limits = &state.limits;
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(make_span))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(from_fn_with_state(state.clone(), record_metrics))
+            .layer(cors(&state.cors_origins))
+            .layer(CompressionLayer::new())
+            .layer(from_fn(json_errors))
+            .layer(from_fn_with_state(state.clone(), authenticate))
+            .layer(from_fn_with_state(state.clone(), rate_limit))
+            .layer(HandleErrorLayer::new(handle_error))
+            .layer(TimeoutLayer::new(limits.request_timeout))
+            .layer(LoadShedLayer::new())
+            .layer(GlobalConcurrencyLimitLayer::new(limits.concurrency_limit))
+            .layer(CatchPanicLayer::custom(panic_response)),
+    )
+}
+
+fn make_span(request: &Request) -> tracing::Span {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("-");
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    tracing::info_span!(
+        "request",
+        request_id,
+        method = %request.method(),
+        path = request.uri().path(),
+        endpoint,
+    )
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PUT])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER]);
+    if origins.iter().any(|o| o == "*") {
+        base.allow_origin(AnyOrigin)
+    } else {
+        base.allow_origin(AllowOrigin::list(
+            origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
+        ))
+    }
+}
+
+async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    state.metrics.in_flight().inc();
+    let response = next.run(request).await;
+    state.metrics.in_flight().dec();
+    state.metrics.observe_request(
+        &HttpLabels {
+            endpoint,
+            method,
+            status: response.status().as_u16(),
+        },
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+fn default_message(status: StatusCode) -> String {
+    match status {
+        StatusCode::NOT_FOUND => "No such endpoint".to_owned(),
+        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed on this path".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => "Request body too large".to_owned(),
+        s => s.canonical_reason().unwrap_or("Error").to_owned(),
+    }
+}
+
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if let Some(InternalError(detail)) = response.extensions().get::<InternalError>() {
+        tracing::error!(error = %detail, "internal error");
+    }
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+        return response;
+    }
+    let (mut parts, _body) = response.into_parts();
+    let replacement =
+        ApiError::new(code_for_status(status), default_message(status)).into_response();
+    let (new_parts, body) = replacement.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if let Some(ct) = new_parts.headers.get(header::CONTENT_TYPE) {
+        parts.headers.insert(header::CONTENT_TYPE, ct.clone());
+    }
+    Response::from_parts(parts, body)
+}
+
+fn bearer(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response = ApiError::new(ErrorCode::Unauthorized, message).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if is_open(path) || request.method() == Method::OPTIONS {
+        return next.run(request).await;
+    }
+    let auth = &state.auth;
+    let presented = bearer(&request).map(hash_key);
+    if path.starts_with("/admin") {
+        let Some(admin) = &auth.admin_key_hash else {
+            return ApiError::new(
+                ErrorCode::Forbidden,
+                "The admin API is disabled: start the agent with --admin-key",
+            )
+            .into_response();
+        };
+        return match presented {
+            None => unauthorized("Missing admin key: send Authorization: Bearer <key>"),
+            Some(h) if &h == admin => {
+                request.extensions_mut().insert(KeyId(h[..16].to_owned()));
+                next.run(request).await
+            }
+            Some(_) => unauthorized("Invalid admin key"),
+        };
+    }
+    let key = match presented {
+        Some(h) if auth.api_key_hashes.contains(&h) || auth.admin_key_hash.as_ref() == Some(&h) => {
+            KeyId(h[..16].to_owned())
+        }
+        _ if auth.open => KeyId("anonymous".to_owned()),
+        None => return unauthorized("Missing API key: send Authorization: Bearer <key>"),
+        Some(_) => return unauthorized("Invalid API key"),
+    };
+    request.extensions_mut().insert(key);
+    next.run(request).await
+}
+
+/// Per-key token buckets.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// `per_second == 0` disables limiting.
+    pub fn new(per_second: f64, burst: u32) -> Self {
+        Self {
+            per_second,
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Take one token for `key`; `Err(seconds to wait)` when empty.
+    pub fn check(&self, key: &str) -> Result<(), u64> {
+        if self.per_second <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut buckets = match self.buckets.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (tokens, last) = buckets.entry(key.to_owned()).or_insert((self.burst, now));
+        *tokens =
+            (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - *tokens) / self.per_second;
+            // `as` saturates; the wait is small and positive.
+            Err((wait.ceil() as u64).max(1))
+        }
+    }
+}
+
+async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(KeyId(key)) = request.extensions().get::<KeyId>() {
+        if let Err(retry_after) = state.rate.check(key) {
+            return ApiError::too_many_requests(retry_after).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn handle_error(err: BoxError) -> Response {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        ApiError::new(
+            ErrorCode::Timeout,
+            "The request took too long and was cancelled",
+        )
+        .into_response()
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        let mut response = ApiError::new(
+            ErrorCode::Overloaded,
+            "The agent is at its concurrency limit; retry shortly",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(1));
+        response
+    } else {
+        ApiError::internal(err).into_response()
+    }
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
+    let detail = if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else {
+        "unknown panic payload".to_owned()
+    };
+    ApiError::internal(format!("handler panicked: {detail}")).into_response()
+}

@@ -1,0 +1,140 @@
+//! The HTTP API: one module per concern, each with a `router()`, merged by [`app`] under
+//! one middleware stack ([`middleware::stack`]).
+
+pub mod admin;
+pub mod health;
+pub mod middleware;
+pub mod nearest;
+pub mod openapi;
+pub mod params;
+pub mod route;
+pub mod status;
+pub mod table;
+
+use std::{collections::HashSet, sync::Arc, time::Instant};
+
+use axum::{
+    Router,
+    extract::{Query, rejection::QueryRejection},
+    http::Uri,
+};
+use edgeroute_engine::{Graph, Snap};
+
+use crate::{
+    config::Limits,
+    error::{ApiError, from_engine},
+    metrics::Metrics,
+    routing::GraphService,
+    storage::hash_key,
+};
+
+/// Who may call what.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// SHA-256 hashes of the accepted API keys.
+    pub api_key_hashes: HashSet<String>,
+    /// SHA-256 hash of the admin key (`None`: admin endpoints disabled).
+    pub admin_key_hash: Option<String>,
+    /// `--no-auth`: the routing API is open.
+    pub open: bool,
+}
+
+impl Auth {
+    /// Build from clear-text keys.
+    pub fn new(api_keys: &[String], admin_key: Option<&str>, open: bool) -> Self {
+        Self {
+            api_key_hashes: api_keys.iter().map(|k| hash_key(k)).collect(),
+            admin_key_hash: admin_key.map(hash_key),
+            open,
+        }
+    }
+}
+
+/// Static facts about this node.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// Display name.
+    pub name: String,
+    /// Stable id from storage.
+    pub id: String,
+    /// Region served.
+    pub region: String,
+    /// Starts on this database, this one included.
+    pub boot_count: u64,
+    /// When the process started.
+    pub started: Instant,
+}
+
+/// Shared state of every handler and middleware.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The served graph and its management.
+    pub graphs: Arc<GraphService>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Request limits.
+    pub limits: Arc<Limits>,
+    /// Keys.
+    pub auth: Arc<Auth>,
+    /// Per-key token buckets.
+    pub rate: Arc<middleware::RateLimiter>,
+    /// CORS origins (`*` for any).
+    pub cors_origins: Arc<Vec<String>>,
+    /// This node.
+    pub node: Arc<NodeInfo>,
+}
+
+impl AppState {
+    /// The graph to answer with, or 503 before the first load.
+    pub fn graph(&self) -> Result<Arc<Graph>, ApiError> {
+        self.graphs.holder().get().ok_or_else(ApiError::not_ready)
+    }
+}
+
+/// The whole application: every module's routes, the JSON 404 fallback and the middleware.
+pub fn app(state: AppState) -> Router {
+    let routes = Router::new()
+        .merge(route::router(&state))
+        .merge(table::router(&state))
+        .merge(nearest::router(&state))
+        .merge(health::router())
+        .merge(status::router())
+        .merge(admin::router(&state))
+        .merge(openapi::router())
+        .fallback(not_found)
+        .with_state(state.clone());
+    middleware::stack(routes, &state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(
+        edgeroute_protocol::osrm::ErrorCode::NotFound,
+        format!("No endpoint at {}", uri.path()),
+    )
+}
+
+/// The query pairs, or OSRM's `InvalidQuery`.
+pub(crate) fn query_pairs(
+    query: Result<Query<params::Pairs>, QueryRejection>,
+) -> Result<params::Pairs, ApiError> {
+    query
+        .map(|Query(pairs)| pairs)
+        .map_err(|_| ApiError::invalid_query("Query string malformed"))
+}
+
+/// Snap every coordinate, reporting the index of the first that fails.
+pub(crate) fn snap_all(
+    graph: &Graph,
+    coords: &[edgeroute_engine::Coord],
+    radiuses: &[Option<f64>],
+    default_radius: f64,
+) -> Result<Vec<Snap>, ApiError> {
+    coords
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let radius = radiuses.get(i).copied().flatten().unwrap_or(default_radius);
+            graph.snap(c, radius).map_err(|e| from_engine(e, Some(i)))
+        })
+        .collect()
+}

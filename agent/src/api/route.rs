@@ -1,0 +1,103 @@
+//! `GET /route/v1/{profile}/{coordinates}`: fastest route through the waypoints in order.
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State, rejection::QueryRejection},
+    routing::get,
+};
+use edgeroute_engine::{Coord, Graph};
+use edgeroute_protocol::osrm::{RouteOptions, RouteResponse};
+use tower_http::limit::RequestBodyLimitLayer;
+
+use super::{AppState, params, query_pairs, snap_all};
+use crate::{
+    error::{ApiError, from_engine},
+    routing::steps,
+};
+
+/// Routes with more waypoints than this run on the blocking pool.
+const INLINE_WAYPOINTS: usize = 16;
+
+/// Routes of this module.
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/route/{version}/{profile}/{coordinates}", get(route))
+        .layer(RequestBodyLimitLayer::new(state.limits.max_body_bytes))
+}
+
+/// Fastest route visiting the coordinates in order (OSRM route service).
+#[utoipa::path(get, path = "/route/{version}/{profile}/{coordinates}", tag = "osrm",
+    security(("bearer" = [])),
+    params(
+        ("version" = String, Path, description = "Protocol version: `v1`"),
+        ("profile" = String, Path, description = "Profile name (any; the graph's car profile answers)"),
+        ("coordinates" = String, Path, description = "`lon,lat;lon,lat[;...]`, `polyline(...)` or `polyline6(...)`, optionally followed by `.json`"),
+        ("alternatives" = Option<String>, Query, description = "`true`, `false` or a number; at most one route is returned"),
+        ("steps" = Option<bool>, Query, description = "Return turn-by-turn steps"),
+        ("geometries" = Option<String>, Query, description = "`polyline` (default), `polyline6` or `geojson`"),
+        ("overview" = Option<String>, Query, description = "`simplified` (default), `full` or `false`"),
+        ("annotations" = Option<String>, Query, description = "`true`, `false` or a list of `duration,distance,weight,speed`"),
+        ("radiuses" = Option<String>, Query, description = "Snapping radius per coordinate in metres, `;` separated"),
+        ("continue_straight" = Option<String>, Query, description = "Accepted for compatibility"),
+    ),
+    responses(
+        (status = 200, description = "A route", body = RouteResponse),
+        (status = 400, description = "OSRM error: InvalidUrl, InvalidQuery, InvalidValue, InvalidOptions, NoSegment, NoRoute, TooBig", body = edgeroute_protocol::osrm::ErrorResponse),
+        (status = 401, description = "Missing or wrong API key", body = edgeroute_protocol::osrm::ErrorResponse),
+        (status = 503, description = "No graph loaded yet, or overloaded", body = edgeroute_protocol::osrm::ErrorResponse),
+    ))]
+pub async fn route(
+    State(state): State<AppState>,
+    Path((version, _profile, coordinates)): Path<(String, String, String)>,
+    query: Result<Query<params::Pairs>, QueryRejection>,
+) -> Result<Json<RouteResponse>, ApiError> {
+    params::check_version(&version)?;
+    let coords = params::coordinates(&coordinates)?;
+    if coords.len() < 2 {
+        return Err(ApiError::invalid_options(
+            "Number of coordinates needs to be at least two.",
+        ));
+    }
+    let limits = &state.limits;
+    if coords.len() > limits.max_route_waypoints {
+        return Err(ApiError::too_big(format!(
+            "Number of coordinates {} exceeds the maximum of {}",
+            coords.len(),
+            limits.max_route_waypoints
+        )));
+    }
+    let options = params::route_options(&query_pairs(query)?, coords.len(), limits.snap_radius_m)?;
+    let graph = state.graph()?;
+    let radius = limits.snap_radius_m;
+    let response = if coords.len() <= INLINE_WAYPOINTS {
+        compute(&graph, &coords, &options, radius)?
+    } else {
+        tokio::task::spawn_blocking(move || compute(&graph, &coords, &options, radius))
+            .await
+            .map_err(ApiError::internal)??
+    };
+    Ok(Json(response))
+}
+
+/// Snap, route each leg and shape the OSRM response.
+pub fn compute(
+    graph: &Graph,
+    coords: &[Coord],
+    options: &RouteOptions,
+    default_radius: f64,
+) -> Result<RouteResponse, ApiError> {
+    let snaps = snap_all(graph, coords, &options.radiuses, default_radius)?;
+    let legs = snaps
+        .windows(2)
+        .map(|pair| {
+            graph
+                .route(&pair[0], &pair[1])
+                .map_err(|e| from_engine(e, None))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RouteResponse {
+        code: "Ok".to_owned(),
+        routes: vec![steps::route(&legs, options)],
+        waypoints: snaps.iter().map(steps::waypoint).collect(),
+    })
+}

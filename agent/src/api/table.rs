@@ -1,0 +1,117 @@
+//! `GET /table/v1/{profile}/{coordinates}`: duration and distance matrices.
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State, rejection::QueryRejection},
+    routing::get,
+};
+use edgeroute_engine::{Coord, Graph};
+use edgeroute_protocol::osrm::{TableAnnotation, TableOptions, TableResponse};
+use tower_http::limit::RequestBodyLimitLayer;
+
+use super::{AppState, params, query_pairs, snap_all};
+use crate::{error::ApiError, routing::steps};
+
+/// Routes of this module.
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/table/{version}/{profile}/{coordinates}", get(table))
+        .layer(RequestBodyLimitLayer::new(state.limits.max_body_bytes))
+}
+
+/// Durations (and distances) between sources and destinations (OSRM table service).
+#[utoipa::path(get, path = "/table/{version}/{profile}/{coordinates}", tag = "osrm",
+    security(("bearer" = [])),
+    params(
+        ("version" = String, Path, description = "Protocol version: `v1`"),
+        ("profile" = String, Path, description = "Profile name"),
+        ("coordinates" = String, Path, description = "`lon,lat;lon,lat[;...]` or `polyline(...)`"),
+        ("sources" = Option<String>, Query, description = "`all` or `;` separated coordinate indices"),
+        ("destinations" = Option<String>, Query, description = "`all` or `;` separated coordinate indices"),
+        ("annotations" = Option<String>, Query, description = "`duration` (default), `distance` or `duration,distance`"),
+        ("radiuses" = Option<String>, Query, description = "Snapping radius per coordinate in metres"),
+    ),
+    responses(
+        (status = 200, description = "Matrices; unreachable pairs are null", body = TableResponse),
+        (status = 400, description = "OSRM error (TooBig above the configured size)", body = edgeroute_protocol::osrm::ErrorResponse),
+    ))]
+pub async fn table(
+    State(state): State<AppState>,
+    Path((version, _profile, coordinates)): Path<(String, String, String)>,
+    query: Result<Query<params::Pairs>, QueryRejection>,
+) -> Result<Json<TableResponse>, ApiError> {
+    params::check_version(&version)?;
+    let coords = params::coordinates(&coordinates)?;
+    let limits = &state.limits;
+    if coords.len() > 2 * limits.max_table_size {
+        return Err(ApiError::too_big(format!(
+            "Too many table coordinates: {} (at most {} sources and {} destinations)",
+            coords.len(),
+            limits.max_table_size,
+            limits.max_table_size
+        )));
+    }
+    let options = params::table_options(&query_pairs(query)?, coords.len(), limits.snap_radius_m)?;
+    let sources = options
+        .sources
+        .clone()
+        .unwrap_or_else(|| (0..coords.len()).collect());
+    let destinations = options
+        .destinations
+        .clone()
+        .unwrap_or_else(|| (0..coords.len()).collect());
+    if sources.len() > limits.max_table_size || destinations.len() > limits.max_table_size {
+        return Err(ApiError::too_big(format!(
+            "Table of {}x{} exceeds the maximum of {}x{}",
+            sources.len(),
+            destinations.len(),
+            limits.max_table_size,
+            limits.max_table_size
+        )));
+    }
+    if coords.is_empty() || sources.is_empty() || destinations.is_empty() {
+        return Err(ApiError::invalid_options(
+            "A table needs at least one source and one destination",
+        ));
+    }
+    let graph = state.graph()?;
+    let radius = limits.snap_radius_m;
+    let response = tokio::task::spawn_blocking(move || {
+        compute(&graph, &coords, &sources, &destinations, &options, radius)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(Json(response))
+}
+
+/// Snap, compute the matrix and shape the OSRM response.
+pub fn compute(
+    graph: &Graph,
+    coords: &[Coord],
+    sources: &[usize],
+    destinations: &[usize],
+    options: &TableOptions,
+    default_radius: f64,
+) -> Result<TableResponse, ApiError> {
+    let snaps = snap_all(graph, coords, &options.radiuses, default_radius)?;
+    let src: Vec<_> = sources.iter().map(|&i| snaps[i].clone()).collect();
+    let dst: Vec<_> = destinations.iter().map(|&i| snaps[i].clone()).collect();
+    let table = graph.table(&src, &dst);
+    let matrix = |value: &dyn Fn(usize, usize) -> Option<f64>| {
+        (0..src.len())
+            .map(|i| {
+                (0..dst.len())
+                    .map(|j| value(i, j).map(steps::round1))
+                    .collect()
+            })
+            .collect()
+    };
+    let wants = |a| options.annotations.contains(&a);
+    Ok(TableResponse {
+        code: "Ok".to_owned(),
+        durations: wants(TableAnnotation::Duration).then(|| matrix(&|i, j| table.duration_s(i, j))),
+        distances: wants(TableAnnotation::Distance).then(|| matrix(&|i, j| table.distance_m(i, j))),
+        sources: src.iter().map(steps::waypoint).collect(),
+        destinations: dst.iter().map(steps::waypoint).collect(),
+    })
+}

@@ -1,0 +1,235 @@
+//! Command line and environment configuration.
+//!
+//! Every flag can also be set with an `EDGEROUTE_*` environment variable, so the same binary
+//! runs from a shell, a systemd unit or a Kubernetes DaemonSet without wrapper scripts.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+/// `edgeroute-agent`: serves OSRM-compatible routing from a local road graph.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "edgeroute-agent", version, about)]
+pub struct Config {
+    /// Address and port to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long, env = "EDGEROUTE_LISTEN", default_value = "127.0.0.1:5000")]
+    pub listen: SocketAddr,
+
+    /// Directory of the agent's sled database (graphs, keys, node identity).
+    #[arg(long, env = "EDGEROUTE_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// OSM PBF file to import on first start (skipped when the same file was imported before).
+    #[arg(long, env = "EDGEROUTE_MAP", conflicts_with = "graph")]
+    pub map: Option<PathBuf>,
+
+    /// Prepared graph artifact to serve (stored in the database, then activated).
+    #[arg(long, env = "EDGEROUTE_GRAPH")]
+    pub graph: Option<PathBuf>,
+
+    /// Version label for a graph imported with `--map` (default: file stem + content hash).
+    #[arg(long, env = "EDGEROUTE_GRAPH_VERSION")]
+    pub graph_version: Option<String>,
+
+    /// API key accepted as `Authorization: Bearer <key>` (repeatable; comma separated in env).
+    #[arg(long = "api-key", env = "EDGEROUTE_API_KEY", value_delimiter = ',')]
+    pub api_keys: Vec<String>,
+
+    /// Key for the `/admin` endpoints (graph upload and rollback). Without it they are off.
+    #[arg(long, env = "EDGEROUTE_ADMIN_KEY")]
+    pub admin_key: Option<String>,
+
+    /// Serve the routing API without authentication. Must be explicit.
+    #[arg(long, env = "EDGEROUTE_NO_AUTH")]
+    pub no_auth: bool,
+
+    /// PEM certificate chain: serve HTTPS (HTTP/1.1 and HTTP/2 via ALPN).
+    #[arg(long, env = "EDGEROUTE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key matching `--tls-cert`.
+    #[arg(long, env = "EDGEROUTE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Node name reported by `/v1/status` (default: the stored node id).
+    #[arg(long, env = "EDGEROUTE_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// Region this node serves.
+    #[arg(long, env = "EDGEROUTE_REGION", default_value = "default")]
+    pub region: String,
+
+    /// Write the bound port to this file once listening (for tools that bind port 0).
+    #[arg(long, env = "EDGEROUTE_PORT_FILE")]
+    pub port_file: Option<PathBuf>,
+
+    /// Largest number of sources, and of destinations, of one `/table` request.
+    #[arg(long, env = "EDGEROUTE_MAX_TABLE_SIZE", default_value_t = 1000)]
+    pub max_table_size: usize,
+
+    /// Largest number of coordinates of one `/route` request.
+    #[arg(long, env = "EDGEROUTE_MAX_ROUTE_WAYPOINTS", default_value_t = 500)]
+    pub max_route_waypoints: usize,
+
+    /// Largest `number` of one `/nearest` request.
+    #[arg(long, env = "EDGEROUTE_MAX_NEAREST", default_value_t = 100)]
+    pub max_nearest: usize,
+
+    /// Snapping radius in metres when the request gives none; also the cap on `radiuses`.
+    #[arg(long, env = "EDGEROUTE_SNAP_RADIUS_M", default_value_t = 1000.0)]
+    pub snap_radius_m: f64,
+
+    /// Sustained requests per second allowed per API key (0 disables rate limiting).
+    #[arg(long, env = "EDGEROUTE_RATE_LIMIT", default_value_t = 2000.0)]
+    pub rate_limit: f64,
+
+    /// Burst size of the per-key token bucket.
+    #[arg(long, env = "EDGEROUTE_RATE_BURST", default_value_t = 4000)]
+    pub rate_burst: u32,
+
+    /// Per-request timeout in milliseconds (answered with 504).
+    #[arg(long, env = "EDGEROUTE_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+
+    /// Largest request body in bytes on the routing API.
+    #[arg(long, env = "EDGEROUTE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest graph artifact accepted by `PUT /admin/graph`, in bytes.
+    #[arg(long, env = "EDGEROUTE_MAX_GRAPH_BYTES", default_value_t = 1 << 30)]
+    pub max_graph_bytes: usize,
+
+    /// Requests processed at once; beyond it requests are shed with 503.
+    #[arg(long, env = "EDGEROUTE_CONCURRENCY_LIMIT", default_value_t = 1024)]
+    pub concurrency_limit: usize,
+
+    /// Origins allowed by CORS (`*` for any; repeatable; comma separated in env).
+    #[arg(
+        long = "cors-origin",
+        env = "EDGEROUTE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
+    #[arg(long, env = "EDGEROUTE_SHUTDOWN_GRACE_S", default_value_t = 30)]
+    pub shutdown_grace_s: u64,
+
+    /// Log format on stderr.
+    #[arg(long, env = "EDGEROUTE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Request limits the handlers enforce, derived from [`Config`].
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Max sources and max destinations of a table.
+    pub max_table_size: usize,
+    /// Max coordinates of a route.
+    pub max_route_waypoints: usize,
+    /// Max `number` of nearest.
+    pub max_nearest: usize,
+    /// Default and maximum snapping radius in metres.
+    pub snap_radius_m: f64,
+    /// Routing API body limit.
+    pub max_body_bytes: usize,
+    /// Admin graph upload body limit.
+    pub max_graph_bytes: usize,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Concurrent requests before shedding.
+    pub concurrency_limit: usize,
+    /// Per-key requests per second (0: unlimited).
+    pub rate_limit: f64,
+    /// Per-key burst.
+    pub rate_burst: u32,
+}
+
+impl Config {
+    /// The request limits of this configuration.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_table_size: self.max_table_size,
+            max_route_waypoints: self.max_route_waypoints,
+            max_nearest: self.max_nearest,
+            snap_radius_m: self.snap_radius_m,
+            max_body_bytes: self.max_body_bytes,
+            max_graph_bytes: self.max_graph_bytes,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            concurrency_limit: self.concurrency_limit.max(1),
+            rate_limit: self.rate_limit,
+            rate_burst: self.rate_burst.max(1),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_table_size: 1000,
+            max_route_waypoints: 500,
+            max_nearest: 100,
+            snap_radius_m: 1000.0,
+            max_body_bytes: 64 * 1024,
+            max_graph_bytes: 1 << 30,
+            request_timeout: Duration::from_secs(30),
+            concurrency_limit: 1024,
+            rate_limit: 0.0,
+            rate_burst: 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_and_tls_needs_both_files() {
+        let config = Config::try_parse_from([
+            "edgeroute-agent",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "/tmp/x",
+            "--api-key",
+            "a",
+            "--api-key",
+            "b",
+        ])
+        .unwrap();
+        assert_eq!(config.api_keys, ["a", "b"]);
+        assert_eq!(config.max_table_size, 1000);
+        assert!(
+            Config::try_parse_from([
+                "edgeroute-agent",
+                "--data-dir",
+                "/tmp/x",
+                "--tls-cert",
+                "c.pem"
+            ])
+            .is_err()
+        );
+        assert!(
+            Config::try_parse_from([
+                "edgeroute-agent",
+                "--data-dir",
+                "/tmp/x",
+                "--map",
+                "m.pbf",
+                "--graph",
+                "g.bin"
+            ])
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! The edgeroute edge agent: OSRM-compatible route, table and nearest answers from a local
+//! road graph, with sled storage, a production middleware stack, metrics, TLS and atomic
+//! graph swaps.
+//!
+//! # Layout
+//! - [`config`]: the command line; every flag also from an `EDGEROUTE_*` variable.
+//! - [`server`]: start-up (storage, keys, background graph load), serving (HTTP or HTTPS)
+//!   and graceful shutdown.
+//! - [`api`]: the axum application, one module per concern, merged by [`api::app`] under
+//!   the middleware stack of [`api::middleware`].
+//! - [`routing`]: the served graph ([`routing::GraphHolder`], swapped atomically) and its
+//!   management; [`routing::steps`] shapes engine results into OSRM responses.
+//! - [`storage`]: durable state behind the [`storage::Store`] trait, in sled.
+//! - [`error`]: [`error::ApiError`], OSRM's error vocabulary as HTTP responses.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`tls`]: rustls (ring) server configuration.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod routing;
+pub mod server;
+pub mod storage;
+pub mod tls;

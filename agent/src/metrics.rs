@@ -1,0 +1,188 @@
+//! Prometheus metrics: HTTP requests by route template and status, graph version, build info.
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+/// Labels of the HTTP metrics. `endpoint` is the route template (`/route/v1/{profile}/...`),
+/// never the raw path, so cardinality stays bounded.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// Route template, or `unmatched`.
+    pub endpoint: String,
+    /// HTTP method.
+    pub method: String,
+    /// Response status code.
+    pub status: u16,
+}
+
+/// Labels of the graph info metric.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GraphLabels {
+    /// Graph version label.
+    pub version: String,
+    /// SHA-256 of the artifact.
+    pub checksum: String,
+}
+
+/// Labels of the build info metric.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// Agent version.
+    pub version: String,
+}
+
+/// All agent metrics and their registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<HttpLabels, Counter>,
+    latency: Family<HttpLabels, Histogram>,
+    in_flight: Gauge,
+    graph: Family<GraphLabels, Gauge>,
+    graph_swaps: Counter,
+    graph_nodes: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~26 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Register every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("edgeroute_agent");
+        let requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by endpoint template, method and status",
+            requests.clone(),
+        );
+        let latency = Family::<HttpLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let latency_family: Family<HttpLabels, Histogram> = latency;
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by endpoint template, method and status",
+            latency_family.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "http_requests_in_flight",
+            "Requests being processed",
+            in_flight.clone(),
+        );
+        let graph = Family::<GraphLabels, Gauge>::default();
+        registry.register(
+            "graph_info",
+            "The graph being served (value 1, version and checksum as labels)",
+            graph.clone(),
+        );
+        let graph_swaps = Counter::default();
+        registry.register(
+            "graph_swaps",
+            "Graph versions activated while running",
+            graph_swaps.clone(),
+        );
+        let graph_nodes = Gauge::default();
+        registry.register(
+            "graph_nodes",
+            "Nodes of the graph being served",
+            graph_nodes.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        registry.register("build_info", "Agent build (value 1)", build.clone());
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        Self {
+            registry,
+            requests,
+            latency: latency_family,
+            in_flight,
+            graph,
+            graph_swaps,
+            graph_nodes,
+        }
+    }
+
+    /// Count one finished request.
+    pub fn observe_request(&self, labels: &HttpLabels, seconds: f64) {
+        self.requests.get_or_create(labels).inc();
+        self.latency.get_or_create(labels).observe(seconds);
+    }
+
+    /// The in-flight gauge.
+    pub fn in_flight(&self) -> &Gauge {
+        &self.in_flight
+    }
+
+    /// Record that `version` is now served.
+    pub fn graph_activated(&self, version: &str, checksum: &str, nodes: usize) {
+        self.graph.clear();
+        self.graph
+            .get_or_create(&GraphLabels {
+                version: version.to_owned(),
+                checksum: checksum.to_owned(),
+            })
+            .set(1);
+        self.graph_nodes
+            .set(i64::try_from(nodes).unwrap_or(i64::MAX));
+        self.graph_swaps.inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_templates_graph_and_build() {
+        let metrics = Metrics::new();
+        let labels = HttpLabels {
+            endpoint: "/route/v1/{profile}/{coordinates}".into(),
+            method: "GET".into(),
+            status: 200,
+        };
+        metrics.observe_request(&labels, 0.001);
+        metrics.graph_activated("monaco-1", "abcd", 10);
+        metrics.graph_activated("monaco-2", "ef01", 12);
+        let text = metrics.encode().unwrap();
+        assert!(text.contains(
+            "edgeroute_agent_http_requests_total{endpoint=\"/route/v1/{profile}/{coordinates}\",method=\"GET\",status=\"200\"} 1"
+        ));
+        assert!(text.contains("edgeroute_agent_http_request_duration_seconds_bucket"));
+        assert!(text.contains("edgeroute_agent_build_info{version="));
+        assert!(
+            !text.contains("monaco-1"),
+            "the old graph version is cleared"
+        );
+        assert!(
+            text.contains("edgeroute_agent_graph_info{version=\"monaco-2\",checksum=\"ef01\"} 1")
+        );
+    }
+}

@@ -1,0 +1,289 @@
+//! The graph being served and how it changes.
+//!
+//! [`GraphHolder`] keeps the active [`Graph`] in an [`ArcSwapOption`]: a request loads an
+//! `Arc<Graph>` once and keeps it until it finishes, so an atomic swap never disturbs an
+//! in-flight request, and the old graph is freed when its last request drops it.
+//! [`GraphService`] verifies, stores and activates artifacts (startup, upload, rollback).
+
+pub mod steps;
+
+use std::{path::PathBuf, sync::Arc};
+
+use arc_swap::ArcSwapOption;
+use edgeroute_engine::{BuildOptions, CarProfile, Graph};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use crate::{
+    metrics::Metrics,
+    storage::{self, GraphPointers, Store},
+};
+
+/// Why a graph could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The artifact failed verification (magic, format version, length, checksum).
+    #[error("invalid graph artifact")]
+    InvalidArtifact(#[source] edgeroute_engine::Error),
+    /// The engine failed to import or prepare a map.
+    #[error("cannot build the graph from {path}")]
+    Import {
+        /// The OSM file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: edgeroute_engine::Error,
+    },
+    /// A file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A different artifact is already stored under this version label.
+    #[error("graph version {0:?} is already stored with a different checksum")]
+    VersionConflict(String),
+    /// There is no previous version to roll back to.
+    #[error("no previous graph version to roll back to")]
+    NoPrevious,
+    /// The database failed.
+    #[error("graph storage failed")]
+    Storage(#[from] storage::Error),
+    /// A blocking task panicked or was cancelled.
+    #[error("background task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Result alias for graph management.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The graph being served, swappable atomically.
+#[derive(Debug, Default)]
+pub struct GraphHolder {
+    current: ArcSwapOption<Graph>,
+}
+
+impl GraphHolder {
+    /// The graph to answer one request with (`None` before the first load).
+    pub fn get(&self) -> Option<Arc<Graph>> {
+        self.current.load_full()
+    }
+
+    /// Replace the graph; returns the previous one.
+    pub fn swap(&self, graph: Arc<Graph>) -> Option<Arc<Graph>> {
+        self.current.swap(Some(graph))
+    }
+}
+
+/// What was activated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activated {
+    /// Version now served.
+    pub version: String,
+    /// Its checksum.
+    pub checksum: String,
+    /// Version served before (rollback target).
+    pub previous: Option<String>,
+}
+
+/// Verifies, stores and activates graphs. Changes are serialised by a lock; serving never
+/// waits on it.
+pub struct GraphService {
+    holder: Arc<GraphHolder>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    changes: Mutex<()>,
+}
+
+impl std::fmt::Debug for GraphService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphService").finish_non_exhaustive()
+    }
+}
+
+/// Where the first graph comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Import this OSM file unless an import of identical content is stored.
+    Map {
+        /// The PBF file.
+        path: PathBuf,
+        /// Version label (default: file stem + content hash).
+        version: Option<String>,
+    },
+    /// Load, store and activate this artifact.
+    Artifact(PathBuf),
+    /// Serve the active version stored in the database.
+    Stored,
+}
+
+impl GraphService {
+    /// A service over a holder, a store and the metrics it updates.
+    pub fn new(holder: Arc<GraphHolder>, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            holder,
+            store,
+            metrics,
+            changes: Mutex::new(()),
+        }
+    }
+
+    /// The holder requests read from.
+    pub fn holder(&self) -> &Arc<GraphHolder> {
+        &self.holder
+    }
+
+    /// Stored versions and pointers.
+    pub async fn versions(&self) -> Result<(GraphPointers, Vec<String>)> {
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || {
+            Ok::<_, storage::Error>((store.graph_pointers()?, store.graph_versions()?))
+        })
+        .await??)
+    }
+
+    /// Load the first graph. Returns `None` when there is nothing to serve yet.
+    pub async fn load_initial(&self, source: Source) -> Result<Option<Activated>> {
+        let _guard = self.changes.lock().await;
+        let store = self.store.clone();
+        let graph = tokio::task::spawn_blocking(move || -> Result<Option<Graph>> {
+            match source {
+                Source::Stored => {
+                    let Some(version) = store.graph_pointers()?.active else {
+                        return Ok(None);
+                    };
+                    let bytes = store
+                        .graph(&version)?
+                        .ok_or(storage::Error::UnknownVersion(version))?;
+                    let graph = Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
+                    Ok(Some(graph))
+                }
+                Source::Artifact(path) => {
+                    let bytes = std::fs::read(&path).map_err(|source| Error::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    let graph = Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
+                    store_graph(store.as_ref(), &graph, &bytes)?;
+                    Ok(Some(graph))
+                }
+                Source::Map { path, version } => {
+                    let pbf = std::fs::read(&path).map_err(|source| Error::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    let source_sha = hex::encode(Sha256::digest(&pbf));
+                    drop(pbf);
+                    if let Some(stored) = store.graph_for_source(&source_sha)? {
+                        if let Some(bytes) = store.graph(&stored)? {
+                            tracing::info!(version = %stored, "map already imported; serving the stored graph");
+                            let graph =
+                                Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
+                            return Ok(Some(graph));
+                        }
+                    }
+                    let stem = path
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or("map")
+                        .trim_end_matches(".osm");
+                    let version =
+                        version.unwrap_or_else(|| format!("{stem}-{}", &source_sha[..12]));
+                    tracing::info!(map = %path.display(), %version, "importing and preprocessing the map");
+                    let started = std::time::Instant::now();
+                    let mut options = BuildOptions::default();
+                    options.version = version;
+                    let graph = Graph::from_osm_file(&path, &CarProfile::default(), &options)
+                        .map_err(|source| Error::Import {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    tracing::info!(elapsed_s = started.elapsed().as_secs_f64(), "map imported");
+                    let bytes = graph.to_artifact();
+                    store_graph(store.as_ref(), &graph, &bytes)?;
+                    store.record_graph_source(&source_sha, &graph.info().version)?;
+                    store.flush()?;
+                    Ok(Some(graph))
+                }
+            }
+        })
+        .await??;
+        let Some(graph) = graph else {
+            return Ok(None);
+        };
+        let store = self.store.clone();
+        let version = graph.info().version.clone();
+        let pointers =
+            tokio::task::spawn_blocking(move || store.activate_graph(&version)).await??;
+        Ok(Some(self.install(Arc::new(graph), pointers)))
+    }
+
+    /// Verify an uploaded artifact, store it and swap it in.
+    pub async fn upload(&self, bytes: axum::body::Bytes) -> Result<Activated> {
+        let _guard = self.changes.lock().await;
+        let store = self.store.clone();
+        let (graph, pointers) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let graph = Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
+            store_graph(store.as_ref(), &graph, &bytes)?;
+            let pointers = store.activate_graph(&graph.info().version)?;
+            store.flush()?;
+            Ok((graph, pointers))
+        })
+        .await??;
+        Ok(self.install(Arc::new(graph), pointers))
+    }
+
+    /// Swap back to the previous version.
+    pub async fn rollback(&self) -> Result<Activated> {
+        let _guard = self.changes.lock().await;
+        let store = self.store.clone();
+        let (graph, pointers) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let previous = store.graph_pointers()?.previous.ok_or(Error::NoPrevious)?;
+            let bytes = store
+                .graph(&previous)?
+                .ok_or_else(|| storage::Error::UnknownVersion(previous.clone()))?;
+            let graph = Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
+            let pointers = store.activate_graph(&previous)?;
+            store.flush()?;
+            Ok((graph, pointers))
+        })
+        .await??;
+        Ok(self.install(Arc::new(graph), pointers))
+    }
+
+    fn install(&self, graph: Arc<Graph>, pointers: GraphPointers) -> Activated {
+        let info = graph.info();
+        let activated = Activated {
+            version: info.version.clone(),
+            checksum: info.checksum.clone(),
+            previous: pointers.previous,
+        };
+        self.metrics
+            .graph_activated(&info.version, &info.checksum, info.node_count);
+        tracing::info!(
+            version = %activated.version,
+            checksum = %activated.checksum,
+            nodes = info.node_count,
+            edges = info.edge_count,
+            "graph activated"
+        );
+        self.holder.swap(graph);
+        activated
+    }
+}
+
+/// Store `bytes` under the graph's version unless an identical artifact is there already.
+fn store_graph(store: &dyn Store, graph: &Graph, bytes: &[u8]) -> Result<()> {
+    let version = &graph.info().version;
+    if let Some(existing) = store.graph(version)? {
+        if existing == bytes {
+            return Ok(());
+        }
+        return Err(Error::VersionConflict(version.clone()));
+    }
+    store.put_graph(version, bytes)?;
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! Durable agent state, behind the [`Store`] trait so handlers and tests do not depend on
+//! sled directly.
+//!
+//! What is stored: graph artifacts by version, the active and previous version pointers (for
+//! rollback), the content hash of each imported OSM file (so a restart does not re-import),
+//! API keys (as SHA-256 hashes, never in clear) and the node identity. The VRP plans and the
+//! sync outbox get their own trees in [`SledStore`] when they are added.
+//!
+//! Every method is synchronous and may touch the disk: call it from `spawn_blocking` on
+//! request paths.
+
+mod sled_store;
+
+pub use sled_store::{PLANS, SledStore};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database reported an error.
+    #[error("database error")]
+    Db(#[from] sled::Error),
+    /// A stored value could not be decoded.
+    #[error("stored value under {key} is corrupt")]
+    Corrupt {
+        /// Which key.
+        key: String,
+    },
+    /// A version to activate is not stored.
+    #[error("graph version {0:?} is not stored")]
+    UnknownVersion(String),
+}
+
+/// Result alias for storage.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The identity of this agent, created on first start and kept across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeIdentity {
+    /// Stable random id (hex).
+    pub id: String,
+    /// Unix seconds of the first start.
+    pub created_at: u64,
+    /// How many times the agent has started on this database, this start included.
+    pub boot_count: u64,
+}
+
+/// Where a graph version stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphPointers {
+    /// The version served.
+    pub active: Option<String>,
+    /// The version served before it (the rollback target).
+    pub previous: Option<String>,
+}
+
+/// SHA-256 hex of an API key: what is stored and compared.
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// The agent's durable state.
+pub trait Store: Send + Sync + 'static {
+    /// Store an artifact under `version` (overwrites).
+    fn put_graph(&self, version: &str, artifact: &[u8]) -> Result<()>;
+    /// The artifact stored under `version`.
+    fn graph(&self, version: &str) -> Result<Option<Vec<u8>>>;
+    /// All stored versions, sorted.
+    fn graph_versions(&self) -> Result<Vec<String>>;
+    /// Delete a stored version (never the active or previous one).
+    fn delete_graph(&self, version: &str) -> Result<bool>;
+    /// Active and previous version.
+    fn graph_pointers(&self) -> Result<GraphPointers>;
+    /// Make `version` active; the formerly active version becomes `previous`. Atomic.
+    fn activate_graph(&self, version: &str) -> Result<GraphPointers>;
+    /// The version imported from an OSM file with this content hash.
+    fn graph_for_source(&self, source_sha256: &str) -> Result<Option<String>>;
+    /// Remember that `version` was imported from an OSM file with this content hash.
+    fn record_graph_source(&self, source_sha256: &str, version: &str) -> Result<()>;
+    /// Add an API key (stored hashed).
+    fn add_api_key(&self, key: &str) -> Result<()>;
+    /// Hashes of all stored API keys.
+    fn api_key_hashes(&self) -> Result<Vec<String>>;
+    /// The node identity, created on the first call ever; each call counts a boot.
+    fn boot(&self) -> Result<NodeIdentity>;
+    /// Make everything written so far durable.
+    fn flush(&self) -> Result<()>;
+}

@@ -1,0 +1,245 @@
+//! The sled implementation of [`Store`].
+
+use std::{
+    path::Path,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use sha2::{Digest, Sha256};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::{Error, GraphPointers, NodeIdentity, Result, Store, hash_key};
+
+const GRAPHS: &str = "graphs";
+const META: &str = "meta";
+const SOURCES: &str = "graph_sources";
+const API_KEYS: &str = "api_keys";
+/// Reserved for the VRP plans (`GET /plans/{id}`).
+pub const PLANS: &str = "plans";
+
+const ACTIVE: &[u8] = b"graph.active";
+const PREVIOUS: &[u8] = b"graph.previous";
+const IDENTITY: &[u8] = b"node.identity";
+
+/// Agent state in a sled database.
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    graphs: sled::Tree,
+    meta: sled::Tree,
+    sources: sled::Tree,
+    api_keys: sled::Tree,
+}
+
+impl SledStore {
+    /// Open (or create) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let db = sled::open(dir)?;
+        Ok(Self {
+            graphs: db.open_tree(GRAPHS)?,
+            meta: db.open_tree(META)?,
+            sources: db.open_tree(SOURCES)?,
+            api_keys: db.open_tree(API_KEYS)?,
+            db,
+        })
+    }
+
+    /// A named tree for other subsystems (e.g. [`PLANS`]).
+    pub fn tree(&self, name: &str) -> Result<sled::Tree> {
+        Ok(self.db.open_tree(name)?)
+    }
+
+    fn string(&self, tree: &sled::Tree, key: &[u8]) -> Result<Option<String>> {
+        tree.get(key)?
+            .map(|v| {
+                String::from_utf8(v.to_vec()).map_err(|_| Error::Corrupt {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                })
+            })
+            .transpose()
+    }
+}
+
+impl Store for SledStore {
+    fn put_graph(&self, version: &str, artifact: &[u8]) -> Result<()> {
+        self.graphs.insert(version.as_bytes(), artifact)?;
+        Ok(())
+    }
+
+    fn graph(&self, version: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.graphs.get(version.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    fn graph_versions(&self) -> Result<Vec<String>> {
+        self.graphs
+            .iter()
+            .keys()
+            .map(|k| {
+                let k = k?;
+                String::from_utf8(k.to_vec()).map_err(|_| Error::Corrupt {
+                    key: "graphs".into(),
+                })
+            })
+            .collect()
+    }
+
+    fn delete_graph(&self, version: &str) -> Result<bool> {
+        let pointers = self.graph_pointers()?;
+        if pointers.active.as_deref() == Some(version)
+            || pointers.previous.as_deref() == Some(version)
+        {
+            return Ok(false);
+        }
+        Ok(self.graphs.remove(version.as_bytes())?.is_some())
+    }
+
+    fn graph_pointers(&self) -> Result<GraphPointers> {
+        Ok(GraphPointers {
+            active: self.string(&self.meta, ACTIVE)?,
+            previous: self.string(&self.meta, PREVIOUS)?,
+        })
+    }
+
+    fn activate_graph(&self, version: &str) -> Result<GraphPointers> {
+        if !self.graphs.contains_key(version.as_bytes())? {
+            return Err(Error::UnknownVersion(version.to_owned()));
+        }
+        let result = self.meta.transaction(|meta| {
+            let old = meta.get(ACTIVE)?;
+            if old.as_deref() != Some(version.as_bytes()) {
+                if let Some(old) = &old {
+                    meta.insert(PREVIOUS, old.clone())?;
+                }
+                meta.insert(ACTIVE, version.as_bytes())?;
+            }
+            Ok::<_, ConflictableTransactionError<()>>(())
+        });
+        result.map_err(|e: TransactionError<()>| match e {
+            TransactionError::Storage(e) => Error::Db(e),
+            TransactionError::Abort(()) => Error::Corrupt {
+                key: "graph.active".into(),
+            },
+        })?;
+        self.graph_pointers()
+    }
+
+    fn graph_for_source(&self, source_sha256: &str) -> Result<Option<String>> {
+        self.string(&self.sources, source_sha256.as_bytes())
+    }
+
+    fn record_graph_source(&self, source_sha256: &str, version: &str) -> Result<()> {
+        self.sources
+            .insert(source_sha256.as_bytes(), version.as_bytes())?;
+        Ok(())
+    }
+
+    fn add_api_key(&self, key: &str) -> Result<()> {
+        let hash = hash_key(key);
+        self.api_keys.insert(hash.as_bytes(), &[])?;
+        Ok(())
+    }
+
+    fn api_key_hashes(&self) -> Result<Vec<String>> {
+        self.api_keys
+            .iter()
+            .keys()
+            .map(|k| {
+                let k = k?;
+                String::from_utf8(k.to_vec()).map_err(|_| Error::Corrupt {
+                    key: "api_keys".into(),
+                })
+            })
+            .collect()
+    }
+
+    fn boot(&self) -> Result<NodeIdentity> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let identity = match self.meta.get(IDENTITY)? {
+            Some(bytes) => {
+                let mut id: NodeIdentity =
+                    serde_json::from_slice(&bytes).map_err(|_| Error::Corrupt {
+                        key: "node.identity".into(),
+                    })?;
+                id.boot_count += 1;
+                id
+            }
+            None => {
+                let seed = format!(
+                    "{}:{}:{}",
+                    now.as_nanos(),
+                    std::process::id(),
+                    self.db.generate_id()?
+                );
+                NodeIdentity {
+                    id: hex::encode(&Sha256::digest(seed.as_bytes())[..8]),
+                    created_at: now.as_secs(),
+                    boot_count: 1,
+                }
+            }
+        };
+        let bytes = serde_json::to_vec(&identity).map_err(|_| Error::Corrupt {
+            key: "node.identity".into(),
+        })?;
+        self.meta.insert(IDENTITY, bytes)?;
+        Ok(identity)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_keeps_the_previous_version_for_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        assert!(matches!(
+            store.activate_graph("v1"),
+            Err(Error::UnknownVersion(_))
+        ));
+        store.put_graph("v1", b"one").unwrap();
+        store.put_graph("v2", b"two").unwrap();
+        let p = store.activate_graph("v1").unwrap();
+        assert_eq!(p.active.as_deref(), Some("v1"));
+        assert_eq!(p.previous, None);
+        let p = store.activate_graph("v2").unwrap();
+        assert_eq!(p.active.as_deref(), Some("v2"));
+        assert_eq!(p.previous.as_deref(), Some("v1"));
+        // Re-activating the active version changes nothing.
+        let p = store.activate_graph("v2").unwrap();
+        assert_eq!(p.previous.as_deref(), Some("v1"));
+        assert!(!store.delete_graph("v1").unwrap(), "previous is protected");
+        assert_eq!(store.graph_versions().unwrap(), ["v1", "v2"]);
+        assert_eq!(store.graph("v2").unwrap().as_deref(), Some(&b"two"[..]));
+    }
+
+    #[test]
+    fn identity_keys_and_sources_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.add_api_key("secret").unwrap();
+            store.record_graph_source("abc", "v1").unwrap();
+            let id = store.boot().unwrap();
+            store.flush().unwrap();
+            id
+        };
+        let store = SledStore::open(dir.path()).unwrap();
+        let again = store.boot().unwrap();
+        assert_eq!(again.id, first.id);
+        assert_eq!(again.boot_count, 2);
+        assert_eq!(store.api_key_hashes().unwrap(), [hash_key("secret")]);
+        assert!(!store.api_key_hashes().unwrap()[0].contains("secret"));
+        assert_eq!(
+            store.graph_for_source("abc").unwrap().as_deref(),
+            Some("v1")
+        );
+    }
+}
