@@ -35,8 +35,9 @@ use tower_http::{
     compression::CompressionLayer,
     cors::{AllowOrigin, Any as AnyOrigin, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
-    trace::TraceLayer,
+    trace::{DefaultOnFailure, TraceLayer},
 };
+use tracing::Level;
 
 use super::AppState;
 use crate::{
@@ -60,7 +61,11 @@ pub fn stack(router: Router, state: &AppState) -> Router {
     router.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(TraceLayer::new_for_http().make_span_with(make_span))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(make_span)
+                    .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+            )
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(from_fn_with_state(state.clone(), record_metrics))
             .layer(cors(&state.cors_origins))

@@ -216,8 +216,12 @@ impl GraphService {
         };
         let store = self.store.clone();
         let version = graph.info().version.clone();
-        let pointers =
-            tokio::task::spawn_blocking(move || store.activate_graph(&version)).await??;
+        let pointers = tokio::task::spawn_blocking(move || {
+            let pointers = store.activate_graph(&version)?;
+            store.flush()?;
+            Ok::<_, storage::Error>(pointers)
+        })
+        .await??;
         Ok(Some(self.install(Arc::new(graph), pointers)))
     }
 
