@@ -1,0 +1,447 @@
+//! The objects a region owns — its agent DaemonSet, Service and ConfigMap — built as pure
+//! functions of the region, and the comparison that decides whether they need applying.
+
+use std::collections::BTreeMap;
+
+use edgeroute_protocol::crd::{EDGE_TAINT, EdgeRegion, REGION_LABEL};
+use k8s_openapi::api::apps::v1::{
+    DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service,
+    ServicePort, ServiceSpec, Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use serde_json::Value;
+
+/// Value of `app.kubernetes.io/managed-by` on everything the controller creates.
+pub const MANAGED_BY: &str = "edgeroute-controller";
+/// Where the agent keeps its sled database, in the container and (per region) on the node.
+pub const DATA_DIR: &str = "/var/lib/edgeroute";
+/// Non-root uid/gid the agent image runs as (distroless `nonroot`).
+const AGENT_UID: i64 = 65532;
+
+/// Settings of the control plane that end up in the agents' environment.
+#[derive(Debug, Clone)]
+pub struct AgentEnv {
+    /// URL agents sync with.
+    pub control_plane_url: String,
+}
+
+/// Name shared by a region's DaemonSet, Service and ConfigMap.
+pub fn child_name(region: &EdgeRegion) -> String {
+    format!("edgeroute-agent-{}", region.name_any())
+}
+
+fn selector_labels(region: &EdgeRegion) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_owned(),
+            "edgeroute-agent".to_owned(),
+        ),
+        ("app.kubernetes.io/instance".to_owned(), region.name_any()),
+    ])
+}
+
+fn labels(region: &EdgeRegion) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(region);
+    labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+    labels.insert(
+        "app.kubernetes.io/version".into(),
+        region.spec.agent.version.clone(),
+    );
+    labels.insert(REGION_LABEL.into(), region.name_any());
+    labels
+}
+
+fn metadata(region: &EdgeRegion, owner: &OwnerReference) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(child_name(region)),
+        namespace: region.namespace(),
+        labels: Some(labels(region)),
+        owner_references: Some(vec![owner.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The owner reference (controller=true) children carry; `None` until the region has a uid.
+pub fn owner_ref(region: &EdgeRegion) -> Option<OwnerReference> {
+    region.controller_owner_ref(&())
+}
+
+/// The ConfigMap the agents read their region settings from.
+pub fn config_map(region: &EdgeRegion, owner: &OwnerReference) -> ConfigMap {
+    let spec = &region.spec;
+    let data = BTreeMap::from([
+        ("EDGEROUTE_REGION".to_owned(), region.name_any()),
+        (
+            "EDGEROUTE_GRAPH_SOURCE".to_owned(),
+            spec.graph.source.clone(),
+        ),
+        (
+            "EDGEROUTE_GRAPH_VERSION".to_owned(),
+            spec.graph.version.clone(),
+        ),
+        (
+            "EDGEROUTE_LISTEN".to_owned(),
+            format!("0.0.0.0:{}", spec.agent.port),
+        ),
+    ]);
+    ConfigMap {
+        metadata: metadata(region, owner),
+        data: Some(data),
+        ..ConfigMap::default()
+    }
+}
+
+/// FNV-1a over the ConfigMap data: a pod-template annotation, so a config change rolls the
+/// agents (env from a ConfigMap is read only at container start).
+fn config_hash(cm: &ConfigMap) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in cm.data.iter().flatten() {
+        for byte in k.bytes().chain([0]).chain(v.bytes()).chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// The Service in front of the region's agents.
+pub fn service(region: &EdgeRegion, owner: &OwnerReference) -> Service {
+    Service {
+        metadata: metadata(region, owner),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(region)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: region.spec.agent.port,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn tolerations(region: &EdgeRegion) -> Vec<Toleration> {
+    let mut all = vec![Toleration {
+        key: Some(EDGE_TAINT.into()),
+        operator: Some("Exists".into()),
+        effect: Some("NoSchedule".into()),
+        ..Toleration::default()
+    }];
+    all.extend(
+        region
+            .spec
+            .agent
+            .tolerations
+            .iter()
+            .filter(|t| !all.contains(t))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    all
+}
+
+fn env(region: &EdgeRegion, agent_env: &AgentEnv) -> Vec<EnvVar> {
+    let plain = |name: &str, value: String| EnvVar {
+        name: name.into(),
+        value: Some(value),
+        value_from: None,
+    };
+    vec![
+        EnvVar {
+            name: "NODE_NAME".into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    api_version: Some("v1".into()),
+                    field_path: "spec.nodeName".into(),
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
+        plain("EDGEROUTE_REGION", region.name_any()),
+        plain(
+            "EDGEROUTE_CONTROL_PLANE_URL",
+            agent_env.control_plane_url.clone(),
+        ),
+        plain("EDGEROUTE_DATA_DIR", DATA_DIR.into()),
+    ]
+}
+
+fn probe(path: &str, initial_delay: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            scheme: Some("HTTP".into()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(initial_delay),
+        period_seconds: Some(10),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        localhost_profile: None,
+    }
+}
+
+/// The agent DaemonSet, scheduled on the nodes labelled for the region.
+pub fn daemon_set(
+    region: &EdgeRegion,
+    owner: &OwnerReference,
+    cm: &ConfigMap,
+    agent_env: &AgentEnv,
+) -> DaemonSet {
+    let agent = &region.spec.agent;
+    let template_meta = ObjectMeta {
+        labels: Some(labels(region)),
+        annotations: Some(BTreeMap::from([(
+            "edgeroute.io/config-hash".to_owned(),
+            config_hash(cm),
+        )])),
+        ..ObjectMeta::default()
+    };
+    let container = Container {
+        name: "agent".into(),
+        image: Some(format!("{}:{}", agent.image, agent.version)),
+        image_pull_policy: Some(agent.image_pull_policy.as_str().into()),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: agent.port,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        env: Some(env(region, agent_env)),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: child_name(region),
+                optional: Some(false),
+            }),
+            ..EnvFromSource::default()
+        }]),
+        liveness_probe: Some(probe("/healthz", 10)),
+        readiness_probe: Some(probe("/readyz", 5)),
+        resources: agent.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            run_as_user: Some(AGENT_UID),
+            run_as_group: Some(AGENT_UID),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            seccomp_profile: Some(runtime_default_seccomp()),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "data".into(),
+                mount_path: DATA_DIR.into(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    };
+    let pod = PodSpec {
+        node_selector: Some(BTreeMap::from([(
+            REGION_LABEL.to_owned(),
+            region.name_any(),
+        )])),
+        tolerations: Some(tolerations(region)),
+        // Agents talk to the control plane only; they need no Kubernetes API token.
+        automount_service_account_token: Some(false),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(AGENT_UID),
+            run_as_group: Some(AGENT_UID),
+            fs_group: Some(AGENT_UID),
+            seccomp_profile: Some(runtime_default_seccomp()),
+            ..PodSecurityContext::default()
+        }),
+        containers: vec![container],
+        volumes: Some(vec![
+            // The sled database (graph and outbox) must survive pod restarts on the node.
+            Volume {
+                name: "data".into(),
+                host_path: Some(HostPathVolumeSource {
+                    path: format!("{DATA_DIR}/{}", region.name_any()),
+                    type_: Some("DirectoryOrCreate".into()),
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            },
+        ]),
+        termination_grace_period_seconds: Some(30),
+        ..PodSpec::default()
+    };
+    DaemonSet {
+        metadata: metadata(region, owner),
+        spec: DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(region)),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(template_meta),
+                spec: Some(pod),
+            },
+            update_strategy: Some(DaemonSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDaemonSet {
+                    max_unavailable: Some(IntOrString::Int(1)),
+                    max_surge: Some(IntOrString::Int(0)),
+                }),
+            }),
+            ..DaemonSetSpec::default()
+        },
+        status: None,
+    }
+}
+
+/// Whether every field of `desired` is present with the same value in `observed`. The API
+/// server adds defaults and metadata to what was applied, so equality would never hold;
+/// containment is what "applying again changes nothing" means.
+pub fn is_subset(desired: &Value, observed: &Value) -> bool {
+    match (desired, observed) {
+        (Value::Object(d), Value::Object(o)) => d
+            .iter()
+            .all(|(k, v)| o.get(k).is_some_and(|ov| is_subset(v, ov))),
+        (Value::Array(d), Value::Array(o)) => {
+            d.len() == o.len() && d.iter().zip(o).all(|(dv, ov)| is_subset(dv, ov))
+        }
+        _ => desired == observed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::region;
+    use serde_json::json;
+
+    fn build() -> (EdgeRegion, DaemonSet, Service, ConfigMap) {
+        let mut r = region("porto", "porto");
+        r.spec.agent.tolerations.push(Toleration {
+            key: Some("dedicated".into()),
+            operator: Some("Equal".into()),
+            value: Some("routing".into()),
+            effect: Some("NoExecute".into()),
+            ..Toleration::default()
+        });
+        let owner = owner_ref(&r).unwrap();
+        let cm = config_map(&r, &owner);
+        let env = AgentEnv {
+            control_plane_url: "http://cp:8080".into(),
+        };
+        let ds = daemon_set(&r, &owner, &cm, &env);
+        let svc = service(&r, &owner);
+        (r, ds, svc, cm)
+    }
+
+    #[test]
+    fn daemon_set_runs_the_agent_on_the_region_label_with_a_restricted_context() {
+        let (_, ds, _, _) = build();
+        let json = serde_json::to_value(&ds).unwrap();
+        let pod = &json["spec"]["template"]["spec"];
+        assert_eq!(pod["nodeSelector"][REGION_LABEL], "porto");
+        let c = &pod["containers"][0];
+        assert_eq!(c["image"], "ghcr.io/edgeroute/agent:0.1.0");
+        let env = c["env"].as_array().unwrap();
+        assert_eq!(
+            env[0]["valueFrom"]["fieldRef"]["fieldPath"],
+            "spec.nodeName"
+        );
+        for name in [
+            "EDGEROUTE_REGION",
+            "EDGEROUTE_CONTROL_PLANE_URL",
+            "EDGEROUTE_DATA_DIR",
+        ] {
+            assert!(env.iter().any(|e| e["name"] == name), "{name}");
+        }
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+        let sc = &c["securityContext"];
+        assert_eq!(sc["runAsNonRoot"], true);
+        assert_eq!(sc["readOnlyRootFilesystem"], true);
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+        assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+        assert_eq!(
+            pod["volumes"][0]["hostPath"]["path"],
+            "/var/lib/edgeroute/porto"
+        );
+        let tolerations = pod["tolerations"].as_array().unwrap();
+        assert_eq!(tolerations.len(), 2);
+        assert_eq!(tolerations[0]["key"], EDGE_TAINT);
+        assert_eq!(json["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(json["metadata"]["ownerReferences"][0]["kind"], "EdgeRegion");
+    }
+
+    #[test]
+    fn service_and_config_map_follow_the_region() {
+        let (_, ds, svc, cm) = build();
+        let spec = svc.spec.unwrap();
+        assert_eq!(spec.selector, ds.spec.selector.match_labels);
+        assert_eq!(spec.ports.unwrap()[0].port, 5000);
+        let data = cm.data.unwrap();
+        assert_eq!(data["EDGEROUTE_GRAPH_VERSION"], "v1");
+    }
+
+    #[test]
+    fn graph_changes_roll_the_pods_through_the_config_hash() {
+        let (mut r, ds, _, _) = build();
+        r.spec.graph.version = "v2".into();
+        let owner = owner_ref(&r).unwrap();
+        let cm = config_map(&r, &owner);
+        let env = AgentEnv {
+            control_plane_url: "http://cp:8080".into(),
+        };
+        let ds2 = daemon_set(&r, &owner, &cm, &env);
+        let hash = |d: &DaemonSet| {
+            d.spec
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .clone()
+        };
+        assert_ne!(hash(&ds), hash(&ds2));
+    }
+
+    #[test]
+    fn subset_ignores_server_added_fields_but_not_changed_ones() {
+        let desired = json!({"a": 1, "b": {"c": [ {"d": "x"} ]}});
+        let observed = json!({"a": 1, "z": 0, "b": {"c": [ {"d": "x", "e": "default"} ]}});
+        assert!(is_subset(&desired, &observed));
+        assert!(!is_subset(&json!({"a": 2}), &observed));
+        assert!(!is_subset(&json!({"b": {"c": []}}), &observed));
+        assert!(!is_subset(&json!({"missing": null}), &observed));
+    }
+}

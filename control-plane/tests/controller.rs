@@ -1,0 +1,709 @@
+//! Controller scenarios: the real controller, through a real `kube::Client`, against the
+//! in-process fake API server of `support::fake_apiserver`.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use edgeroute_control_plane::controller::leader::LeaseSettings;
+use edgeroute_control_plane::controller::workload::AgentEnv;
+use edgeroute_control_plane::controller::{Context, FINALIZER, Settings, run_elected};
+use edgeroute_control_plane::metrics::Metrics;
+use edgeroute_protocol::crd::{
+    ConditionStatus, ConditionType, EdgeRegion, MANAGED_ANNOTATION, REGION_LABEL,
+};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use support::fake_apiserver::FakeApiServer;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+const NS: &str = "edgeroute";
+const NODES: &str = "v1/nodes";
+const DAEMONSETS: &str = "apps/v1/daemonsets";
+const SERVICES: &str = "v1/services";
+const CONFIGMAPS: &str = "v1/configmaps";
+const LEASES: &str = "coordination.k8s.io/v1/leases";
+const REGIONS: &str = "edgeroute.io/v1alpha1/edgeregions";
+const EVENTS: &str = "events.k8s.io/v1/events";
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One controller replica running in the test.
+struct Replica {
+    metrics: Arc<Metrics>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Replica {
+    fn start(server: &FakeApiServer, identity: &str) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let settings = Settings {
+            namespace: NS.into(),
+            agent_env: AgentEnv {
+                control_plane_url: "http://cp.edgeroute.svc:8080".into(),
+            },
+            resync: Duration::from_secs(600),
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(1),
+            instance: Some(identity.into()),
+            watch_backoff_base: Duration::from_millis(50),
+            watch_backoff_max: Duration::from_millis(500),
+        };
+        let lease = LeaseSettings {
+            name: "edgeroute-controller".into(),
+            namespace: NS.into(),
+            identity: identity.into(),
+            lease_duration: Duration::from_secs(3),
+            renew_interval: Duration::from_millis(300),
+            retry_interval: Duration::from_millis(200),
+        };
+        let ctx = Arc::new(Context::new(
+            server.client(),
+            settings,
+            Arc::clone(&metrics),
+        ));
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(run_elected(ctx, lease, rx));
+        Self {
+            metrics,
+            stop,
+            task,
+        }
+    }
+
+    fn reconciles(&self) -> u64 {
+        self.metrics.reconciliations.get()
+    }
+
+    async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(TIMEOUT, self.task)
+            .await
+            .expect("controller stops on shutdown")
+            .unwrap();
+    }
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < TIMEOUT, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn add_node(server: &FakeApiServer, name: &str, zone: &str) {
+    server.put(
+        NODES,
+        "",
+        json!({"apiVersion": "v1", "kind": "Node",
+               "metadata": {"name": name, "labels": {"zone": zone}}}),
+    );
+}
+
+fn node(server: &FakeApiServer, name: &str) -> Value {
+    server.object(NODES, "", name).expect("node exists")
+}
+
+fn region_of(server: &FakeApiServer, name: &str) -> Option<String> {
+    let node = node(server, name);
+    node["metadata"]["labels"][REGION_LABEL]
+        .as_str()
+        .map(str::to_owned)
+}
+
+fn managed(server: &FakeApiServer, name: &str) -> bool {
+    !node(server, name)["metadata"]["annotations"][MANAGED_ANNOTATION].is_null()
+}
+
+fn region_json(name: &str, zone: &str, version: &str) -> Value {
+    json!({
+        "apiVersion": "edgeroute.io/v1alpha1", "kind": "EdgeRegion",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "nodeSelector": {"matchLabels": {"zone": zone}},
+            "agent": {"image": "ghcr.io/edgeroute/agent", "version": version},
+            "graph": {"source": format!("{zone}.osm.pbf"), "version": "v1"}
+        }
+    })
+}
+
+async fn create_region(client: &Client, name: &str, zone: &str) {
+    let api = Api::<EdgeRegion>::namespaced(client.clone(), NS);
+    let region: EdgeRegion = serde_json::from_value(region_json(name, zone, "0.1.0")).unwrap();
+    api.create(&PostParams::default(), &region).await.unwrap();
+}
+
+fn status(server: &FakeApiServer, name: &str) -> Option<Value> {
+    server
+        .object(REGIONS, NS, name)
+        .map(|r| r["status"].clone())
+        .filter(|s| !s.is_null())
+}
+
+fn condition(server: &FakeApiServer, region: &str, type_: ConditionType) -> Option<String> {
+    let status = status(server, region)?;
+    let type_ = serde_json::to_value(type_).unwrap();
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .and_then(|c| c["status"].as_str().map(str::to_owned))
+}
+
+fn is(status: ConditionStatus) -> Option<String> {
+    Some(
+        serde_json::to_value(status)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    )
+}
+
+fn child(server: &FakeApiServer, resource: &str, region: &str) -> Option<Value> {
+    server.object(resource, NS, &format!("edgeroute-agent-{region}"))
+}
+
+/// Makes the regions selecting `node` reconcile without changing anything they care about
+/// (an unrelated annotation on the node), and waits until `replica` has reconciled.
+async fn touch_and_reconcile(server: &FakeApiServer, replica: &Replica, node: &str) {
+    static TOUCHES: AtomicU64 = AtomicU64::new(0);
+    let n = TOUCHES.fetch_add(1, Ordering::SeqCst).to_string();
+    let before = replica.reconciles();
+    server.merge(
+        NODES,
+        "",
+        node,
+        json!({"metadata": {"annotations": {"test.edgeroute.io/touch": n}}}),
+        false,
+    );
+    eventually("a reconcile after the touch", || {
+        replica.reconciles() > before
+    })
+    .await;
+    // Let the reconciles finish their reads (and any writes they would wrongly make).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+}
+
+async fn settled(server: &FakeApiServer, region: &str, nodes: i64) {
+    eventually("region status settles", || {
+        status(server, region).is_some_and(|s| {
+            s["matchedNodes"] == nodes
+                && s["observedGeneration"]
+                    == server.object(REGIONS, NS, region).unwrap()["metadata"]["generation"]
+        })
+    })
+    .await;
+}
+
+fn writes(server: &FakeApiServer) -> usize {
+    server.writes_except(&["leases"]).len()
+}
+
+#[tokio::test]
+async fn new_region_labels_its_nodes_and_creates_owned_children_then_goes_quiet() {
+    let server = FakeApiServer::start().await;
+    add_node(&server, "a", "porto");
+    add_node(&server, "b", "porto");
+    add_node(&server, "c", "lisbon");
+    let replica = Replica::start(&server, "one");
+    create_region(&server.client(), "porto", "porto").await;
+
+    eventually("nodes a and b labelled", || {
+        region_of(&server, "a").as_deref() == Some("porto")
+            && region_of(&server, "b").as_deref() == Some("porto")
+    })
+    .await;
+    assert!(managed(&server, "a"));
+    assert_eq!(region_of(&server, "c"), None);
+    settled(&server, "porto", 2).await;
+
+    let region = server.object(REGIONS, NS, "porto").unwrap();
+    let uid = region["metadata"]["uid"].clone();
+    assert_eq!(region["metadata"]["finalizers"], json!([FINALIZER]));
+    for resource in [DAEMONSETS, SERVICES, CONFIGMAPS] {
+        let obj = child(&server, resource, "porto").unwrap_or_else(|| panic!("{resource}"));
+        let owner = &obj["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["uid"], uid, "{resource}");
+        assert_eq!(owner["controller"], true, "{resource}");
+        let managers = obj["metadata"]["managedFields"].as_array().unwrap();
+        assert!(
+            managers
+                .iter()
+                .any(|m| m["manager"] == "edgeroute-controller" && m["operation"] == "Apply")
+        );
+    }
+    let ds = child(&server, DAEMONSETS, "porto").unwrap();
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["nodeSelector"][REGION_LABEL], "porto");
+    assert_eq!(
+        pod["containers"][0]["image"],
+        "ghcr.io/edgeroute/agent:0.1.0"
+    );
+    assert_eq!(
+        condition(&server, "porto", ConditionType::Ready),
+        is(ConditionStatus::False)
+    );
+
+    // Reconciling an unchanged region writes nothing.
+    let before = writes(&server);
+    touch_and_reconcile(&server, &replica, "a").await;
+    touch_and_reconcile(&server, &replica, "b").await;
+    assert_eq!(
+        writes(&server),
+        before,
+        "unchanged reconcile wrote: {:?}",
+        &server.writes_except(&["leases"])[before..]
+    );
+
+    // The agents come up: status turns Ready, reports the version and records an Event.
+    server.merge(
+        DAEMONSETS,
+        NS,
+        "edgeroute-agent-porto",
+        json!({"status": {"observedGeneration": 1, "desiredNumberScheduled": 2,
+            "currentNumberScheduled": 2, "updatedNumberScheduled": 2, "numberReady": 2,
+            "numberMisscheduled": 0, "numberAvailable": 2}}),
+        true,
+    );
+    eventually("region Ready", || {
+        condition(&server, "porto", ConditionType::Ready) == is(ConditionStatus::True)
+    })
+    .await;
+    let s = status(&server, "porto").unwrap();
+    assert_eq!(s["readyAgents"], 2);
+    assert_eq!(s["currentVersion"], "0.1.0");
+    eventually("an AgentsReady event", || {
+        server
+            .objects(EVENTS)
+            .iter()
+            .any(|e| e["reason"] == "AgentsReady" && e["regarding"]["name"] == "porto")
+    })
+    .await;
+    replica.shutdown().await;
+}
+
+#[tokio::test]
+async fn nodes_gaining_and_losing_the_matching_label_are_labelled_and_released() {
+    let server = FakeApiServer::start().await;
+    add_node(&server, "a", "porto");
+    add_node(&server, "c", "lisbon");
+    // Labelled by hand (no managed annotation): the controller must never remove it.
+    server.put(
+        NODES,
+        "",
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "h",
+            "labels": {"zone": "lisbon", REGION_LABEL: "porto"}}}),
+    );
+    let replica = Replica::start(&server, "one");
+    create_region(&server.client(), "porto", "porto").await;
+    eventually("a labelled", || {
+        region_of(&server, "a").as_deref() == Some("porto")
+    })
+    .await;
+
+    server.merge(
+        NODES,
+        "",
+        "c",
+        json!({"metadata": {"labels": {"zone": "porto"}}}),
+        false,
+    );
+    eventually("c labelled after gaining the label", || {
+        region_of(&server, "c").as_deref() == Some("porto")
+    })
+    .await;
+
+    server.merge(
+        NODES,
+        "",
+        "a",
+        json!({"metadata": {"labels": {"zone": "lisbon"}}}),
+        false,
+    );
+    eventually("a released after losing the label", || {
+        region_of(&server, "a").is_none() && !managed(&server, "a")
+    })
+    .await;
+    settled(&server, "porto", 1).await;
+    assert_eq!(
+        region_of(&server, "h").as_deref(),
+        Some("porto"),
+        "hand-set label kept"
+    );
+    replica.shutdown().await;
+}
+
+#[tokio::test]
+async fn overlapping_regions_keep_the_first_claimant_without_flip_flopping() {
+    let server = FakeApiServer::start().await;
+    add_node(&server, "a", "porto");
+    let replica = Replica::start(&server, "one");
+    let client = server.client();
+    create_region(&client, "north", "porto").await;
+    eventually("north claims a", || {
+        region_of(&server, "a").as_deref() == Some("north")
+    })
+    .await;
+
+    create_region(&client, "south", "porto").await;
+    eventually("south reports the conflict", || {
+        condition(&server, "south", ConditionType::NodeConflict) == is(ConditionStatus::True)
+    })
+    .await;
+    assert_eq!(
+        status(&server, "south").unwrap()["conflictingNodes"],
+        json!(["a"])
+    );
+    assert_eq!(
+        condition(&server, "north", ConditionType::NodeConflict),
+        is(ConditionStatus::False)
+    );
+
+    // Several more reconciles of both regions change nothing.
+    let before = writes(&server);
+    for _ in 0..3 {
+        touch_and_reconcile(&server, &replica, "a").await;
+    }
+    assert_eq!(
+        writes(&server),
+        before,
+        "no writes while the conflict stands"
+    );
+    assert_eq!(region_of(&server, "a").as_deref(), Some("north"));
+
+    // When the first claimant goes away, the other region takes the node over.
+    Api::<EdgeRegion>::namespaced(client, NS)
+        .delete("north", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("south claims a after north is deleted", || {
+        region_of(&server, "a").as_deref() == Some("south")
+    })
+    .await;
+    eventually("south's conflict clears", || {
+        condition(&server, "south", ConditionType::NodeConflict) == is(ConditionStatus::False)
+    })
+    .await;
+    replica.shutdown().await;
+}
+
+#[tokio::test]
+async fn image_change_updates_the_daemon_set() {
+    let server = FakeApiServer::start().await;
+    add_node(&server, "a", "porto");
+    let replica = Replica::start(&server, "one");
+    let client = server.client();
+    create_region(&client, "porto", "porto").await;
+    settled(&server, "porto", 1).await;
+
+    let api = Api::<EdgeRegion>::namespaced(client, NS);
+    let patch = json!({"spec": {"agent": {"version": "0.2.0"}}});
+    api.patch("porto", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually("DaemonSet runs 0.2.0", || {
+        child(&server, DAEMONSETS, "porto").is_some_and(|ds| {
+            ds["spec"]["template"]["spec"]["containers"][0]["image"]
+                == "ghcr.io/edgeroute/agent:0.2.0"
+        })
+    })
+    .await;
+    eventually("status observes generation 2", || {
+        status(&server, "porto").is_some_and(|s| s["observedGeneration"] == 2)
+    })
+    .await;
+    let ds = child(&server, DAEMONSETS, "porto").unwrap();
+    assert_eq!(ds["metadata"]["generation"], 2);
+    assert_eq!(
+        condition(&server, "porto", ConditionType::Progressing),
+        is(ConditionStatus::True)
+    );
+    replica.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_a_region_releases_its_nodes_and_collects_its_children() {
+    let server = FakeApiServer::start().await;
+    add_node(&server, "a", "porto");
+    add_node(&server, "b", "porto");
+    let replica = Replica::start(&server, "one");
+    let client = server.client();
+    create_region(&client, "porto", "porto").await;
+    settled(&server, "porto", 2).await;
+    assert!(child(&server, DAEMONSETS, "porto").is_some());
+
+    Api::<EdgeRegion>::namespaced(client, NS)
+        .delete("porto", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("region gone", || {
+        server.object(REGIONS, NS, "porto").is_none()
+    })
+    .await;
+    for n in ["a", "b"] {
+        assert_eq!(region_of(&server, n), None, "{n} unlabelled");
+        assert!(!managed(&server, n), "{n} annotation removed");
+    }
+    for resource in [DAEMONSETS, SERVICES, CONFIGMAPS] {
+        assert!(
+            child(&server, resource, "porto").is_none(),
+            "{resource} collected"
+        );
+    }
+    replica.shutdown().await;
+}
+
+#[tokio::test]
+async fn controller_recovers_from_api_errors_and_dropped_watches() {
+    let server = FakeApiServer::start().await;
+    add_node(&server, "a", "porto");
+    let replica = Replica::start(&server, "one");
+    create_region(&server.client(), "porto", "porto").await;
+    settled(&server, "porto", 1).await;
+
+    // The API server fails every request for a while; a node appears meanwhile.
+    server.fail_requests(true);
+    server.cut_watches();
+    add_node(&server, "b", "porto");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    server.fail_requests(false);
+    eventually("b labelled after the outage", || {
+        region_of(&server, "b").as_deref() == Some("porto")
+    })
+    .await;
+
+    // Watches are cut again; changes made afterwards still arrive.
+    server.cut_watches();
+    add_node(&server, "c", "porto");
+    eventually("c labelled after the watch was dropped", || {
+        region_of(&server, "c").as_deref() == Some("porto")
+    })
+    .await;
+    settled(&server, "porto", 3).await;
+    replica.shutdown().await;
+}
+
+#[tokio::test]
+async fn reconcile_failures_are_counted_by_error_kind() {
+    let server = FakeApiServer::start().await;
+    add_node(&server, "a", "porto");
+    let replica = Replica::start(&server, "one");
+    create_region(&server.client(), "porto", "porto").await;
+    settled(&server, "porto", 1).await;
+    // A node event reaches the controller over the open watch, but its reads then fail.
+    server.fail_requests(true);
+    add_node(&server, "b", "porto");
+    eventually("a failed reconcile is counted", || {
+        replica
+            .metrics
+            .encode()
+            .unwrap()
+            .contains(r#"edgeroute_controller_reconcile_failures_total{error="kube"}"#)
+    })
+    .await;
+    server.fail_requests(false);
+    eventually("b labelled after the errors", || {
+        region_of(&server, "b").as_deref() == Some("porto")
+    })
+    .await;
+    replica.shutdown().await;
+}
+
+fn lease_holder(server: &FakeApiServer) -> Option<String> {
+    server
+        .object(LEASES, NS, "edgeroute-controller")
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn only_the_leader_reconciles_and_a_follower_takes_over() {
+    let server = FakeApiServer::start().await;
+    add_node(&server, "a", "porto");
+    let first = Replica::start(&server, "first");
+    eventually("first holds the lease", || {
+        lease_holder(&server).as_deref() == Some("first")
+    })
+    .await;
+    let second = Replica::start(&server, "second");
+    create_region(&server.client(), "porto", "porto").await;
+    settled(&server, "porto", 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(lease_holder(&server).as_deref(), Some("first"));
+    assert_eq!(second.reconciles(), 0, "a follower does not reconcile");
+
+    // The leader dies without releasing the lease; the follower takes over once it expires.
+    first.task.abort();
+    add_node(&server, "b", "porto");
+    eventually("second holds the lease", || {
+        lease_holder(&server).as_deref() == Some("second")
+    })
+    .await;
+    eventually("b labelled by the new leader", || {
+        region_of(&server, "b").as_deref() == Some("porto")
+    })
+    .await;
+    assert!(second.reconciles() > 0);
+    second.shutdown().await;
+    // A clean shutdown releases the lease for the next replica.
+    assert_eq!(lease_holder(&server), None);
+}
+
+#[tokio::test]
+async fn losing_the_lease_stops_reconciling() {
+    let server = FakeApiServer::start().await;
+    add_node(&server, "a", "porto");
+    let replica = Replica::start(&server, "one");
+    create_region(&server.client(), "porto", "porto").await;
+    settled(&server, "porto", 1).await;
+
+    // Another replica grabs the lease (e.g. after a network partition).
+    server.merge(
+        LEASES,
+        NS,
+        "edgeroute-controller",
+        json!({"spec": {"holderIdentity": "intruder"}}),
+        false,
+    );
+    eventually("leader gauge drops", || replica.metrics.leader.get() == 0).await;
+    add_node(&server, "b", "porto");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        region_of(&server, "b"),
+        None,
+        "no reconcile without the lease"
+    );
+
+    // The intruder never renews: the replica takes the lease back and catches up.
+    eventually("lease regained", || {
+        lease_holder(&server).as_deref() == Some("one")
+    })
+    .await;
+    eventually("b labelled", || {
+        region_of(&server, "b").as_deref() == Some("porto")
+    })
+    .await;
+    replica.shutdown().await;
+}
+
+mod fake_server {
+    //! The fake API server's own semantics, checked through a kube client.
+    use super::*;
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::{ConfigMap, Node};
+    use kube::api::ListParams;
+
+    #[tokio::test]
+    async fn label_selectors_follow_kubernetes_syntax() {
+        let server = FakeApiServer::start().await;
+        add_node(&server, "a", "porto");
+        add_node(&server, "b", "lisbon");
+        server.put(
+            NODES,
+            "",
+            json!({"metadata": {"name": "c", "labels": {"edge": "yes"}}}),
+        );
+        let api = Api::<Node>::all(server.client());
+        let names = |sel: &'static str| {
+            let api = api.clone();
+            async move {
+                let mut n: Vec<String> = api
+                    .list(&ListParams::default().labels(sel))
+                    .await
+                    .unwrap()
+                    .items
+                    .into_iter()
+                    .map(|n| n.metadata.name.unwrap())
+                    .collect();
+                n.sort();
+                n
+            }
+        };
+        assert_eq!(names("zone=porto").await, ["a"]);
+        assert_eq!(names("zone!=porto").await, ["b", "c"]);
+        assert_eq!(names("zone in (porto,lisbon)").await, ["a", "b"]);
+        assert_eq!(names("zone notin (porto)").await, ["b", "c"]);
+        assert_eq!(names("edge").await, ["c"]);
+        assert_eq!(names("!zone").await, ["c"]);
+    }
+
+    #[tokio::test]
+    async fn apply_creates_then_merges_and_noop_writes_keep_the_version() {
+        let server = FakeApiServer::start().await;
+        let api = Api::<ConfigMap>::namespaced(server.client(), NS);
+        let cm: ConfigMap = serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "x", "namespace": NS}, "data": {"k": "1"}}))
+        .unwrap();
+        let pp = PatchParams::apply("test").force();
+        let created = api.patch("x", &pp, &Patch::Apply(&cm)).await.unwrap();
+        let again = api.patch("x", &pp, &Patch::Apply(&cm)).await.unwrap();
+        assert_eq!(
+            created.metadata.resource_version,
+            again.metadata.resource_version
+        );
+        let rv = created.metadata.resource_version.clone().unwrap();
+        let fresh = json!({"metadata": {"resourceVersion": rv}, "data": {"k": "2"}});
+        api.patch("x", &PatchParams::default(), &Patch::Merge(&fresh))
+            .await
+            .unwrap();
+        let stale = json!({"metadata": {"resourceVersion": rv}, "data": {"k": "3"}});
+        let conflict = api
+            .patch("x", &PatchParams::default(), &Patch::Merge(&stale))
+            .await
+            .unwrap_err();
+        assert!(matches!(conflict, kube::Error::Api(s) if s.is_conflict()));
+    }
+
+    #[tokio::test]
+    async fn replace_with_a_stale_version_conflicts() {
+        let server = FakeApiServer::start().await;
+        let api = Api::<Lease>::namespaced(server.client(), NS);
+        let lease: Lease =
+            serde_json::from_value(json!({"metadata": {"name": "l"}, "spec": {}})).unwrap();
+        let created = api.create(&PostParams::default(), &lease).await.unwrap();
+        let mut held = created.clone();
+        held.spec.as_mut().unwrap().holder_identity = Some("a".into());
+        api.replace("l", &PostParams::default(), &held)
+            .await
+            .unwrap();
+        let err = api
+            .replace("l", &PostParams::default(), &created)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, kube::Error::Api(s) if s.is_conflict()));
+    }
+
+    #[tokio::test]
+    async fn finalizers_delay_deletion_and_owners_collect_dependents() {
+        let server = FakeApiServer::start().await;
+        server.put(
+            CONFIGMAPS,
+            NS,
+            json!({"metadata": {"name": "owner", "namespace": NS, "finalizers": ["f"]}}),
+        );
+        let uid = server.object(CONFIGMAPS, NS, "owner").unwrap()["metadata"]["uid"].clone();
+        server.put(
+            CONFIGMAPS,
+            NS,
+            json!({"metadata": {"name": "dep", "namespace": NS,
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]}}),
+        );
+        let api = Api::<ConfigMap>::namespaced(server.client(), NS);
+        api.delete("owner", &DeleteParams::default()).await.unwrap();
+        let marked = server.object(CONFIGMAPS, NS, "owner").unwrap();
+        assert!(!marked["metadata"]["deletionTimestamp"].is_null());
+        assert!(server.object(CONFIGMAPS, NS, "dep").is_some());
+        let patch = json!({"metadata": {"finalizers": null}});
+        api.patch("owner", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        assert!(server.object(CONFIGMAPS, NS, "owner").is_none());
+        assert!(server.object(CONFIGMAPS, NS, "dep").is_none());
+    }
+}
