@@ -242,18 +242,17 @@ pub(crate) fn contract(
         // Lazy update: the stored priority may be stale; re-queue if it got worse than the
         // next candidate.
         let current = c.priority(x);
-        if current > prio {
-            if let Some(Reverse((next, _))) = heap.peek() {
-                if current > *next {
-                    heap.push(Reverse((current, x)));
-                    continue;
-                }
-            }
+        if current > prio
+            && let Some(Reverse((next, _))) = heap.peek()
+            && current > *next
+        {
+            heap.push(Reverse((current, x)));
+            continue;
         }
         let shortcuts = c.shortcuts(x);
         contracted[x as usize] = true;
         done += 1;
-        if done % 4096 == 0 {
+        if done.is_multiple_of(4096) {
             progress(done, node_count);
         }
 

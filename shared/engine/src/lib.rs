@@ -37,7 +37,9 @@ mod weight;
 
 pub use error::{ArtifactError, Error, Result};
 pub use geo::Coord;
-pub use graph::{BuildOptions, Graph, GraphInfo, Route, RouteSegment, Table};
+pub use graph::{
+    BuildOptions, BuildProgress, Graph, GraphInfo, ProgressFn, Route, RouteSegment, Table,
+};
 pub use network::{RoadNetwork, RoadSummary};
 pub use profile::CarProfile;
 pub use snap::Snap;

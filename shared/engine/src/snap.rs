@@ -75,7 +75,7 @@ impl SnapIndex {
             lat: at.lat,
             radius_m,
         };
-        if number == 0 || !(radius_m >= 0.0) {
+        if number == 0 || radius_m.is_nan() || radius_m < 0.0 {
             return Err(no_segment);
         }
         let p = self.projection.project(at);
