@@ -35,29 +35,12 @@ pub const EDGE_TAINT: &str = "node-role.kubernetes.io/edge";
     status = "EdgeRegionStatus",
     derive = "PartialEq",
     doc = "A region of edge nodes that run edgeroute agents on one road graph",
-    printcolumn(
-        name = "Nodes",
-        type_ = "integer",
-        json_path = ".status.matchedNodes",
-        description = "nodes labelled for this region"
-    ),
-    printcolumn(
-        name = "Ready",
-        type_ = "integer",
-        json_path = ".status.readyAgents",
-        description = "agents that pass their readiness probe"
-    ),
-    printcolumn(
-        name = "Version",
-        type_ = "string",
-        json_path = ".status.currentVersion",
-        description = "agent version fully rolled out"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    // Raw JSON columns: the structured `printcolumn(...)` form repeats `type_ = ...`, which
+    // clippy's duplicated_attributes lint rejects.
+    printcolumn = r#"{"name":"Nodes","type":"integer","description":"nodes labelled for this region","jsonPath":".status.matchedNodes"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","description":"agents that pass their readiness probe","jsonPath":".status.readyAgents"}"#,
+    printcolumn = r#"{"name":"Version","type":"string","description":"agent version fully rolled out","jsonPath":".status.currentVersion"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct EdgeRegionSpec {
