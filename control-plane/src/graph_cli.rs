@@ -79,14 +79,6 @@ pub fn parse_lon_lat(s: &str) -> anyhow::Result<Coord> {
     Ok(Coord::new(lon, lat)?)
 }
 
-/// Renders a geometry as a GeoJSON LineString.
-pub fn geojson_line(coords: &[Coord]) -> serde_json::Value {
-    serde_json::json!({
-        "type": "LineString",
-        "coordinates": coords.iter().map(|c| [c.lon, c.lat]).collect::<Vec<_>>(),
-    })
-}
-
 /// Runs a graph subcommand.
 pub fn run(command: GraphCommand) -> anyhow::Result<()> {
     match command {
@@ -117,7 +109,7 @@ pub fn run(command: GraphCommand) -> anyhow::Result<()> {
                 GeometryFormat::Polyline6 => {
                     serde_json::Value::String(polyline::encode(&route.geometry, 6))
                 }
-                GeometryFormat::Geojson => geojson_line(&route.geometry),
+                GeometryFormat::Geojson => serde_json::to_value(LineString::new(&route.geometry))?,
             };
             let out = serde_json::json!({
                 "duration_s": route.duration_s,

@@ -92,18 +92,19 @@ mod tests {
     }
 
     #[test]
-    fn haversine_matches_known_distance() {
-        // Monaco harbour to Nice airport is about 18.0 km as the crow flies.
-        let monaco = Coord {
-            lon: 7.4246,
-            lat: 43.7347,
-        };
-        let nice = Coord {
-            lon: 7.2159,
-            lat: 43.6584,
-        };
-        let d = haversine_m(monaco, nice);
-        assert!((d - 18_430.0).abs() < 300.0, "{d}");
+    fn haversine_matches_arc_lengths() {
+        // One degree along a meridian or the equator is R * pi / 180.
+        let one_degree = EARTH_RADIUS_M * std::f64::consts::PI / 180.0;
+        let o = Coord { lon: 0.0, lat: 0.0 };
+        assert!((haversine_m(o, Coord { lon: 0.0, lat: 1.0 }) - one_degree).abs() < 1e-6);
+        assert!((haversine_m(o, Coord { lon: 1.0, lat: 0.0 }) - one_degree).abs() < 1e-6);
+        // At 60 degrees north a degree of longitude is about half as long (great circle
+        // slightly shorter than the parallel).
+        let a = Coord { lon: 0.0, lat: 60.0 };
+        let b = Coord { lon: 1.0, lat: 60.0 };
+        let d = haversine_m(a, b);
+        assert!(d < one_degree / 2.0 && d > one_degree / 2.0 - 5.0, "{d}");
+        assert_eq!(haversine_m(a, a), 0.0);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! - [`Graph`]: the prepared, immutable graph that answers `snap`, `nearest`, `route` and
 //!   `table`; share it behind an `Arc`.
 //! - [`artifact`]: the versioned, checksummed binary file a prepared graph is stored as.
-//! - [`polyline`]: Google polyline encoding (precision 5 and 6).
+//! - [`polyline`]: Google polyline encoding (precision 5 and 6); [`geojson`]: GeoJSON
+//!   LineString.
 //! - [`oracle`]: a plain Dijkstra (petgraph) over the unprepared network, the reference
 //!   every CH answer is checked against.
 //! - [`vrp`]: the vehicle-routing solver.
@@ -25,6 +26,7 @@ pub mod artifact;
 mod ch;
 mod error;
 pub mod geo;
+pub mod geojson;
 mod graph;
 pub mod import;
 mod network;
