@@ -33,6 +33,10 @@ pub enum Error {
     /// The two points are not connected in the road graph.
     #[error("no route between the given points")]
     NoRoute,
+    /// A snap made by a different graph (for example before a version swap) was passed to
+    /// a query; snap again on the graph being queried.
+    #[error("the snapped point belongs to another graph version")]
+    ForeignSnap,
     /// The map holds no usable car road.
     #[error("the map contains no drivable roads")]
     NoRoads,

@@ -11,6 +11,7 @@ use crate::{Error, Result};
 use std::cell::RefCell;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Progress of a graph build, reported to [`BuildOptions::progress`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,8 @@ pub struct GraphInfo {
 /// behind an `Arc` and swap the `Arc` to change versions.
 #[derive(Debug)]
 pub struct Graph {
+    /// Process-unique instance id, stamped on every [`Snap`] this graph makes.
+    id: u64,
     pub(crate) net: RoadNetwork,
     pub(crate) ch: Hierarchy,
     pub(crate) version: String,
@@ -195,7 +198,9 @@ impl Graph {
     }
 
     pub(crate) fn assemble(net: RoadNetwork, ch: Hierarchy, version: String) -> Graph {
-        let index = SnapIndex::build(&net);
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let index = SnapIndex::build(&net, id);
         let bbox = net.nodes.iter().fold(
             [
                 f64::INFINITY,
@@ -223,6 +228,7 @@ impl Graph {
             bbox,
         };
         Graph {
+            id,
             net,
             ch,
             version,
@@ -286,10 +292,23 @@ impl Graph {
         self.index.nearest(&self.net, at, number, max_radius_m)
     }
 
+    /// The road a snap lies on, if the snap was made by this graph. A snap from another
+    /// graph (say, one taken before a version swap) has no meaning here; it is treated as
+    /// unroutable rather than indexing into the wrong road.
+    fn road_of(&self, s: &Snap) -> Option<&crate::network::Road> {
+        if s.graph == self.id {
+            self.net.roads.get(s.road as usize)
+        } else {
+            None
+        }
+    }
+
     /// Seeds for leaving a snapped point: each drivable direction of its road, with the
     /// cost of the rest of the road.
     pub(crate) fn source_seeds(&self, s: &Snap) -> Vec<(u32, Weight)> {
-        let r = &self.net.roads[s.road as usize];
+        let Some(r) = self.road_of(s) else {
+            return Vec::new();
+        };
         let mut seeds = Vec::with_capacity(2);
         if !r.forward.is_infinite() {
             seeds.push((r.to, r.forward.scale(1.0 - s.fraction)));
@@ -303,7 +322,9 @@ impl Graph {
     /// Seeds for arriving at a snapped point: from the road's start (driving forward) or
     /// its end (driving backward).
     pub(crate) fn target_seeds(&self, t: &Snap) -> Vec<(u32, Weight)> {
-        let r = &self.net.roads[t.road as usize];
+        let Some(r) = self.road_of(t) else {
+            return Vec::new();
+        };
         let mut seeds = Vec::with_capacity(2);
         if !r.forward.is_infinite() {
             seeds.push((r.from, r.forward.scale(t.fraction)));
@@ -320,7 +341,8 @@ impl Graph {
         if s.road != t.road {
             return None;
         }
-        let r = &self.net.roads[s.road as usize];
+        let r = self.road_of(s)?;
+        self.road_of(t)?;
         let forward = (!r.forward.is_infinite() && t.fraction >= s.fraction)
             .then(|| (r.forward.scale(t.fraction - s.fraction), false));
         let backward = (!r.backward.is_infinite() && t.fraction <= s.fraction)
@@ -332,7 +354,13 @@ impl Graph {
     }
 
     /// The fastest route from `from` to `to`.
+    ///
+    /// Errors: [`Error::NoRoute`] when `to` cannot be reached, [`Error::ForeignSnap`] when a
+    /// snap was made by another graph.
     pub fn route(&self, from: &Snap, to: &Snap) -> Result<Route> {
+        if self.road_of(from).is_none() || self.road_of(to).is_none() {
+            return Err(Error::ForeignSnap);
+        }
         let direct = self.same_road(from, to);
         let found = with_workspace(self.net.nodes.len(), |fwd, bwd| {
             self.ch
@@ -348,7 +376,8 @@ impl Graph {
         }
     }
 
-    /// Shortest weights between every source and target, computed with CH buckets.
+    /// Shortest weights between every source and target, computed with CH buckets. A snap
+    /// made by another graph has no seeds, so its row or column is unreachable.
     pub fn table(&self, sources: &[Snap], targets: &[Snap]) -> Table {
         let source_seeds: Vec<_> = sources.iter().map(|s| self.source_seeds(s)).collect();
         let target_seeds: Vec<_> = targets.iter().map(|t| self.target_seeds(t)).collect();

@@ -17,6 +17,9 @@ pub struct Snap {
     pub distance_m: f64,
     /// Name (or ref) of the road snapped to; empty when the road has none.
     pub name: String,
+    /// The graph instance this snap belongs to: a snap is only meaningful on the graph that
+    /// made it (road indices differ between versions), so queries check this.
+    pub(crate) graph: u64,
     pub(crate) road: u32,
     /// Index of the geometry segment (`points[segment]..points[segment + 1]`) holding
     /// `location`.
@@ -32,10 +35,11 @@ type Segment = GeomWithData<Line<[f64; 2]>, (u32, u32)>;
 pub(crate) struct SnapIndex {
     tree: RTree<Segment>,
     projection: LocalProjection,
+    graph: u64,
 }
 
 impl SnapIndex {
-    pub(crate) fn build(net: &RoadNetwork) -> Self {
+    pub(crate) fn build(net: &RoadNetwork, graph: u64) -> Self {
         let (min_lat, max_lat) = net
             .nodes
             .iter()
@@ -58,6 +62,7 @@ impl SnapIndex {
         Self {
             tree: RTree::bulk_load(segments),
             projection,
+            graph,
         }
     }
 
@@ -148,6 +153,7 @@ impl SnapIndex {
             location,
             distance_m: haversine_m(at, location),
             name: net.names.get(r.name as usize).cloned().unwrap_or_default(),
+            graph: self.graph,
             road,
             segment,
             fraction,

@@ -28,7 +28,14 @@ fn artifact_round_trip_answers_identically() {
     let snaps = random_snaps(g, 100, 42, 500.0);
     for pair in snaps.chunks(2) {
         let a = g.route(&pair[0], &pair[1]).unwrap();
-        let b = loaded.route(&pair[0], &pair[1]).unwrap();
+        // Snaps belong to the graph that made them: snap the same inputs on the copy.
+        let x = loaded.snap(pair[0].input, 500.0).unwrap();
+        let y = loaded.snap(pair[1].input, 500.0).unwrap();
+        assert_eq!(
+            (x.location, y.location),
+            (pair[0].location, pair[1].location)
+        );
+        let b = loaded.route(&x, &y).unwrap();
         assert_eq!(a, b);
     }
     let dir = tempfile::tempdir().unwrap();
@@ -204,4 +211,23 @@ fn hand_built_network_routes_and_respects_one_way() {
     assert_eq!(names, ["south", "east", "north", "west", "south"]);
     // 36 km/h = 10 m/s.
     assert!((around.duration_s - around.distance_m / 10.0).abs() < 0.1);
+}
+
+#[test]
+fn snaps_from_another_graph_version_are_refused() {
+    let g = monaco();
+    let other = Graph::from_artifact(&g.to_artifact()).unwrap();
+    let snaps = random_snaps(g, 2, 5, 500.0);
+    let mine = random_snaps(&other, 1, 6, 500.0);
+    assert!(matches!(
+        other.route(&snaps[0], &snaps[1]),
+        Err(Error::ForeignSnap)
+    ));
+    assert!(matches!(
+        other.route(&mine[0], &snaps[1]),
+        Err(Error::ForeignSnap)
+    ));
+    let t = other.table(&[mine[0].clone(), snaps[0].clone()], &mine);
+    assert!(t.duration_s(0, 0).is_some());
+    assert_eq!(t.duration_s(1, 0), None);
 }
