@@ -206,12 +206,13 @@ impl Contractor {
 }
 
 /// Builds the hierarchy. `edges` are (tail, head, weight, edge id); `progress` is told the
-/// number of nodes contracted so far from time to time.
+/// number of nodes contracted so far from time to time. Returns the hierarchy over renumbered
+/// nodes and the renumbering (`new_id[old]`), which the caller must apply to the network.
 pub(crate) fn contract(
     node_count: usize,
     edges: impl Iterator<Item = (u32, u32, Weight, EdgeId)>,
     progress: &dyn Fn(usize, usize),
-) -> Hierarchy {
+) -> (Hierarchy, Vec<u32>) {
     let mut c = Contractor {
         out: vec![Vec::new(); node_count],
         inn: vec![Vec::new(); node_count],
@@ -234,6 +235,7 @@ pub(crate) fn contract(
     let mut fwd_up: Vec<Vec<(u32, Weight, u32)>> = vec![Vec::new(); node_count];
     let mut bwd_up: Vec<Vec<(u32, Weight, u32)>> = vec![Vec::new(); node_count];
     let mut done = 0usize;
+    let mut order: Vec<u32> = Vec::with_capacity(node_count);
 
     while let Some(Reverse((prio, x))) = heap.pop() {
         if contracted[x as usize] {
@@ -251,6 +253,7 @@ pub(crate) fn contract(
         }
         let shortcuts = c.shortcuts(x);
         contracted[x as usize] = true;
+        order.push(x);
         done += 1;
         if done.is_multiple_of(4096) {
             progress(done, node_count);
@@ -284,12 +287,30 @@ pub(crate) fn contract(
     }
     progress(node_count, node_count);
 
-    Hierarchy {
-        forward: UpwardGraph::from_lists(fwd_up),
-        backward: UpwardGraph::from_lists(bwd_up),
+    // Renumber nodes by contraction order: upward searches spend most of their time among
+    // the few high-ranked nodes, and giving those neighbouring ids keeps their distance
+    // and adjacency entries in the same cache lines.
+    let mut new_id = vec![0u32; node_count];
+    for (rank, &old) in order.iter().enumerate() {
+        new_id[old as usize] = rank as u32;
+    }
+    let renumber = |lists: Vec<Vec<(u32, Weight, u32)>>| {
+        let mut by_rank = vec![Vec::new(); node_count];
+        for (old, list) in lists.into_iter().enumerate() {
+            by_rank[new_id[old] as usize] = list
+                .into_iter()
+                .map(|(head, w, arc)| (new_id[head as usize], w, arc))
+                .collect();
+        }
+        UpwardGraph::from_lists(by_rank)
+    };
+    let hierarchy = Hierarchy {
+        forward: renumber(fwd_up),
+        backward: renumber(bwd_up),
         arc_a: c.arc_a,
         arc_b: c.arc_b,
-    }
+    };
+    (hierarchy, new_id)
 }
 
 /// One direction of a query: tentative distances and parent arcs, reset cheaply by stamp.

@@ -100,8 +100,14 @@ mod tests {
         assert!((haversine_m(o, Coord { lon: 1.0, lat: 0.0 }) - one_degree).abs() < 1e-6);
         // At 60 degrees north a degree of longitude is about half as long (great circle
         // slightly shorter than the parallel).
-        let a = Coord { lon: 0.0, lat: 60.0 };
-        let b = Coord { lon: 1.0, lat: 60.0 };
+        let a = Coord {
+            lon: 0.0,
+            lat: 60.0,
+        };
+        let b = Coord {
+            lon: 1.0,
+            lat: 60.0,
+        };
         let d = haversine_m(a, b);
         assert!(d < one_degree / 2.0 && d > one_degree / 2.0 - 5.0, "{d}");
         assert_eq!(haversine_m(a, a), 0.0);

@@ -84,7 +84,8 @@ pub struct Graph {
     info: GraphInfo,
 }
 
-/// One piece of a route: part of a road or a whole road.
+/// One stretch of a route along equally named roads (consecutive roads with the same name
+/// are merged).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteSegment {
     /// Road name (or ref), empty if unnamed.
@@ -178,7 +179,7 @@ impl Graph {
     }
 
     /// Prepares a network: contraction hierarchy, spatial index, checksum.
-    pub fn from_network(net: RoadNetwork, options: &BuildOptions) -> Result<Graph> {
+    pub fn from_network(mut net: RoadNetwork, options: &BuildOptions) -> Result<Graph> {
         if net.roads.is_empty() {
             return Err(Error::NoRoads);
         }
@@ -187,7 +188,8 @@ impl Graph {
                 p(BuildProgress::Contracting { done, total });
             }
         };
-        let ch = ch::contract(net.nodes.len(), net.directed_edges(), &report);
+        let (ch, new_id) = ch::contract(net.nodes.len(), net.directed_edges(), &report);
+        net.renumber_nodes(&new_id);
         if let Some(p) = &options.progress {
             p(BuildProgress::Indexing);
         }
@@ -441,19 +443,21 @@ impl Graph {
 
     fn assemble_route(&self, from: &Snap, to: &Snap, found: &ch::Found) -> Route {
         let mut geometry: Vec<Coord> = vec![from.location];
-        let mut segments = Vec::new();
+        // (name id, weight, geometry start); consecutive pieces of equally named roads are
+        // merged: that is the unit turn-by-turn steps are made of, and it saves a string
+        // per edge on the hot path.
+        let mut pieces: Vec<(u32, Weight, usize)> = Vec::new();
         let mut push = |geometry: &mut Vec<Coord>,
                         points: &mut dyn Iterator<Item = Coord>,
                         road: u32,
                         w: Weight| {
+            let name = self.net.roads[road as usize].name;
             let start = geometry.len() - 1;
             geometry.extend(points);
-            segments.push(RouteSegment {
-                name: self.name(road),
-                duration_s: w.duration_s(),
-                distance_m: w.distance_m(),
-                geometry: start..geometry.len(),
-            });
+            match pieces.last_mut() {
+                Some(last) if last.0 == name => last.1 = last.1.add(w),
+                _ => pieces.push((name, w, start)),
+            }
         };
 
         // The first partial road: towards `to` if we left through the road's end node.
@@ -515,6 +519,26 @@ impl Graph {
             push(&mut geometry, &mut pts, to.road, w);
         }
 
+        let ends = pieces
+            .iter()
+            .skip(1)
+            .map(|p| p.2 + 1)
+            .chain(std::iter::once(geometry.len()));
+        let segments = pieces
+            .iter()
+            .zip(ends)
+            .map(|(&(name, w, start), end)| RouteSegment {
+                name: self
+                    .net
+                    .names
+                    .get(name as usize)
+                    .cloned()
+                    .unwrap_or_default(),
+                duration_s: w.duration_s(),
+                distance_m: w.distance_m(),
+                geometry: start..end,
+            })
+            .collect();
         Route {
             duration_s: found.weight.duration_s(),
             distance_m: found.weight.distance_m(),

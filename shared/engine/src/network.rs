@@ -96,6 +96,19 @@ impl RoadNetwork {
         }
     }
 
+    /// Applies a node renumbering (`new_id[old]`, a permutation) to nodes and roads.
+    pub(crate) fn renumber_nodes(&mut self, new_id: &[u32]) {
+        let mut nodes = self.nodes.clone();
+        for (old, &new) in new_id.iter().enumerate() {
+            nodes[new as usize] = self.nodes[old];
+        }
+        self.nodes = nodes;
+        for road in &mut self.roads {
+            road.from = new_id[road.from as usize];
+            road.to = new_id[road.to as usize];
+        }
+    }
+
     pub(crate) fn geometry(&self, road: &Road) -> &[Coord] {
         &self.points[road.geometry_range()]
     }

@@ -12,6 +12,10 @@ pub struct Matrix {
 }
 
 impl Matrix {
+    /// Largest entry accepted (2^40): large enough to mark a pair unreachable, small enough
+    /// that sums along any route cannot overflow.
+    pub const MAX_ENTRY: i64 = 1 << 40;
+
     /// A `size` x `size` matrix from its row-major entries.
     ///
     /// `name` (e.g. `"durations"`) only serves the error message.
@@ -25,6 +29,12 @@ impl Matrix {
         if let Some(pos) = data.iter().position(|&v| v < 0) {
             return Err(InputError::Negative {
                 field: format!("{name}[{}][{}]", pos / size, pos % size),
+            });
+        }
+        if let Some(pos) = data.iter().position(|&v| v > Self::MAX_ENTRY) {
+            return Err(InputError::Invalid {
+                field: format!("{name}[{}][{}]", pos / size, pos % size),
+                reason: format!("must not exceed {}", Self::MAX_ENTRY),
             });
         }
         Ok(Self { size, data })
@@ -377,6 +387,12 @@ impl Problem {
                     expected: dims,
                 });
             }
+            if let Some(i) = a.iter().position(|&x| x > Matrix::MAX_ENTRY) {
+                return Err(InputError::Invalid {
+                    field: format!("{field}[{i}]"),
+                    reason: format!("must not exceed {}", Matrix::MAX_ENTRY),
+                });
+            }
             match a.iter().position(|&x| x < 0) {
                 Some(i) => Err(InputError::Negative {
                     field: format!("{field}[{i}]"),
@@ -386,6 +402,12 @@ impl Problem {
         };
         let windows = |field: String, tws: &[TimeWindow]| {
             for (i, tw) in tws.iter().enumerate() {
+                if tw.end > TimeWindow::UNBOUNDED.end {
+                    return Err(InputError::Invalid {
+                        field: format!("{field}[{i}]"),
+                        reason: format!("must end by {}", TimeWindow::UNBOUNDED.end),
+                    });
+                }
                 if tw.start < 0 {
                     return Err(InputError::Negative {
                         field: format!("{field}[{i}]"),
@@ -404,6 +426,11 @@ impl Problem {
         let non_negative = |field: String, v: i64| {
             if v < 0 {
                 Err(InputError::Negative { field })
+            } else if v > Matrix::MAX_ENTRY {
+                Err(InputError::Invalid {
+                    field,
+                    reason: format!("must not exceed {}", Matrix::MAX_ENTRY),
+                })
             } else {
                 Ok(())
             }
@@ -523,5 +550,7 @@ mod tests {
         assert!(Matrix::from_rows("durations", &[vec![0, 1], vec![1]]).is_err());
         let e = Matrix::new("distances", 2, vec![0, -1, 1, 0]).unwrap_err();
         assert_eq!(e.to_string(), "distances[0][1] must not be negative");
+        let e = Matrix::new("durations", 2, vec![0, 1, i64::MAX, 0]).unwrap_err();
+        assert!(e.to_string().starts_with("durations[1][0] is invalid"));
     }
 }
