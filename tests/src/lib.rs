@@ -1,0 +1,3 @@
+//! Helpers for cross-process integration tests.
+
+pub mod vrp_instances;
