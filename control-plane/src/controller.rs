@@ -619,3 +619,45 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         .context("metrics server")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::utils::Backoff;
+
+    #[test]
+    fn watch_backoff_doubles_up_to_the_cap_and_resets() {
+        let mut b = WatchBackoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let first: Vec<_> = b.by_ref().take(4).map(|d| d.as_millis()).collect();
+        assert_eq!(first, [100, 200, 350, 350]);
+        b.reset();
+        assert_eq!(b.next(), Some(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn metric_labels_name_the_innermost_variant() {
+        let inner = Error::Selector(SelectorError {
+            key: "zone".into(),
+            operator: "Gt".into(),
+        });
+        assert_eq!(inner.metric_label(), "selector");
+        let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(
+            inner,
+        )));
+        assert_eq!(wrapped.metric_label(), "selector");
+        // Display names the step only; the cause is in source(), not repeated.
+        assert_eq!(wrapped.to_string(), "finalizer step failed");
+    }
+
+    #[test]
+    fn node_patches_are_conditional_and_clear_both_markers() {
+        let mut node = crate::fixtures::node("a", &[], Some("porto"));
+        node.metadata.resource_version = Some("7".into());
+        let release = node_label_patch(&node, None);
+        assert_eq!(release["metadata"]["resourceVersion"], "7");
+        assert!(release["metadata"]["labels"][REGION_LABEL].is_null());
+        assert!(release["metadata"]["annotations"][MANAGED_ANNOTATION].is_null());
+        let claim = node_label_patch(&node, Some("north"));
+        assert_eq!(claim["metadata"]["labels"][REGION_LABEL], "north");
+    }
+}

@@ -461,6 +461,40 @@ async fn deleting_a_region_releases_its_nodes_and_collects_its_children() {
 }
 
 #[tokio::test]
+async fn a_paused_region_changes_no_node_or_workload_until_resumed() {
+    let server = FakeApiServer::start().await;
+    add_node(&server, "a", "porto");
+    let replica = Replica::start(&server, "one");
+    let client = server.client();
+    let api = Api::<EdgeRegion>::namespaced(client, NS);
+    let mut json = region_json("porto", "porto", "0.1.0");
+    json["spec"]["paused"] = json!(true);
+    let region: EdgeRegion = serde_json::from_value(json).unwrap();
+    api.create(&PostParams::default(), &region).await.unwrap();
+    eventually("paused status", || {
+        status(&server, "porto").is_some_and(|s| {
+            s["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["reason"] == "Paused"))
+        })
+    })
+    .await;
+    assert_eq!(region_of(&server, "a"), None);
+    assert!(child(&server, DAEMONSETS, "porto").is_none());
+
+    let patch = json!({"spec": {"paused": false}});
+    api.patch("porto", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually("resumed region labels a and creates its DaemonSet", || {
+        region_of(&server, "a").as_deref() == Some("porto")
+            && child(&server, DAEMONSETS, "porto").is_some()
+    })
+    .await;
+    replica.shutdown().await;
+}
+
+#[tokio::test]
 async fn controller_recovers_from_api_errors_and_dropped_watches() {
     let server = FakeApiServer::start().await;
     add_node(&server, "a", "porto");
