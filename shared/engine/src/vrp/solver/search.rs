@@ -376,7 +376,9 @@ impl<'i, 'a> Search<'i, 'a> {
                 .iter()
                 .filter(|r| !r.tasks.is_empty())
                 .count();
-        let avg_arc = (cur_obj.cost as f64 / arcs.max(1) as f64).max(1.0);
+        // Travel only: fixed costs would make the temperature scale with the fleet's price.
+        let travel: i64 = current.routes.iter().map(|r| r.travel).sum();
+        let avg_arc = (travel as f64 / arcs.max(1) as f64).max(1.0);
         // Temperatures relative to the mean arc cost, so that they do not depend on the
         // matrix's unit (SISR uses 100 -> 1 on X instances, whose arcs average ~100-200;
         // shorter runs than SISR's call for somewhat cooler).
