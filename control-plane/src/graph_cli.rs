@@ -5,6 +5,7 @@
 
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
+use edgeroute_engine::geojson::LineString;
 use edgeroute_engine::{
     BuildOptions, BuildProgress, CarProfile, Coord, Graph, ProgressFn, polyline,
 };

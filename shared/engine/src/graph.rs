@@ -442,18 +442,27 @@ impl Graph {
     }
 
     fn assemble_route(&self, from: &Snap, to: &Snap, found: &ch::Found) -> Route {
-        let mut geometry: Vec<Coord> = vec![from.location];
+        let mut geometry: Vec<Coord> = Vec::with_capacity(found.edges.len() * 4 + 8);
+        geometry.push(from.location);
         // (name id, weight, geometry start); consecutive pieces of equally named roads are
         // merged: that is the unit turn-by-turn steps are made of, and it saves a string
         // per edge on the hot path.
         let mut pieces: Vec<(u32, Weight, usize)> = Vec::new();
+        // Appends `points` (reversed if `backward`) and then `last`, if any.
         let mut push = |geometry: &mut Vec<Coord>,
-                        points: &mut dyn Iterator<Item = Coord>,
+                        points: &[Coord],
+                        backward: bool,
+                        last: Option<Coord>,
                         road: u32,
                         w: Weight| {
-            let name = self.net.roads[road as usize].name;
             let start = geometry.len() - 1;
-            geometry.extend(points);
+            if backward {
+                geometry.extend(points.iter().rev());
+            } else {
+                geometry.extend_from_slice(points);
+            }
+            geometry.extend(last);
+            let name = self.net.roads[road as usize].name;
             match pieces.last_mut() {
                 Some(last) if last.0 == name => last.1 = last.1.add(w),
                 _ => pieces.push((name, w, start)),
@@ -466,20 +475,10 @@ impl Graph {
         let seg = from.segment as usize;
         if found.source == rs.to {
             let w = rs.forward.scale(1.0 - from.fraction);
-            push(
-                &mut geometry,
-                &mut ps[seg + 1..].iter().copied(),
-                from.road,
-                w,
-            );
+            push(&mut geometry, &ps[seg + 1..], false, None, from.road, w);
         } else {
             let w = rs.backward.scale(from.fraction);
-            push(
-                &mut geometry,
-                &mut ps[..=seg].iter().rev().copied(),
-                from.road,
-                w,
-            );
+            push(&mut geometry, &ps[..=seg], true, None, from.road, w);
         }
 
         for edge in &found.edges {
@@ -489,12 +488,14 @@ impl Graph {
             if edge.is_backward() {
                 push(
                     &mut geometry,
-                    &mut pts[..pts.len() - 1].iter().rev().copied(),
+                    &pts[..pts.len() - 1],
+                    true,
+                    None,
                     edge.road(),
                     w,
                 );
             } else {
-                push(&mut geometry, &mut pts[1..].iter().copied(), edge.road(), w);
+                push(&mut geometry, &pts[1..], false, None, edge.road(), w);
             }
         }
 
@@ -504,19 +505,24 @@ impl Graph {
         let seg = to.segment as usize;
         if found.target == rt.from {
             let w = rt.forward.scale(to.fraction);
-            let mut pts = pt[1..=seg]
-                .iter()
-                .copied()
-                .chain(std::iter::once(to.location));
-            push(&mut geometry, &mut pts, to.road, w);
+            push(
+                &mut geometry,
+                &pt[1..=seg],
+                false,
+                Some(to.location),
+                to.road,
+                w,
+            );
         } else {
             let w = rt.backward.scale(1.0 - to.fraction);
-            let mut pts = pt[seg + 1..pt.len() - 1]
-                .iter()
-                .rev()
-                .copied()
-                .chain(std::iter::once(to.location));
-            push(&mut geometry, &mut pts, to.road, w);
+            push(
+                &mut geometry,
+                &pt[seg + 1..pt.len() - 1],
+                true,
+                Some(to.location),
+                to.road,
+                w,
+            );
         }
 
         let ends = pieces
