@@ -227,7 +227,7 @@ async fn bad_input_gets_osrm_errors_as_json() {
     let url = &agent.url;
     let far = "2.35,48.85"; // Paris: no road of the Monaco graph within the radius.
     let cases: Vec<(String, u16, &str)> = vec![
-        (format!("/route/v1/driving/7.41;43.73"), 400, "InvalidUrl"),
+        ("/route/v1/driving/7.41;43.73".to_owned(), 400, "InvalidUrl"),
         (format!("/route/v1/driving/abc,def;{B}"), 400, "InvalidUrl"),
         (
             format!("/route/v1/driving/NaN,43.73;{B}"),
@@ -259,12 +259,12 @@ async fn bad_input_gets_osrm_errors_as_json() {
             "InvalidOptions",
         ),
         (
-            format!("/route/v1/driving/polyline(%7E%7E%7E"),
+            "/route/v1/driving/polyline(%7E%7E%7E".to_owned(),
             400,
             "InvalidUrl",
         ),
         (
-            format!("/route/v1/driving/polyline(%7E%7E%7E)"),
+            "/route/v1/driving/polyline(%7E%7E%7E)".to_owned(),
             400,
             "InvalidUrl",
         ),

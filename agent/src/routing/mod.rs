@@ -177,13 +177,12 @@ impl GraphService {
                     })?;
                     let source_sha = hex::encode(Sha256::digest(&pbf));
                     drop(pbf);
-                    if let Some(stored) = store.graph_for_source(&source_sha)? {
-                        if let Some(bytes) = store.graph(&stored)? {
-                            tracing::info!(version = %stored, "map already imported; serving the stored graph");
-                            let graph =
-                                Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
-                            return Ok(Some(graph));
-                        }
+                    if let Some(stored) = store.graph_for_source(&source_sha)?
+                        && let Some(bytes) = store.graph(&stored)?
+                    {
+                        tracing::info!(version = %stored, "map already imported; serving the stored graph");
+                        let graph = Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
+                        return Ok(Some(graph));
                     }
                     let stem = path
                         .file_stem()
@@ -194,8 +193,10 @@ impl GraphService {
                         version.unwrap_or_else(|| format!("{stem}-{}", &source_sha[..12]));
                     tracing::info!(map = %path.display(), %version, "importing and preprocessing the map");
                     let started = std::time::Instant::now();
-                    let mut options = BuildOptions::default();
-                    options.version = version;
+                    let options = BuildOptions {
+                        version,
+                        ..BuildOptions::default()
+                    };
                     let graph = Graph::from_osm_file(&path, &CarProfile::default(), &options)
                         .map_err(|source| Error::Import {
                             path: path.clone(),

@@ -33,8 +33,10 @@ fn artifacts() -> &'static Artifacts {
     ARTIFACTS.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let build = |version: &str| {
-            let mut options = BuildOptions::default();
-            options.version = version.to_owned();
+            let options = BuildOptions {
+                version: version.to_owned(),
+                ..BuildOptions::default()
+            };
             Graph::from_osm_file(&monaco_pbf(), &CarProfile::default(), &options).unwrap()
         };
         let a = dir.path().join("monaco-a.graph");
@@ -105,10 +107,10 @@ impl Agent {
     pub async fn ready(&self, client: &reqwest::Client) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = client.get(format!("{}/readyz", self.url)).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = client.get(format!("{}/readyz", self.url)).send().await
+                && r.status() == 200
+            {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
