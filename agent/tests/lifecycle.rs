@@ -223,7 +223,11 @@ async fn graph_swap_under_load_fails_no_request() {
         (b"not a graph".to_vec(), true, 400),
         (artifact_b().to_vec(), false, 401),
     ] {
-        let mut req = client.put(format!("{base}/admin/graph")).body(body);
+        // A fresh client per rejected upload: the server may close a connection whose body
+        // it refused to read, and a pooled connection would race with that close.
+        let mut req = common::client()
+            .put(format!("{base}/admin/graph"))
+            .body(body);
         if auth {
             req = req.bearer_auth("admin");
         }
