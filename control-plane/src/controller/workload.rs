@@ -10,8 +10,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource, ObjectFieldSelector,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service,
-    ServicePort, ServiceSpec, Toleration, Volume, VolumeMount,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
+    SecurityContext, Service, ServicePort, ServiceSpec, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -150,11 +150,27 @@ fn tolerations(region: &EdgeRegion) -> Vec<Toleration> {
     all
 }
 
+/// The Secret (in the controller's namespace) holding the agents' `api-keys` (comma
+/// separated) and `admin-key`.
+pub const AGENT_SECRET: &str = "edgeroute-agent-keys";
+
 fn env(region: &EdgeRegion, agent_env: &AgentEnv) -> Vec<EnvVar> {
     let plain = |name: &str, value: String| EnvVar {
         name: name.into(),
         value: Some(value),
         value_from: None,
+    };
+    let secret = |name: &str, key: &str| EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: AGENT_SECRET.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
     };
     vec![
         EnvVar {
@@ -168,6 +184,13 @@ fn env(region: &EdgeRegion, agent_env: &AgentEnv) -> Vec<EnvVar> {
                 ..EnvVarSource::default()
             }),
         },
+        // The agent's own flag is EDGEROUTE_NODE_NAME; Kubernetes expands $(NODE_NAME) from
+        // the variable above.
+        plain("EDGEROUTE_NODE_NAME", "$(NODE_NAME)".into()),
+        // Agents refuse to start without API keys (or an explicit --no-auth): the keys come
+        // from a Secret the operator creates, so none is ever written into a manifest.
+        secret("EDGEROUTE_API_KEY", "api-keys"),
+        secret("EDGEROUTE_ADMIN_KEY", "admin-key"),
         plain("EDGEROUTE_REGION", region.name_any()),
         plain(
             "EDGEROUTE_CONTROL_PLANE_URL",
@@ -378,6 +401,9 @@ mod tests {
             "spec.nodeName"
         );
         for name in [
+            "EDGEROUTE_NODE_NAME",
+            "EDGEROUTE_API_KEY",
+            "EDGEROUTE_ADMIN_KEY",
             "EDGEROUTE_REGION",
             "EDGEROUTE_CONTROL_PLANE_URL",
             "EDGEROUTE_DATA_DIR",
