@@ -1,0 +1,200 @@
+//! `loadgen`: HTTP load generator for the agent's `/route` endpoint.
+//!
+//! Picks random points in a bounding box (default: Porto), snaps them once through
+//! `/nearest` so every pair is routable, then either
+//! - sends at a fixed rate (`--rate N`, open loop: latency is measured from the *scheduled*
+//!   send time, so a stalled server cannot hide queueing), or
+//! - saturates (`--rate 0`) with `--connections` closed-loop workers,
+//!
+//! over keep-alive connections, and prints throughput and p50/p99/p99.9 latency.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use clap::Parser;
+use rand::{Rng, SeedableRng, rngs::SmallRng};
+
+/// Command line.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Agent base URL (`http://127.0.0.1:5000` or `https://...`).
+    #[arg(long)]
+    url: String,
+    /// API key (sent as `Authorization: Bearer`).
+    #[arg(long)]
+    key: Option<String>,
+    /// Requests per second; 0 saturates with `--connections` workers.
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    /// Seconds of measurement.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Concurrent connections (saturation) / connection pool size (fixed rate).
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// `min_lon,min_lat,max_lon,max_lat` of the random points (default: Porto).
+    #[arg(long, default_value = "-8.69,41.14,-8.56,41.18")]
+    bbox: String,
+    /// PEM CA certificate to trust for `https` URLs.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
+    /// Random seed.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    // Nearest-rank; the index is within bounds by construction.
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections.max(1))
+        .timeout(Duration::from_secs(10));
+    if let Some(ca) = &args.ca {
+        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        builder = builder.tls_certs_only([reqwest::Certificate::from_pem(&pem)?]);
+    }
+    let client = builder.build()?;
+    let auth = args.key.as_ref().map(|k| format!("Bearer {k}"));
+    let get = |url: String| {
+        let mut req = client.get(url);
+        if let Some(a) = &auth {
+            req = req.header("authorization", a);
+        }
+        req
+    };
+
+    let bbox: Vec<f64> = args
+        .bbox
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .context("--bbox must be four numbers")?;
+    anyhow::ensure!(bbox.len() == 4, "--bbox must be four numbers");
+    let mut rng = SmallRng::seed_from_u64(args.seed);
+    let mut points = Vec::new();
+    for _ in 0..2000 {
+        if points.len() >= 500 {
+            break;
+        }
+        let lon = rng.random_range(bbox[0]..bbox[2]);
+        let lat = rng.random_range(bbox[1]..bbox[3]);
+        let r = get(format!("{}/nearest/v1/driving/{lon:.6},{lat:.6}", args.url))
+            .send()
+            .await?;
+        if r.status() == 200 {
+            let body: serde_json::Value = r.json().await?;
+            let loc = &body["waypoints"][0]["location"];
+            points.push(format!("{},{}", loc[0], loc[1]));
+        }
+    }
+    anyhow::ensure!(points.len() >= 2, "no routable points in the bbox");
+    let urls: Arc<Vec<String>> = Arc::new(
+        (0..10_000)
+            .map(|_| {
+                let a = &points[rng.random_range(0..points.len())];
+                let b = &points[rng.random_range(0..points.len())];
+                format!("{}/route/v1/driving/{a};{b}?overview=false", args.url)
+            })
+            .collect(),
+    );
+
+    let errors = Arc::new(AtomicUsize::new(0));
+    let duration = Duration::from_secs(args.duration);
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = Vec::new();
+    if args.rate == 0 {
+        let mut workers = Vec::new();
+        for w in 0..args.connections.max(1) {
+            let (urls, errors) = (urls.clone(), errors.clone());
+            let (client, auth) = (client.clone(), auth.clone());
+            workers.push(tokio::spawn(async move {
+                let mut local = Vec::new();
+                let mut i = w * 7919;
+                while started.elapsed() < duration {
+                    let mut req = client.get(&urls[i % urls.len()]);
+                    if let Some(a) = &auth {
+                        req = req.header("authorization", a);
+                    }
+                    i += 1;
+                    let t = Instant::now();
+                    match req.send().await {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                            local.push(t.elapsed());
+                        }
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                local
+            }));
+        }
+        for w in workers {
+            latencies.extend(w.await?);
+        }
+    } else {
+        let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate));
+        let total = (duration.as_secs_f64() * f64::from(args.rate)) as usize;
+        let mut tasks = Vec::with_capacity(total);
+        for i in 0..total {
+            let scheduled = started + interval * u32::try_from(i)?;
+            tokio::time::sleep_until(scheduled.into()).await;
+            let request = get(urls[i % urls.len()].clone());
+            let errors = errors.clone();
+            tasks.push(tokio::spawn(async move {
+                match request.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        Some(scheduled.elapsed())
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            if let Some(l) = t.await? {
+                latencies.push(l);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "mode={} ok={} errors={} elapsed_s={:.1} throughput_rps={:.0} p50_ms={:.3} p99_ms={:.3} p99.9_ms={:.3} max_ms={:.3}",
+        if args.rate == 0 {
+            format!("saturation/{}conn", args.connections)
+        } else {
+            format!("fixed/{}rps", args.rate)
+        },
+        latencies.len(),
+        errors.load(Ordering::Relaxed),
+        elapsed.as_secs_f64(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        ms(percentile(&latencies, 50.0)),
+        ms(percentile(&latencies, 99.0)),
+        ms(percentile(&latencies, 99.9)),
+        ms(latencies.last().copied().unwrap_or_default()),
+    );
+    Ok(())
+}
