@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration, time::Instant};
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::sync::watch;
 
 use crate::{
@@ -132,13 +133,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 shutdown_handle.graceful_shutdown(Some(grace));
             });
             let std_listener = listener.into_std()?;
+            // TCP_NODELAY: small responses must not wait for Nagle + delayed ACK (~40 ms).
             axum_server::from_tcp_rustls(std_listener, rustls)
+                .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
                 .handle(handle)
                 .serve(app.into_make_service())
                 .await
                 .context("HTTPS server failed")?;
         }
         _ => {
+            let listener = listener.tap_io(|tcp| {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::warn!(error = %err, "cannot set TCP_NODELAY");
+                }
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
