@@ -115,6 +115,22 @@ pub struct Config {
     #[arg(long, env = "EDGEROUTE_SHUTDOWN_GRACE_S", default_value_t = 30)]
     pub shutdown_grace_s: u64,
 
+    /// Max jobs plus shipments of a `POST /optimize` request.
+    #[arg(long, env = "EDGEROUTE_MAX_VRP_JOBS", default_value_t = 2000)]
+    pub max_vrp_jobs: usize,
+
+    /// Largest `time_limit_ms` a `POST /optimize` request may ask for.
+    #[arg(
+        long,
+        env = "EDGEROUTE_MAX_VRP_TIME_LIMIT_MS",
+        default_value_t = 10_000
+    )]
+    pub max_vrp_time_limit_ms: u64,
+
+    /// `POST /optimize` body limit (custom matrices are large).
+    #[arg(long, env = "EDGEROUTE_MAX_OPTIMIZE_BODY_BYTES", default_value_t = 32 << 20)]
+    pub max_optimize_body_bytes: usize,
+
     /// Log format on stderr.
     #[arg(long, env = "EDGEROUTE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -152,6 +168,12 @@ pub struct Limits {
     pub rate_limit: f64,
     /// Per-key burst.
     pub rate_burst: u32,
+    /// Max jobs plus shipments of an optimisation.
+    pub max_vrp_jobs: usize,
+    /// Largest solver time budget a request may ask for.
+    pub max_vrp_time_limit: Duration,
+    /// `POST /optimize` body limit.
+    pub max_optimize_body_bytes: usize,
 }
 
 impl Config {
@@ -168,6 +190,9 @@ impl Config {
             concurrency_limit: self.concurrency_limit.max(1),
             rate_limit: self.rate_limit,
             rate_burst: self.rate_burst.max(1),
+            max_vrp_jobs: self.max_vrp_jobs,
+            max_vrp_time_limit: Duration::from_millis(self.max_vrp_time_limit_ms),
+            max_optimize_body_bytes: self.max_optimize_body_bytes,
         }
     }
 }
@@ -185,6 +210,9 @@ impl Default for Limits {
             concurrency_limit: 1024,
             rate_limit: 0.0,
             rate_burst: 1,
+            max_vrp_jobs: 2000,
+            max_vrp_time_limit: Duration::from_secs(10),
+            max_optimize_body_bytes: 32 << 20,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - [`routing`]: the served graph ([`routing::GraphHolder`], swapped atomically) and its
 //!   management; [`routing::steps`] shapes engine results into OSRM responses.
 //! - [`storage`]: durable state behind the [`storage::Store`] trait, in sled.
+//! - [`vrp`]: VROOM wire shapes to and from the engine's VRP model.
 //! - [`error`]: [`error::ApiError`], OSRM's error vocabulary as HTTP responses.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`tls`]: rustls (ring) server configuration.
@@ -23,3 +24,4 @@ pub mod routing;
 pub mod server;
 pub mod storage;
 pub mod tls;
+pub mod vrp;

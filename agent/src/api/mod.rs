@@ -6,7 +6,9 @@ pub mod health;
 pub mod middleware;
 pub mod nearest;
 pub mod openapi;
+pub mod optimize;
 pub mod params;
+pub mod plans;
 pub mod route;
 pub mod status;
 pub mod table;
@@ -100,6 +102,8 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(status::router())
         .merge(admin::router(&state))
+        .merge(optimize::router(&state))
+        .merge(plans::router(&state))
         .merge(openapi::router())
         .fallback(not_found)
         .with_state(state.clone());

@@ -6,7 +6,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{AppState, admin, health, nearest, route, status, table};
+use super::{AppState, admin, health, nearest, optimize, plans, route, status, table};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -23,12 +23,16 @@ use super::{AppState, admin, health, nearest, route, status, table};
         admin::upload,
         admin::rollback,
         admin::versions,
+        optimize::optimize,
+        plans::one,
+        plans::list,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "osrm", description = "OSRM v1 route, table and nearest services"),
         (name = "ops", description = "Health, readiness, metrics and status"),
         (name = "admin", description = "Graph management (admin key)"),
+        (name = "vroom", description = "VROOM-compatible optimisation and stored plans"),
     )
 )]
 pub struct ApiDoc;

@@ -136,6 +136,11 @@ impl GraphService {
         &self.holder
     }
 
+    /// The agent's storage (plans are stored through it too).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     /// Stored versions and pointers.
     pub async fn versions(&self) -> Result<(GraphPointers, Vec<String>)> {
         let store = self.store.clone();

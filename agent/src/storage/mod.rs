@@ -9,8 +9,10 @@
 //! Every method is synchronous and may touch the disk: call it from `spawn_blocking` on
 //! request paths.
 
+pub mod plans;
 mod sled_store;
 
+pub use plans::{NewPlan, Plan};
 pub use sled_store::{PLANS, SledStore};
 
 use serde::{Deserialize, Serialize};
@@ -85,6 +87,12 @@ pub trait Store: Send + Sync + 'static {
     fn api_key_hashes(&self) -> Result<Vec<String>>;
     /// The node identity, created on the first call ever; each call counts a boot.
     fn boot(&self) -> Result<NodeIdentity>;
+    /// Store a plan under the next sequence number (durable after [`Store::flush`]).
+    fn put_plan(&self, plan: &NewPlan) -> Result<Plan>;
+    /// The plan with this sequence number.
+    fn plan(&self, seq: u64) -> Result<Option<Plan>>;
+    /// Up to `limit` plans with a sequence number above `since`, in order.
+    fn plans_since(&self, since: u64, limit: usize) -> Result<Vec<Plan>>;
     /// Make everything written so far durable.
     fn flush(&self) -> Result<()>;
 }

@@ -6,9 +6,12 @@ use std::{
 };
 
 use sha2::{Digest, Sha256};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{
+    Transactional,
+    transaction::{ConflictableTransactionError, TransactionError},
+};
 
-use super::{Error, GraphPointers, NodeIdentity, Result, Store, hash_key};
+use super::{Error, GraphPointers, NewPlan, NodeIdentity, Plan, Result, Store, hash_key};
 
 const GRAPHS: &str = "graphs";
 const META: &str = "meta";
@@ -20,6 +23,7 @@ pub const PLANS: &str = "plans";
 const ACTIVE: &[u8] = b"graph.active";
 const PREVIOUS: &[u8] = b"graph.previous";
 const IDENTITY: &[u8] = b"node.identity";
+const PLAN_SEQ: &[u8] = b"plans.seq";
 
 /// Agent state in a sled database.
 #[derive(Debug, Clone)]
@@ -29,6 +33,7 @@ pub struct SledStore {
     meta: sled::Tree,
     sources: sled::Tree,
     api_keys: sled::Tree,
+    plans: sled::Tree,
 }
 
 impl SledStore {
@@ -40,6 +45,7 @@ impl SledStore {
             meta: db.open_tree(META)?,
             sources: db.open_tree(SOURCES)?,
             api_keys: db.open_tree(API_KEYS)?,
+            plans: db.open_tree(PLANS)?,
             db,
         })
     }
@@ -186,10 +192,70 @@ impl Store for SledStore {
         Ok(identity)
     }
 
+    fn put_plan(&self, plan: &NewPlan) -> Result<Plan> {
+        let created_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let created_at_ms = u64::try_from(created_at_ms).unwrap_or(u64::MAX);
+        let result = (&self.plans, &self.meta).transaction(|(plans, meta)| {
+            let last = match meta.get(PLAN_SEQ)? {
+                None => 0,
+                Some(v) => match <[u8; 8]>::try_from(v.as_ref()) {
+                    Ok(b) => u64::from_be_bytes(b),
+                    Err(_) => return Err(ConflictableTransactionError::Abort(())),
+                },
+            };
+            let seq = last + 1;
+            let stored = Plan {
+                id: format!("{}-{seq}", plan.node),
+                seq,
+                created_at_ms,
+                plan: plan.clone(),
+            };
+            let bytes =
+                serde_json::to_vec(&stored).map_err(|_| ConflictableTransactionError::Abort(()))?;
+            meta.insert(PLAN_SEQ, &seq.to_be_bytes())?;
+            plans.insert(&seq.to_be_bytes(), bytes)?;
+            Ok(stored)
+        });
+        result.map_err(|e: TransactionError<()>| match e {
+            TransactionError::Storage(e) => Error::Db(e),
+            TransactionError::Abort(()) => Error::Corrupt {
+                key: "plans.seq".into(),
+            },
+        })
+    }
+
+    fn plan(&self, seq: u64) -> Result<Option<Plan>> {
+        self.plans
+            .get(seq.to_be_bytes())?
+            .map(|v| decode_plan(&v))
+            .transpose()
+    }
+
+    fn plans_since(&self, since: u64, limit: usize) -> Result<Vec<Plan>> {
+        let Some(from) = since.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        self.plans
+            .range(from.to_be_bytes()..)
+            .values()
+            .take(limit)
+            .map(|v| decode_plan(&v?))
+            .collect()
+    }
+
     fn flush(&self) -> Result<()> {
         self.db.flush()?;
         Ok(())
     }
+}
+
+fn decode_plan(bytes: &[u8]) -> Result<Plan> {
+    serde_json::from_slice(bytes).map_err(|_| Error::Corrupt {
+        key: "plans".into(),
+    })
 }
 
 #[cfg(test)]
@@ -241,5 +307,43 @@ mod tests {
             store.graph_for_source("abc").unwrap().as_deref(),
             Some("v1")
         );
+    }
+
+    #[test]
+    fn plan_sequence_numbers_increase_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = NewPlan {
+            node: "abc".into(),
+            graph_version: None,
+            graph_checksum: None,
+            solver_version: "test".into(),
+            jobs: 1,
+            shipments: 0,
+            vehicles: 1,
+            output: serde_json::json!({"code": 0}),
+        };
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let a = store.put_plan(&plan).unwrap();
+            let b = store.put_plan(&plan).unwrap();
+            assert_eq!((a.seq, b.seq), (1, 2));
+            assert_eq!(b.id, "abc-2");
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let c = store.put_plan(&plan).unwrap();
+        assert_eq!(c.seq, 3);
+        assert_eq!(store.plan(2).unwrap().unwrap().id, "abc-2");
+        assert_eq!(store.plan(9).unwrap(), None);
+        let seqs: Vec<_> = store
+            .plans_since(1, 10)
+            .unwrap()
+            .iter()
+            .map(|p| p.seq)
+            .collect();
+        assert_eq!(seqs, [2, 3]);
+        assert_eq!(store.plans_since(0, 1).unwrap().len(), 1);
+        assert_eq!(store.plans_since(u64::MAX, 1).unwrap(), []);
+        assert_eq!(super::super::plans::seq_of("abc-3"), Some(3));
     }
 }

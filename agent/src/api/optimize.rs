@@ -1,0 +1,353 @@
+//! `POST /optimize`: VROOM-compatible vehicle routing, solved by the engine's VRP solver and
+//! stored as a plan (see [`super::plans`]) before the answer is sent.
+//!
+//! Errors use VROOM's body, `{"code": 2, "error": "..."}`: code 2 (HTTP 400) for input
+//! errors, code 3 (HTTP 400) for routing errors (a location that does not snap), code 1
+//! (HTTP 500, detail logged only) for internal failures.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Query, State, rejection::QueryRejection},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use edgeroute_engine::{
+    Coord, Graph, Snap,
+    vrp::{Matrix, SolveOptions, check_feasibility, solve},
+};
+use edgeroute_protocol::vroom::{self, Input, Output};
+use tower_http::limit::RequestBodyLimitLayer;
+
+use super::AppState;
+use crate::{
+    error::InternalError,
+    storage::NewPlan,
+    vrp::{self, Places, Times},
+};
+
+/// Time budget when the request gives no `time_limit_ms`.
+pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_millis(1000);
+
+/// Solver threads per request (the "second core").
+const THREADS: usize = 2;
+
+/// Which solver computed a plan.
+pub fn solver_version() -> String {
+    format!("edgeroute-engine {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Routes of this module.
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/optimize", post(optimize))
+        .layer(RequestBodyLimitLayer::new(
+            state.limits.max_optimize_body_bytes,
+        ))
+}
+
+/// A failed optimisation, as VROOM reports it.
+#[derive(Debug)]
+pub struct VroomError {
+    code: u32,
+    status: StatusCode,
+    message: String,
+    internal: Option<String>,
+}
+
+impl VroomError {
+    /// `code: 2`, HTTP 400.
+    pub fn input(message: impl Into<String>) -> Self {
+        Self {
+            code: vroom::code::INPUT,
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            internal: None,
+        }
+    }
+
+    /// `code: 3`, HTTP 400.
+    pub fn routing(message: impl Into<String>) -> Self {
+        Self {
+            code: vroom::code::ROUTING,
+            ..Self::input(message)
+        }
+    }
+
+    /// `code: 3`, HTTP 503: no road graph to compute the matrix with.
+    fn not_ready() -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            ..Self::routing("No road graph is loaded yet; retry when /readyz is 200.")
+        }
+    }
+
+    /// `code: 1`, HTTP 500; the detail is logged, never sent.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self {
+            code: vroom::code::INTERNAL,
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "Internal server error.".to_owned(),
+            internal: Some(detail.to_string()),
+        }
+    }
+}
+
+impl From<vrp::ConvertError> for VroomError {
+    fn from(err: vrp::ConvertError) -> Self {
+        Self::input(err.to_string())
+    }
+}
+
+impl IntoResponse for VroomError {
+    fn into_response(self) -> Response {
+        let body = Output {
+            code: self.code,
+            error: Some(self.message),
+            ..Output::default()
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(detail) = self.internal {
+            response.extensions_mut().insert(InternalError(detail));
+        }
+        response
+    }
+}
+
+/// The `time_limit_ms` query parameter, checked against the server maximum.
+fn time_limit(query: &HashMap<String, String>, max: Duration) -> Result<Duration, VroomError> {
+    let Some(raw) = query.get("time_limit_ms") else {
+        return Ok(DEFAULT_TIME_LIMIT.min(max));
+    };
+    let ms: u64 = raw.parse().map_err(|_| {
+        VroomError::input(format!(
+            "time_limit_ms must be a non-negative integer, got {raw:?}"
+        ))
+    })?;
+    let limit = Duration::from_millis(ms);
+    if limit > max || ms == 0 {
+        return Err(VroomError::input(format!(
+            "time_limit_ms must be within 1..={}, got {ms}",
+            max.as_millis()
+        )));
+    }
+    Ok(limit)
+}
+
+/// Everything computed on the blocking pool.
+struct Solved {
+    output: Output,
+    graph: Option<(String, String)>,
+}
+
+/// Solve a VROOM problem (custom matrices, or coordinates routed on the served graph).
+#[utoipa::path(post, path = "/optimize", tag = "vroom",
+    security(("bearer" = [])),
+    request_body(content = String, content_type = "application/json", description = "VROOM input (documented subset)"),
+    params(("time_limit_ms" = Option<u64>, Query, description = "Solver time budget (default 1000, at most the server's --max-vrp-time-limit-ms)")),
+    responses(
+        (status = 200, description = "VROOM output plus `plan_id`; `Location: /plans/{id}`"),
+        (status = 400, description = "`code: 2` input error or `code: 3` routing error"),
+    ))]
+pub async fn optimize(
+    State(state): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    body: Bytes,
+) -> Result<Response, VroomError> {
+    let started = Instant::now();
+    let Query(query) = query.map_err(|_| VroomError::input("Query string malformed"))?;
+    let limits = state.limits.clone();
+    let time_limit = time_limit(&query, limits.max_vrp_time_limit)?;
+    let input: Input = serde_json::from_slice(&body)
+        .map_err(|e| VroomError::input(format!("Invalid JSON: {e}")))?;
+    let tasks = input.jobs.len() + input.shipments.len();
+    if tasks > limits.max_vrp_jobs {
+        return Err(VroomError::input(format!(
+            "Too many jobs: {tasks} jobs and shipments, at most {} allowed",
+            limits.max_vrp_jobs
+        )));
+    }
+    let places = Places::collect(&input)?;
+    let graph = if places.custom {
+        if input.options.is_some_and(|o| o.g) {
+            return Err(VroomError::input(
+                "options.g: geometry needs coordinates, not custom matrices",
+            ));
+        }
+        None
+    } else {
+        Some(state.graph().map_err(|_| VroomError::not_ready())?)
+    };
+    let radius = limits.snap_radius_m;
+    let (jobs, shipments, vehicles) = (
+        input.jobs.len(),
+        input.shipments.len(),
+        input.vehicles.len(),
+    );
+    let solved = tokio::task::spawn_blocking(move || {
+        compute(
+            &input,
+            &places,
+            graph.as_deref(),
+            radius,
+            time_limit,
+            started,
+        )
+    })
+    .await
+    .map_err(VroomError::internal)??;
+
+    let mut output = serde_json::to_value(&solved.output).map_err(VroomError::internal)?;
+    let (graph_version, graph_checksum) = solved.graph.unzip();
+    let new_plan = NewPlan {
+        node: state.node.id.clone(),
+        graph_version,
+        graph_checksum,
+        solver_version: solver_version(),
+        jobs,
+        shipments,
+        vehicles,
+        output: output.clone(),
+    };
+    let store = Arc::clone(state.graphs.store());
+    let plan = tokio::task::spawn_blocking(move || {
+        let plan = store.put_plan(&new_plan)?;
+        store.flush()?;
+        Ok::<_, crate::storage::Error>(plan)
+    })
+    .await
+    .map_err(VroomError::internal)?
+    .map_err(|e| VroomError::internal(format!("storing the plan: {e}")))?;
+    if let Some(obj) = output.as_object_mut() {
+        obj.insert("plan_id".to_owned(), plan.id.clone().into());
+    }
+    let mut response = Json(output).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/plans/{}", plan.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Matrices (from the graph when needed), solve, check, shape the output.
+fn compute(
+    input: &Input,
+    places: &Places,
+    graph: Option<&Graph>,
+    radius: f64,
+    time_limit: Duration,
+    started: Instant,
+) -> Result<Solved, VroomError> {
+    let routing_started = Instant::now();
+    let (durations, distances, snaps) = match graph {
+        None => {
+            let (d, dist) = vrp::custom_matrices(input)?;
+            (d, dist, Vec::new())
+        }
+        Some(graph) => {
+            let snaps = places
+                .points
+                .iter()
+                .zip(&places.owners)
+                .map(|(p, owner)| {
+                    Coord::new(p[0], p[1])
+                        .and_then(|c| graph.snap(c, radius))
+                        .map_err(|_| {
+                            VroomError::routing(format!(
+                                "{owner}: no road within {radius} m of [{}, {}]",
+                                p[0], p[1]
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<Snap>, _>>()?;
+            let table = graph.table(&snaps, &snaps);
+            let n = snaps.len();
+            let cell = |v: Option<f64>| v.map_or(Matrix::MAX_ENTRY, |x| x.round() as i64);
+            let mut durations = Vec::with_capacity(n * n);
+            let mut distances = Vec::with_capacity(n * n);
+            for i in 0..n {
+                for j in 0..n {
+                    durations.push(cell(table.duration_s(i, j)));
+                    distances.push(cell(table.distance_m(i, j)));
+                }
+            }
+            (
+                Matrix::new("durations", n, durations).map_err(vrp::ConvertError::from)?,
+                Some(Matrix::new("distances", n, distances).map_err(vrp::ConvertError::from)?),
+                snaps,
+            )
+        }
+    };
+    let routing = routing_started.elapsed();
+    let problem = vrp::to_problem(input, places, durations, distances)?;
+    let loading = started.elapsed().saturating_sub(routing);
+    let solving_started = Instant::now();
+    let options = SolveOptions {
+        time_limit,
+        threads: THREADS,
+        ..SolveOptions::default()
+    };
+    let solution = solve(&problem, &options).map_err(vrp::ConvertError::from)?;
+    let solving = solving_started.elapsed();
+    let stats = check_feasibility(&problem, &solution).map_err(|v| {
+        VroomError::internal(format!("solver returned an infeasible solution: {v}"))
+    })?;
+    let times = Times {
+        loading: millis(loading),
+        solving: millis(solving),
+        routing: millis(routing),
+    };
+    let mut output = vrp::to_output(input, places, &problem, &solution, &stats, times);
+    if let Some(graph) = graph
+        && input.options.is_some_and(|o| o.g)
+    {
+        for (route, out) in solution.routes.iter().zip(&mut output.routes) {
+            let points = vrp::route_points(route);
+            let mut coords: Vec<Coord> = Vec::new();
+            for pair in points.windows(2) {
+                let leg = graph
+                    .route(&snaps[pair[0]], &snaps[pair[1]])
+                    .map_err(|e| VroomError::routing(format!("route geometry: {e}")))?;
+                let skip = usize::from(!coords.is_empty() && coords.last() == leg.geometry.first());
+                coords.extend(leg.geometry.iter().skip(skip));
+            }
+            out.geometry = Some(edgeroute_engine::polyline::encode(&coords, 5));
+        }
+    }
+    Ok(Solved {
+        output,
+        graph: graph.map(|g| (g.info().version.clone(), g.info().checksum.clone())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_limit_defaults_and_is_capped() {
+        let max = Duration::from_secs(5);
+        let q = |v: &str| HashMap::from([("time_limit_ms".to_owned(), v.to_owned())]);
+        assert_eq!(
+            time_limit(&HashMap::new(), max).unwrap(),
+            DEFAULT_TIME_LIMIT
+        );
+        assert_eq!(
+            time_limit(&q("250"), max).unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(time_limit(&q("6000"), max).unwrap_err().code, 2);
+        assert_eq!(time_limit(&q("abc"), max).unwrap_err().code, 2);
+        assert_eq!(time_limit(&q("0"), max).unwrap_err().code, 2);
+    }
+}

@@ -1,0 +1,99 @@
+//! `GET /plans/{id}` and `GET /plans?since=<seq>&limit=<n>`: the stored `/optimize` results.
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State, rejection::QueryRejection},
+    routing::get,
+};
+use edgeroute_protocol::osrm::ErrorCode;
+use serde::Serialize;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use super::AppState;
+use crate::{
+    error::ApiError,
+    storage::{Plan, plans::seq_of},
+};
+
+/// Plans listed when no `limit` is given.
+const DEFAULT_LIMIT: usize = 100;
+/// Most plans listed at once.
+const MAX_LIMIT: usize = 1000;
+
+/// Routes of this module.
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/plans", get(list))
+        .route("/plans/{id}", get(one))
+        .layer(RequestBodyLimitLayer::new(state.limits.max_body_bytes))
+}
+
+/// A page of plans.
+#[derive(Debug, Serialize)]
+pub struct PlanList {
+    /// Plans with `seq > since`, in sequence order.
+    pub plans: Vec<Plan>,
+    /// The `since` to ask for the next page with (the last `seq`, or the given `since`).
+    pub next_since: u64,
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("No plan with id {id:?}"))
+}
+
+/// One plan by id.
+#[utoipa::path(get, path = "/plans/{id}", tag = "vroom",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Plan id (`<node>-<seq>`)")),
+    responses((status = 200, description = "The plan"), (status = 404, description = "No such plan")))]
+pub async fn one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Plan>, ApiError> {
+    let Some(seq) = seq_of(&id) else {
+        return Err(not_found(&id));
+    };
+    let store = Arc::clone(state.graphs.store());
+    let plan = tokio::task::spawn_blocking(move || store.plan(seq))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal_chain(&e))?;
+    match plan {
+        Some(plan) if plan.id == id => Ok(Json(plan)),
+        _ => Err(not_found(&id)),
+    }
+}
+
+/// Plans after a sequence number.
+#[utoipa::path(get, path = "/plans", tag = "vroom",
+    security(("bearer" = [])),
+    params(
+        ("since" = Option<u64>, Query, description = "List plans with a greater sequence number (default 0)"),
+        ("limit" = Option<usize>, Query, description = "At most this many (default 100, max 1000)"),
+    ),
+    responses((status = 200, description = "Plans in sequence order")))]
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<PlanList>, ApiError> {
+    let Query(query) = query.map_err(|_| ApiError::invalid_query("Query string malformed"))?;
+    let number = |key: &str, default: u64| -> Result<u64, ApiError> {
+        query.get(key).map_or(Ok(default), |v| {
+            v.parse().map_err(|_| {
+                ApiError::invalid_value(format!("{key} must be a non-negative integer"))
+            })
+        })
+    };
+    let since = number("since", 0)?;
+    let limit = number("limit", DEFAULT_LIMIT as u64)?;
+    let limit = usize::try_from(limit).unwrap_or(MAX_LIMIT).min(MAX_LIMIT);
+    let store = Arc::clone(state.graphs.store());
+    let plans = tokio::task::spawn_blocking(move || store.plans_since(since, limit))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal_chain(&e))?;
+    let next_since = plans.last().map_or(since, |p| p.seq);
+    Ok(Json(PlanList { plans, next_since }))
+}
