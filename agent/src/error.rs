@@ -34,7 +34,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidValue
         | ErrorCode::NoSegment
         | ErrorCode::NoRoute
-        | ErrorCode::TooBig => StatusCode::BAD_REQUEST,
+        | ErrorCode::TooBig
+        | ErrorCode::NoTrips
+        | ErrorCode::NotImplemented => StatusCode::BAD_REQUEST,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,

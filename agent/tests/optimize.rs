@@ -188,3 +188,59 @@ async fn optimize_custom_matrices_coordinates_errors_and_plans() {
     assert_eq!(list["plans"].as_array().unwrap().len(), 1);
     assert_eq!(list["next_since"], 1);
 }
+
+#[tokio::test]
+async fn trip_on_monaco_visits_every_coordinate() {
+    use common::{A, B, C};
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start(
+        &dir.path().join("db"),
+        &["--graph", artifact_a().to_str().unwrap(), "--no-auth"],
+    );
+    let client = client();
+    agent.ready(&client).await;
+    let url = format!("{}/trip/v1/driving/{A};{B};{C}", agent.url);
+
+    let (status, r) = get_json(&client, &url).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["code"], "Ok");
+    let trips = r["trips"].as_array().unwrap();
+    assert_eq!(trips.len(), 1);
+    assert_eq!(trips[0]["legs"].as_array().unwrap().len(), 3);
+    assert!(trips[0]["duration"].as_f64().unwrap() > 0.0);
+    assert!(trips[0]["geometry"].is_string());
+    let mut positions: Vec<_> = r["waypoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            assert_eq!(w["trips_index"], 0);
+            assert!(w["location"].is_array());
+            w["waypoint_index"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(r["waypoints"][0]["waypoint_index"], 0);
+    positions.sort_unstable();
+    assert_eq!(positions, [0, 1, 2]);
+
+    let (status, r) = get_json(
+        &client,
+        &format!("{url}?roundtrip=false&source=first&destination=last&steps=true"),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["trips"][0]["legs"].as_array().unwrap().len(), 2);
+    assert_eq!(r["waypoints"][0]["waypoint_index"], 0);
+    assert_eq!(r["waypoints"][2]["waypoint_index"], 2);
+    assert!(
+        !r["trips"][0]["legs"][0]["steps"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    let (status, r) = get_json(&client, &format!("{url}?roundtrip=false")).await;
+    assert_eq!((status, r["code"].as_str()), (400, Some("NotImplemented")));
+    let (status, r) = get_json(&client, &format!("{url}?source=middle")).await;
+    assert_eq!((status, r["code"].as_str()), (400, Some("InvalidValue")));
+}

@@ -12,6 +12,7 @@ pub mod plans;
 pub mod route;
 pub mod status;
 pub mod table;
+pub mod trip;
 
 use std::{collections::HashSet, sync::Arc, time::Instant};
 
@@ -104,6 +105,7 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::router(&state))
         .merge(optimize::router(&state))
         .merge(plans::router(&state))
+        .merge(trip::router(&state))
         .merge(openapi::router())
         .fallback(not_found)
         .with_state(state.clone());

@@ -6,7 +6,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{AppState, admin, health, nearest, optimize, plans, route, status, table};
+use super::{AppState, admin, health, nearest, optimize, plans, route, status, table, trip};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -16,6 +16,7 @@ use super::{AppState, admin, health, nearest, optimize, plans, route, status, ta
         route::route,
         table::table,
         nearest::nearest,
+        trip::trip,
         health::healthz,
         health::readyz,
         health::metrics,

@@ -36,6 +36,10 @@ pub enum ErrorCode {
     NoRoute,
     /// The request exceeds a configured size limit.
     TooBig,
+    /// `/trip`: no trip visits all the coordinates.
+    NoTrips,
+    /// `/trip`: an option combination OSRM does not implement.
+    NotImplemented,
     /// No path matched (HTTP 404).
     NotFound,
     /// The path exists but not for this method (HTTP 405).
@@ -73,6 +77,8 @@ impl ErrorCode {
             Self::NoSegment => "NoSegment",
             Self::NoRoute => "NoRoute",
             Self::TooBig => "TooBig",
+            Self::NoTrips => "NoTrips",
+            Self::NotImplemented => "NotImplemented",
             Self::NotFound => "NotFound",
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::Unauthorized => "Unauthorized",
@@ -283,6 +289,31 @@ pub struct Waypoint {
     /// The snapped `[lon, lat]`.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<f64>))]
     pub location: Location,
+}
+
+/// A `/trip` waypoint: the snapped input coordinate and where the trip visits it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TripWaypoint {
+    /// The snapped coordinate.
+    #[serde(flatten)]
+    pub waypoint: Waypoint,
+    /// Position of this coordinate in its trip.
+    pub waypoint_index: usize,
+    /// Index of the trip (in `trips`) visiting it.
+    pub trips_index: usize,
+}
+
+/// `GET /trip` success body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TripResponse {
+    /// `"Ok"`.
+    pub code: String,
+    /// The trips (one: every coordinate is visited by the same trip).
+    pub trips: Vec<Route>,
+    /// One waypoint per input coordinate, in input order.
+    pub waypoints: Vec<TripWaypoint>,
 }
 
 /// `GET /route` success body.
