@@ -225,6 +225,16 @@ pub fn to_problem(
     durations: Matrix,
     distances: Option<Matrix>,
 ) -> Result<Problem, ConvertError> {
+    unique("vehicles", input.vehicles.iter().map(|v| v.id))?;
+    unique("jobs", input.jobs.iter().map(|j| j.id))?;
+    unique(
+        "shipments[].pickup",
+        input.shipments.iter().map(|s| s.pickup.id),
+    )?;
+    unique(
+        "shipments[].delivery",
+        input.shipments.iter().map(|s| s.delivery.id),
+    )?;
     let mut vehicles = Vec::with_capacity(input.vehicles.len());
     for (i, v) in input.vehicles.iter().enumerate() {
         let f = |name: &str| format!("vehicles[{i}].{name}");
@@ -320,6 +330,21 @@ pub fn to_problem(
     };
     problem.validate()?;
     Ok(problem)
+}
+
+/// Ids must identify their element in the output: no duplicates within a kind (VROOM).
+fn unique(kind: &str, ids: impl Iterator<Item = u64>) -> Result<(), ConvertError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, id) in ids.enumerate() {
+        if !seen.insert(id) {
+            let field = match kind.split_once("[]") {
+                Some((list, rest)) => format!("{list}[{i}]{rest}.id"),
+                None => format!("{kind}[{i}].id"),
+            };
+            return Err(field_error(field, format!("duplicate id {id}")));
+        }
+    }
+    Ok(())
 }
 
 fn unsigned(v: i64) -> u64 {
@@ -604,6 +629,9 @@ mod tests {
         let mut v = base.clone();
         v["jobs"][0]["time_windows"] = json!([[10, 5]]);
         assert!(err(v).contains("jobs[0].time_windows[0]"));
+        let mut v = base.clone();
+        v["jobs"] = json!([{"id": 4, "location_index": 1}, {"id": 4, "location_index": 0}]);
+        assert_eq!(err(v), "jobs[1].id: duplicate id 4");
         let mut v = base;
         v["vehicles"] = json!([]);
         assert!(err(v).contains("vehicles must not be empty"));
