@@ -272,13 +272,20 @@ fn compute(
                 .collect::<Result<Vec<Snap>, _>>()?;
             let table = graph.table(&snaps, &snaps);
             let n = snaps.len();
-            let cell = |v: Option<f64>| v.map_or(Matrix::MAX_ENTRY, |x| x.round() as i64);
             let mut durations = Vec::with_capacity(n * n);
             let mut distances = Vec::with_capacity(n * n);
             for i in 0..n {
                 for j in 0..n {
-                    durations.push(cell(table.duration_s(i, j)));
-                    distances.push(cell(table.distance_m(i, j)));
+                    // As VROOM: a pair the road graph cannot connect is a routing error.
+                    let (Some(d), Some(m)) = (table.duration_s(i, j), table.distance_m(i, j))
+                    else {
+                        return Err(VroomError::routing(format!(
+                            "Unfound route from {} to {}",
+                            places.owners[i], places.owners[j]
+                        )));
+                    };
+                    durations.push(d.round() as i64);
+                    distances.push(m.round() as i64);
                 }
             }
             (
