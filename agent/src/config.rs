@@ -119,6 +119,12 @@ pub struct Config {
     #[arg(long, env = "EDGEROUTE_MAX_VRP_JOBS", default_value_t = 2000)]
     pub max_vrp_jobs: usize,
 
+    /// `POST /optimize` solves running at once; more wait their turn (within the request
+    /// timeout). Each solve keeps two cores busy for its whole time budget, so the default
+    /// leaves route and table requests room to breathe on a small edge node.
+    #[arg(long, env = "EDGEROUTE_MAX_CONCURRENT_SOLVES", default_value_t = 1)]
+    pub max_concurrent_solves: usize,
+
     /// Largest `time_limit_ms` a `POST /optimize` request may ask for.
     #[arg(
         long,
@@ -170,6 +176,8 @@ pub struct Limits {
     pub rate_burst: u32,
     /// Max jobs plus shipments of an optimisation.
     pub max_vrp_jobs: usize,
+    /// Solves running at once.
+    pub max_concurrent_solves: usize,
     /// Largest solver time budget a request may ask for.
     pub max_vrp_time_limit: Duration,
     /// `POST /optimize` body limit.
@@ -191,6 +199,7 @@ impl Config {
             rate_limit: self.rate_limit,
             rate_burst: self.rate_burst.max(1),
             max_vrp_jobs: self.max_vrp_jobs,
+            max_concurrent_solves: self.max_concurrent_solves.max(1),
             max_vrp_time_limit: Duration::from_millis(self.max_vrp_time_limit_ms),
             max_optimize_body_bytes: self.max_optimize_body_bytes,
         }
@@ -211,6 +220,7 @@ impl Default for Limits {
             rate_limit: 0.0,
             rate_burst: 1,
             max_vrp_jobs: 2000,
+            max_concurrent_solves: 1,
             max_vrp_time_limit: Duration::from_secs(10),
             max_optimize_body_bytes: 32 << 20,
         }

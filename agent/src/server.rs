@@ -54,6 +54,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         graphs: graphs.clone(),
         metrics,
         rate: Arc::new(RateLimiter::new(limits.rate_limit, limits.rate_burst)),
+        solves: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_solves)),
         limits: Arc::new(limits),
         auth: Arc::new(auth),
         cors_origins: Arc::new(config.cors_origins.clone()),

@@ -338,6 +338,7 @@ mod tests {
             )),
             metrics,
             rate: Arc::new(RateLimiter::new(limits.rate_limit, limits.rate_burst)),
+            solves: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_solves)),
             limits: Arc::new(limits),
             auth: Arc::new(Auth::new(&[], None, true)),
             cors_origins: Arc::new(vec!["*".to_owned()]),

@@ -85,6 +85,8 @@ pub struct AppState {
     pub cors_origins: Arc<Vec<String>>,
     /// This node.
     pub node: Arc<NodeInfo>,
+    /// Permits for `POST /optimize` solves (`Limits::max_concurrent_solves`).
+    pub solves: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

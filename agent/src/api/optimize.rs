@@ -191,7 +191,14 @@ pub async fn optimize(
         input.shipments.len(),
         input.vehicles.len(),
     );
+    // Held by the blocking task, so the slot stays taken until the solver really stops,
+    // even if the client has gone away.
+    let permit = Arc::clone(&state.solves)
+        .acquire_owned()
+        .await
+        .map_err(VroomError::internal)?;
     let solved = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         compute(
             &input,
             &places,
