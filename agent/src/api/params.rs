@@ -24,6 +24,25 @@ pub fn check_version(version: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Parse the `{coordinates}` of a multi-point service (route, trip): at least two and at most
+/// `max` waypoints.
+pub fn waypoints(raw: &str, max: usize) -> Result<Vec<Coord>, ApiError> {
+    let coords = coordinates(raw)?;
+    if coords.len() < 2 {
+        return Err(ApiError::invalid_options(
+            "Number of coordinates needs to be at least two.",
+        ));
+    }
+    if coords.len() > max {
+        return Err(ApiError::too_big(format!(
+            "Number of coordinates {} exceeds the maximum of {}",
+            coords.len(),
+            max
+        )));
+    }
+    Ok(coords)
+}
+
 /// Parse the `{coordinates}` path segment.
 pub fn coordinates(raw: &str) -> Result<Vec<Coord>, ApiError> {
     let raw = raw.strip_suffix(".json").unwrap_or(raw);

@@ -52,20 +52,8 @@ pub async fn route(
     query: Result<Query<params::Pairs>, QueryRejection>,
 ) -> Result<Json<RouteResponse>, ApiError> {
     params::check_version(&version)?;
-    let coords = params::coordinates(&coordinates)?;
-    if coords.len() < 2 {
-        return Err(ApiError::invalid_options(
-            "Number of coordinates needs to be at least two.",
-        ));
-    }
     let limits = &state.limits;
-    if coords.len() > limits.max_route_waypoints {
-        return Err(ApiError::too_big(format!(
-            "Number of coordinates {} exceeds the maximum of {}",
-            coords.len(),
-            limits.max_route_waypoints
-        )));
-    }
+    let coords = params::waypoints(&coordinates, limits.max_route_waypoints)?;
     let options = params::route_options(&query_pairs(query)?, coords.len(), limits.snap_radius_m)?;
     let graph = state.graph()?;
     let radius = limits.snap_radius_m;

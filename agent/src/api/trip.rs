@@ -105,20 +105,8 @@ pub async fn trip(
     query: Result<Query<params::Pairs>, QueryRejection>,
 ) -> Result<Json<TripResponse>, ApiError> {
     params::check_version(&version)?;
-    let coords = params::coordinates(&coordinates)?;
-    if coords.len() < 2 {
-        return Err(ApiError::invalid_options(
-            "Number of coordinates needs to be at least two.",
-        ));
-    }
     let limits = &state.limits;
-    if coords.len() > limits.max_route_waypoints {
-        return Err(ApiError::too_big(format!(
-            "Number of coordinates {} exceeds the maximum of {}",
-            coords.len(),
-            limits.max_route_waypoints
-        )));
-    }
+    let coords = params::waypoints(&coordinates, limits.max_route_waypoints)?;
     let (shape, rest) = trip_shape(&query_pairs(query)?)?;
     let options = params::route_options(&rest, coords.len(), limits.snap_radius_m)?;
     let graph = state.graph()?;
