@@ -148,6 +148,25 @@ impl State {
     }
 
     /// Best insertion of unit `u` into route `r`: (cost increase, i, j).
+    /// Best insertion of every unit into every route (no blinks), indexed `[unit][route]`.
+    fn insertion_table(
+        &self,
+        inst: &Instance<'_>,
+        routes: &[usize],
+        units: &[usize],
+        rng: &mut SmallRng,
+    ) -> Vec<Vec<Option<(i64, usize, usize)>>> {
+        units
+            .iter()
+            .map(|&u| {
+                routes
+                    .iter()
+                    .map(|&r| self.insertion(inst, r, u, rng, 0.0))
+                    .collect()
+            })
+            .collect()
+    }
+
     fn insertion(
         &self,
         inst: &Instance<'_>,
@@ -256,15 +275,7 @@ impl State {
     fn regret_insert(&mut self, inst: &Instance<'_>, units: &[usize], rng: &mut SmallRng) {
         let mut todo: Vec<usize> = units.to_vec();
         let mut routes = self.candidate_routes(inst);
-        let mut cache: Vec<Vec<Option<(i64, usize, usize)>>> = todo
-            .iter()
-            .map(|&u| {
-                routes
-                    .iter()
-                    .map(|&r| self.insertion(inst, r, u, rng, 0.0))
-                    .collect()
-            })
-            .collect();
+        let mut cache = self.insertion_table(inst, &routes, &todo, rng);
         while !todo.is_empty() {
             let mut pick: Option<(u32, i64, usize, usize)> = None; // (priority, regret, k, route idx)
             for (k, &u) in todo.iter().enumerate() {
@@ -308,15 +319,7 @@ impl State {
             if was_empty {
                 // A new route opened: the class's next empty vehicle becomes a candidate.
                 routes = self.candidate_routes(inst);
-                cache = todo
-                    .iter()
-                    .map(|&u| {
-                        routes
-                            .iter()
-                            .map(|&r| self.insertion(inst, r, u, rng, 0.0))
-                            .collect()
-                    })
-                    .collect();
+                cache = self.insertion_table(inst, &routes, &todo, rng);
             } else {
                 for (kk, &uu) in todo.iter().enumerate() {
                     cache[kk][ri] = self.insertion(inst, r, uu, rng, 0.0);
