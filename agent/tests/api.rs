@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{A, B, C, artifact_a, client, get_json, start};
+use common::{A, B, C, Served, get_json, serve_monaco};
 use serde_json::Value;
 
 fn assert_waypoint(w: &Value) {
@@ -23,13 +23,11 @@ fn assert_waypoint(w: &Value) {
 
 #[tokio::test]
 async fn route_table_nearest_have_osrm_shapes() {
-    let dir = tempfile::tempdir().unwrap();
-    let agent = start(
-        &dir.path().join("db"),
-        &["--graph", artifact_a().to_str().unwrap(), "--no-auth"],
-    );
-    let client = client();
-    agent.ready(&client).await;
+    let Served {
+        agent,
+        client,
+        dir: _dir,
+    } = serve_monaco(&["--no-auth"]).await;
     let url = &agent.url;
 
     // Route with steps, GeoJSON, full overview and all annotations.
@@ -207,23 +205,20 @@ async fn route_table_nearest_have_osrm_shapes() {
 
 #[tokio::test]
 async fn bad_input_gets_osrm_errors_as_json() {
-    let dir = tempfile::tempdir().unwrap();
-    let agent = start(
-        &dir.path().join("db"),
-        &[
-            "--graph",
-            artifact_a().to_str().unwrap(),
-            "--no-auth",
-            "--max-route-waypoints",
-            "3",
-            "--max-table-size",
-            "2",
-            "--max-body-bytes",
-            "1024",
-        ],
-    );
-    let client = client();
-    agent.ready(&client).await;
+    let Served {
+        agent,
+        client,
+        dir: _dir,
+    } = serve_monaco(&[
+        "--no-auth",
+        "--max-route-waypoints",
+        "3",
+        "--max-table-size",
+        "2",
+        "--max-body-bytes",
+        "1024",
+    ])
+    .await;
     let url = &agent.url;
     let far = "2.35,48.85"; // Paris: no road of the Monaco graph within the radius.
     let cases: Vec<(String, u16, &str)> = vec![

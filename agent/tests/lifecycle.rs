@@ -14,27 +14,22 @@ use std::{
     time::Duration,
 };
 
-use common::{A, B, artifact_a, artifact_b, client, get_json, monaco_pbf, start};
+use common::{
+    A, B, Served, artifact_a, artifact_b, client, get_json, monaco_pbf, serve_monaco, start,
+};
 use serde_json::Value;
 
 #[tokio::test]
 async fn keys_are_required_and_rate_limited() {
-    let dir = tempfile::tempdir().unwrap();
-    let agent = start(
-        &dir.path().join("db"),
-        &[
-            "--graph",
-            artifact_a().to_str().unwrap(),
-            "--api-key",
-            "k1",
-            "--rate-limit",
-            "0.5",
-            "--rate-burst",
-            "3",
-        ],
-    );
-    let client = client();
-    agent.ready(&client).await;
+    let Served { agent, client, dir } = serve_monaco(&[
+        "--api-key",
+        "k1",
+        "--rate-limit",
+        "0.5",
+        "--rate-burst",
+        "3",
+    ])
+    .await;
     let route = format!("{}/route/v1/driving/{A};{B}", agent.url);
 
     let missing = client.get(&route).send().await.unwrap();
@@ -140,19 +135,11 @@ async fn restart_serves_from_sled_without_reimporting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graph_swap_under_load_fails_no_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let agent = start(
-        &dir.path().join("db"),
-        &[
-            "--graph",
-            artifact_a().to_str().unwrap(),
-            "--no-auth",
-            "--admin-key",
-            "admin",
-        ],
-    );
-    let client = client();
-    agent.ready(&client).await;
+    let Served {
+        agent,
+        client,
+        dir: _dir,
+    } = serve_monaco(&["--no-auth", "--admin-key", "admin"]).await;
     let base = agent.url.clone();
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{artifact_a, client, get_json, start};
+use common::{Served, artifact_a, client, get_json, serve_monaco, start};
 use serde_json::{Value, json};
 
 async fn post(client: &reqwest::Client, url: &str, body: &Value) -> (u16, Option<String>, Value) {
@@ -192,13 +192,11 @@ async fn optimize_custom_matrices_coordinates_errors_and_plans() {
 #[tokio::test]
 async fn trip_on_monaco_visits_every_coordinate() {
     use common::{A, B, C};
-    let dir = tempfile::tempdir().unwrap();
-    let agent = start(
-        &dir.path().join("db"),
-        &["--graph", artifact_a().to_str().unwrap(), "--no-auth"],
-    );
-    let client = client();
-    agent.ready(&client).await;
+    let Served {
+        agent,
+        client,
+        dir: _dir,
+    } = serve_monaco(&["--no-auth"]).await;
     let url = format!("{}/trip/v1/driving/{A};{B};{C}", agent.url);
 
     let (status, r) = get_json(&client, &url).await;

@@ -176,3 +176,25 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> (u16, serde_json::
     );
     (status, serde_json::from_str(&text).unwrap())
 }
+
+/// An agent serving the Monaco artifact from a fresh data directory, ready for requests.
+/// Field order matters: the agent is stopped before its directory is removed.
+pub struct Served {
+    /// The running agent.
+    pub agent: Agent,
+    /// A client for it.
+    pub client: reqwest::Client,
+    /// Keeps the data directory alive as long as the agent.
+    pub dir: tempfile::TempDir,
+}
+
+/// Start an agent on the Monaco artifact with `extra` flags and wait until it is ready.
+pub async fn serve_monaco(extra: &[&str]) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["--graph", artifact_a().to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let agent = start(&dir.path().join("db"), &args);
+    let client = client();
+    agent.ready(&client).await;
+    Served { agent, client, dir }
+}
