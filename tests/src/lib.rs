@@ -1,3 +1,4 @@
 //! Helpers for cross-process integration tests.
 
+pub mod vroom_bridge;
 pub mod vrp_instances;

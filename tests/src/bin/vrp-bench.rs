@@ -3,7 +3,13 @@
 //!
 //! ```text
 //! cargo run --release -p edgeroute-tests --bin vrp-bench -- --family solomon --budget-ms 1000
+//! cargo run --release -p edgeroute-tests --bin vrp-bench -- --url http://127.0.0.1:8080
 //! ```
+//!
+//! By default the engine's solver is called in-process. With `--url` every instance is
+//! posted to a running agent's `POST /optimize` as VROOM JSON with custom matrices, and the
+//! routes it answers are mapped back and checked, so the figures are those of the product
+//! end to end (JSON, conversion, solve, plan stored durably before the answer).
 //!
 //! Solomon is compared with `solomon_bks_distance_objective.csv` (the solver minimises
 //! distance, not vehicles first); Homberger and X with `bks.csv`. Every solution goes
@@ -15,6 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use edgeroute_engine::vrp::{Problem, Solution, SolveOptions, check_feasibility, solve};
+use edgeroute_protocol::vroom;
+use edgeroute_tests::vroom_bridge::{solution_from_vroom, to_vroom_input};
 use edgeroute_tests::vrp_instances::{BenchInstance, Family, load, load_bks};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -45,21 +53,98 @@ struct Args {
     /// Parallel searches per instance.
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// Seed of the solver.
+    /// Seed of the solver (in-process only; the agent uses its own).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Base URL of a running agent (`http://127.0.0.1:8080`): solve through its
+    /// `POST /optimize` instead of in-process.
+    #[arg(long)]
+    url: Option<String>,
+    /// Bearer key for the agent, when it requires one.
+    #[arg(long, env = "EDGEROUTE_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Fixed cost of every vehicle: a large value makes the solver use fewer vehicles first
+    /// (the hierarchical objective of Gehring & Homberger's best-known solutions).
+    #[arg(long, default_value_t = 0)]
+    vehicle_fixed_cost: i64,
 }
 
-/// The one call that solves an instance; swap it for an HTTP `/optimize` client to
-/// benchmark the agent end to end.
-fn solve_instance(problem: &Problem, budget: Duration, args: &Args) -> Result<Solution> {
-    let options = SolveOptions {
-        time_limit: budget,
-        seed: args.seed,
-        threads: args.threads,
-        max_iterations: None,
-    };
-    Ok(solve(problem, &options)?)
+/// Where instances are solved.
+enum Solver {
+    /// The engine, in this process.
+    InProcess { seed: u64, threads: usize },
+    /// A running agent's `POST /optimize`.
+    Http {
+        runtime: tokio::runtime::Runtime,
+        client: reqwest::Client,
+        url: String,
+        api_key: Option<String>,
+    },
+}
+
+impl Solver {
+    fn new(args: &Args) -> Result<Self> {
+        let Some(base) = &args.url else {
+            return Ok(Self::InProcess {
+                seed: args.seed,
+                threads: args.threads,
+            });
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(600))
+            .build()?;
+        Ok(Self::Http {
+            runtime,
+            client,
+            url: format!("{}/optimize", base.trim_end_matches('/')),
+            api_key: args.api_key.clone(),
+        })
+    }
+
+    /// Solves `problem` within `budget`; over HTTP the answer is mapped back to a
+    /// [`Solution`] with every figure the agent reported.
+    fn solve(&self, problem: &Problem, budget: Duration) -> Result<Solution> {
+        match self {
+            Self::InProcess { seed, threads } => {
+                let options = SolveOptions {
+                    time_limit: budget,
+                    seed: *seed,
+                    threads: *threads,
+                    max_iterations: None,
+                };
+                Ok(solve(problem, &options)?)
+            }
+            Self::Http {
+                runtime,
+                client,
+                url,
+                api_key,
+            } => {
+                let body = serde_json::to_vec(&to_vroom_input(problem)?)?;
+                let output: vroom::Output = runtime.block_on(async {
+                    let mut request = client
+                        .post(format!("{url}?time_limit_ms={}", budget.as_millis()))
+                        .header("content-type", "application/json")
+                        .body(body);
+                    if let Some(key) = api_key {
+                        request = request.bearer_auth(key);
+                    }
+                    let response = request.send().await.context("POST /optimize")?;
+                    let status = response.status();
+                    let text = response.text().await.context("reading the answer")?;
+                    if !status.is_success() {
+                        bail!("POST /optimize answered {status}: {text}");
+                    }
+                    serde_json::from_str(&text).context("decoding the VROOM output")
+                })?;
+                solution_from_vroom(problem, &output)
+            }
+        }
+    }
 }
 
 struct Row {
@@ -93,13 +178,17 @@ fn main() -> Result<()> {
         .collect();
     files.sort_by_key(|p| sort_key(p));
     let budget = Duration::from_millis(args.budget_ms);
+    let solver = Solver::new(&args)?;
     println!(
         "{:<16} {:>5} {:>4} {:>11} {:>4} {:>11} {:>7} {:>8}",
         "instance", "cust", "veh", "distance", "bks", "bks dist", "gap %", "time ms"
     );
     let mut rows = Vec::new();
     for path in &files {
-        let inst: BenchInstance = load(path, family)?;
+        let mut inst: BenchInstance = load(path, family)?;
+        for v in &mut inst.problem.vehicles {
+            v.costs.fixed = args.vehicle_fixed_cost;
+        }
         if args.max_customers.is_some_and(|m| inst.customers() > m) {
             continue;
         }
@@ -107,7 +196,9 @@ fn main() -> Result<()> {
             .get(&inst.name)
             .with_context(|| format!("{} has no BKS row", inst.name))?;
         let started = Instant::now();
-        let solution = solve_instance(&inst.problem, budget, &args)?;
+        let solution = solver
+            .solve(&inst.problem, budget)
+            .with_context(|| format!("solving {}", inst.name))?;
         let elapsed = started.elapsed();
         let stats = check_feasibility(&inst.problem, &solution)
             .with_context(|| format!("{}: infeasible solution", inst.name))?;
