@@ -14,8 +14,9 @@ use std::{
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Query, State, rejection::QueryRejection},
+    extract::{DefaultBodyLimit, Query, State, rejection::QueryRejection},
     http::{HeaderValue, StatusCode, header},
+    middleware::map_response,
     response::{IntoResponse, Response},
     routing::post,
 };
@@ -46,11 +47,29 @@ pub fn solver_version() -> String {
 
 /// Routes of this module.
 pub fn router(state: &AppState) -> Router<AppState> {
+    let limit = state.limits.max_optimize_body_bytes;
     Router::new()
         .route("/optimize", post(optimize))
-        .layer(RequestBodyLimitLayer::new(
-            state.limits.max_optimize_body_bytes,
-        ))
+        // The `Bytes` extractor has its own 2 MB default, which would otherwise cap custom
+        // matrices (a 1,001-location pair is about 9 MB) below the configured limit.
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(map_response(move |response: Response| async move {
+            too_large_as_vroom(response, limit)
+        }))
+}
+
+/// VROOM clients read `code` as a number, so a body refused for its size is answered in
+/// VROOM's shape (`code: 2`) rather than the routing API's OSRM-style error.
+fn too_large_as_vroom(response: Response, limit: usize) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        let mut error = VroomError::input(format!(
+            "Request body too large: at most {limit} bytes (--max-optimize-body-bytes)"
+        ));
+        error.status = StatusCode::PAYLOAD_TOO_LARGE;
+        return error.into_response();
+    }
+    response
 }
 
 /// A failed optimisation, as VROOM reports it.
@@ -155,6 +174,7 @@ struct Solved {
     responses(
         (status = 200, description = "VROOM output plus `plan_id`; `Location: /plans/{id}`"),
         (status = 400, description = "`code: 2` input error or `code: 3` routing error"),
+        (status = 413, description = "`code: 2`: body over `--max-optimize-body-bytes`"),
     ))]
 pub async fn optimize(
     State(state): State<AppState>,
