@@ -61,6 +61,45 @@ impl BenchInstance {
         }
     }
 
+    /// The largest lateness of any service start (or return to the depot), in the file's
+    /// own time units, when the routes are re-timed with exact, unrounded Euclidean travel
+    /// times. The prescribed conversion rounds travel times x100, which can make a route
+    /// feasible that arrives a hair late with exact distances; a positive value says so.
+    /// Always zero for X (no time windows).
+    pub fn exact_lateness(&self, solution: &Solution) -> f64 {
+        if self.family == Family::X {
+            return 0.0;
+        }
+        let unscale = |x: i64| x as f64 / 100.0;
+        let mut worst: f64 = 0.0;
+        for route in &solution.routes {
+            let vehicle = &self.problem.vehicles[route.vehicle];
+            let mut t = vehicle.time_window.map_or(0.0, |w| unscale(w.start));
+            let mut at: Option<usize> = None;
+            for step in &route.steps {
+                let Some(loc) = step.location else { continue };
+                if let Some(prev) = at {
+                    t += euclid(self.coords[prev], self.coords[loc]);
+                }
+                at = Some(loc);
+                let (window, service) = match step.kind {
+                    StepKind::Job(j) => {
+                        let job = &self.problem.jobs[j];
+                        (job.time_windows.first().copied(), unscale(job.service))
+                    }
+                    StepKind::End => (vehicle.time_window, 0.0),
+                    _ => (None, 0.0),
+                };
+                if let Some(w) = window {
+                    t = t.max(unscale(w.start));
+                    worst = worst.max(t - unscale(w.end));
+                }
+                t += service;
+            }
+        }
+        worst
+    }
+
     /// Number of routes that serve at least one job.
     pub fn vehicles_used(solution: &Solution) -> usize {
         solution
@@ -301,6 +340,41 @@ mod tests {
         // sqrt(5^2 + 18^2) = 18.68 -> 1868.
         assert_eq!(p.durations.at(0, 1), 1868);
         assert!(p.validate().is_ok());
+    }
+
+    #[test]
+    fn exact_lateness_retimes_routes_with_unrounded_distances() {
+        use edgeroute_engine::vrp::{Route, Step};
+        let mut inst = parse_solomon("C101", Family::Solomon, SOLOMON).unwrap();
+        let step = |kind, location| Step {
+            kind,
+            location: Some(location),
+            arrival: 0,
+            waiting_time: 0,
+            service: 0,
+            load: vec![0],
+            duration: 0,
+            distance: 0,
+        };
+        let solution = Solution {
+            routes: vec![Route {
+                vehicle: 0,
+                steps: vec![
+                    step(StepKind::Start, 0),
+                    step(StepKind::Job(1), 2),
+                    step(StepKind::Job(0), 1),
+                    step(StepKind::End, 0),
+                ],
+                cost: 0,
+            }],
+            unassigned: Vec::new(),
+        };
+        // Customer 2 opens at 825 (reached after 20.6), served 90, then customer 1 at
+        // 917 + 2 within [912, 967]: on time.
+        assert_eq!(inst.exact_lateness(&solution), 0.0);
+        // Close customer 1's window at 914.5: 917 - 914.5 = 2.5 late.
+        inst.problem.jobs[0].time_windows = vec![TimeWindow::new(91_200, 91_450)];
+        assert!((inst.exact_lateness(&solution) - 2.5).abs() < 1e-9);
     }
 
     #[test]
