@@ -51,7 +51,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/optimize", post(optimize))
         // The `Bytes` extractor has its own 2 MB default, which would otherwise cap custom
-        // matrices (a 1,001-location pair is about 9 MB) below the configured limit.
+        // matrices (a 1,001-location pair is about 8 MB) below the configured limit.
         .layer(DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(map_response(move |response: Response| async move {
