@@ -213,6 +213,16 @@ mod tests {
         }
     }
 
+    fn solved() -> (Problem, Solution) {
+        let p = problem();
+        let options = SolveOptions {
+            max_iterations: Some(50),
+            ..SolveOptions::default()
+        };
+        let solution = solve(&p, &options).unwrap();
+        (p, solution)
+    }
+
     /// Shapes an engine solution the way the agent's output does, so the round trip can be
     /// checked without a server: ids in, indices out.
     fn as_output(problem: &Problem, solution: &Solution) -> vroom::Output {
@@ -273,15 +283,7 @@ mod tests {
 
     #[test]
     fn answers_map_back_to_indices_and_pass_the_checker() {
-        let p = problem();
-        let solution = solve(
-            &p,
-            &SolveOptions {
-                max_iterations: Some(50),
-                ..SolveOptions::default()
-            },
-        )
-        .unwrap();
+        let (p, solution) = solved();
         let back = solution_from_vroom(&p, &as_output(&p, &solution)).unwrap();
         assert_eq!(back, solution);
         assert!(check_feasibility(&p, &back).is_ok());
@@ -289,15 +291,7 @@ mod tests {
 
     #[test]
     fn tampered_answers_fail_the_checker_or_the_mapping() {
-        let p = problem();
-        let solution = solve(
-            &p,
-            &SolveOptions {
-                max_iterations: Some(50),
-                ..SolveOptions::default()
-            },
-        )
-        .unwrap();
+        let (p, solution) = solved();
         let mut out = as_output(&p, &solution);
         out.routes[0].steps[1].arrival += 1;
         let back = solution_from_vroom(&p, &out).unwrap();
