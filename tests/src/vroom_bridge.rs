@@ -120,18 +120,8 @@ pub fn solution_from_vroom(problem: &Problem, output: &vroom::Output) -> Result<
             output.error.as_deref().unwrap_or("(no message)")
         );
     }
-    let vehicle_index: HashMap<u64, usize> = problem
-        .vehicles
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (v.id, i))
-        .collect();
-    let job_index: HashMap<u64, usize> = problem
-        .jobs
-        .iter()
-        .enumerate()
-        .map(|(i, j)| (j.id, i))
-        .collect();
+    let vehicle_index = index_by_id(problem.vehicles.iter().map(|v| v.id));
+    let job_index = index_by_id(problem.jobs.iter().map(|j| j.id));
     let job = |id: Option<u64>| -> Result<usize> {
         let id = id.context("a job step without an id")?;
         job_index
@@ -184,6 +174,12 @@ pub fn solution_from_vroom(problem: &Problem, output: &vroom::Output) -> Result<
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Solution { routes, unassigned })
+}
+
+/// Position of each id in its list: the answer names vehicles and jobs by id, the
+/// [`Solution`] by index.
+fn index_by_id(ids: impl Iterator<Item = u64>) -> HashMap<u64, usize> {
+    ids.enumerate().map(|(i, id)| (id, i)).collect()
 }
 
 #[cfg(test)]
