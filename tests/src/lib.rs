@@ -1,4 +1,5 @@
 //! Helpers for cross-process integration tests.
 
+pub mod fault_proxy;
 pub mod vroom_bridge;
 pub mod vrp_instances;
