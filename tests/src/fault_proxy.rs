@@ -65,6 +65,9 @@ pub enum Mode {
     /// both sockets are closed. On a keep-alive connection no part of any later response
     /// can leak through, because the connection does not survive the first one.
     DropResponses,
+    /// A link that dies mid-transfer: each connection forwards at most this many
+    /// server-to-client bytes in all, then both sides are reset. Client-to-server bytes pass.
+    CutAfter(u64),
 }
 
 /// Counters since [`FaultProxy::start`].
@@ -304,7 +307,7 @@ async fn proxy_connection(client: TcpStream, shared: Arc<Shared>, mut mode: watc
             bump(&counters.reset, 1);
             return;
         }
-        Mode::Pass | Mode::Stall | Mode::DropResponses => {}
+        Mode::Pass | Mode::Stall | Mode::DropResponses | Mode::CutAfter(_) => {}
     }
     // Connected eagerly even in Stall: the upstream sees a silent connection, as it would
     // behind a black-holed link. On loopback the connect is immediate; a hanging one is
@@ -395,13 +398,26 @@ async fn pump(
     // Bytes read from src and not yet written to dst; never longer than MAX_BUFFERED.
     let mut pending: Vec<u8> = Vec::new();
     let mut src_eof = false;
+    // Bytes this direction delivered, for CutAfter.
+    let mut delivered = 0u64;
     loop {
         let now = *mode.borrow_and_update();
+        // How much of `pending` may go out now.
+        let mut allowed = pending.len();
         let forward = match now {
             Mode::Cut => return End::Cut,
             Mode::Reset => return End::Reset,
             Mode::Stall => false,
             Mode::Pass => true,
+            Mode::CutAfter(_) if direction == Direction::ToUpstream => true,
+            Mode::CutAfter(limit) => {
+                let left = limit.saturating_sub(delivered);
+                if left == 0 && !pending.is_empty() {
+                    return End::Reset;
+                }
+                allowed = pending.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                true
+            }
             Mode::DropResponses => match direction {
                 Direction::ToUpstream => true,
                 // A response buffered before the switch (e.g. during a stall) is a response too.
@@ -426,9 +442,10 @@ async fn pump(
             changed = mode.changed() => if changed.is_err() {
                 return End::Closed;
             },
-            written = dst.write(&pending), if forward && !pending.is_empty() => match written {
+            written = dst.write(&pending[..allowed]), if forward && allowed > 0 => match written {
                 Ok(n) if n > 0 => {
                     pending.drain(..n);
+                    delivered += n as u64;
                     bump(sent, n as u64);
                 }
                 // Ok(0) means the socket cannot take more bytes, ever.
@@ -479,6 +496,34 @@ mod tests {
     }
 
     const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+    #[tokio::test]
+    async fn cut_after_delivers_a_prefix_then_resets() {
+        let upstream = echo_server(b"0123456789").await;
+        let proxy = FaultProxy::start(upstream).await.unwrap();
+        proxy.set_mode(Mode::CutAfter(4));
+        let mut conn = within(TcpStream::connect(proxy.addr())).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        loop {
+            match within(conn.read(&mut buf)).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        assert_eq!(got, b"0123", "exactly the allowed prefix arrives");
+        within(async {
+            while proxy.stats().reset == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        proxy.set_mode(Mode::Pass);
+        let mut conn = within(TcpStream::connect(proxy.addr())).await.unwrap();
+        let mut greeting = [0u8; 10];
+        within(conn.read_exact(&mut greeting)).await.unwrap();
+        assert_eq!(&greeting, b"0123456789");
+    }
 
     /// A keep-alive HTTP-like upstream: it reports every request head it receives, then
     /// answers it with [`RESPONSE`].
