@@ -1,8 +1,9 @@
-//! `POST /optimize`: VROOM-compatible vehicle routing, solved by the engine's VRP solver and
+//! `POST /optimize`: VROOM-compatible vehicle routing, solved by `edgeroute-vrp` and
 //! stored as a plan (see [`super::plans`]) before the answer is sent.
 //!
 //! Errors use VROOM's body, `{"code": 2, "error": "..."}`: code 2 (HTTP 400) for input
-//! errors, code 3 (HTTP 400) for routing errors (a location that does not snap), code 1
+//! errors, code 3 (HTTP 400) for routing errors (a location that does not snap, or two the graph
+//! cannot connect), code 1
 //! (HTTP 500, detail logged only) for internal failures.
 
 use std::{
@@ -41,7 +42,8 @@ pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_millis(1000);
 /// Solver threads per request (the "second core").
 const THREADS: usize = 2;
 
-/// Which solver computed a plan.
+/// Which solver computed a plan. Stored plans and their readers know it by this name,
+/// from before the solver left the engine crate, so the label stays.
 pub fn solver_version() -> String {
     format!("edgeroute-engine {}", env!("CARGO_PKG_VERSION"))
 }

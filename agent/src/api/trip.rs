@@ -1,10 +1,10 @@
 //! `GET /trip/v1/{profile}/{coordinates}`: OSRM's trip service, a travelling-salesman tour
-//! solved by the engine's VRP solver over the graph's duration table.
+//! solved by `edgeroute-vrp` over the graph's duration matrix ([`crate::routing::matrix`]).
 //!
 //! `roundtrip=true` (default): a closed tour starting and ending at the first coordinate
 //! (with `source`/`destination` `any`, OSRM's answer is the same cycle). `roundtrip=false`
 //! needs a fixed `source=first` and/or `destination=last`; `any`/`any` is `NotImplemented`,
-//! as in OSRM.
+//! as in OSRM. Coordinates the graph cannot connect answer `NoRoute`.
 
 use std::time::Duration;
 

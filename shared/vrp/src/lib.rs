@@ -9,7 +9,7 @@
 //!   break scheduler, and the ruin-and-recreate search behind [`solve`].
 //! - [`check`]: [`check_feasibility`], an independent checker that recomputes everything
 //!   from the problem and the matrices, one module per concern.
-//! - [`vroom`] (feature `vroom`): VROOM's JSON shapes (from `edgeroute-protocol`) to and
+//! - `vroom` (feature `vroom`): VROOM's JSON shapes (from `edgeroute-protocol`) to and
 //!   from the model, both directions in one place so they are tested against each other.
 //! - `error` (private): [`Error`], the one error type, and [`Result`].
 //!

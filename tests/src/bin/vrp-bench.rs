@@ -6,7 +6,7 @@
 //! cargo run --release -p edgeroute-tests --bin vrp-bench -- --url http://127.0.0.1:8080
 //! ```
 //!
-//! By default the engine's solver is called in-process. With `--url` every instance is
+//! By default the solver (`edgeroute-vrp`) is called in-process. With `--url` every instance is
 //! posted to a running agent's `POST /optimize` as VROOM JSON with custom matrices, and the
 //! routes it answers are mapped back and checked, so the figures are those of the product
 //! end to end (JSON, conversion, solve, plan stored durably before the answer).

@@ -6,10 +6,10 @@
 //! consecutive steps of the leg (arrival minus previous departure) must add up to exactly
 //! the travel duration. Waiting is explicit in `waiting_time`.
 //!
-//! One module per concern, each reporting its own [`Violation`]s: [`structure`] (vehicles,
+//! One module per concern, each reporting its own [`Violation`]s: `structure` (vehicles,
 //! start/end steps, task references, locations, skills, breaks, every task served or
-//! unassigned exactly once), [`timing`] (services, waiting, travel, time windows,
-//! cumulative figures), [`loads`] (capacity and reported loads) and [`totals`] (costs and
+//! unassigned exactly once), `timing` (services, waiting, travel, time windows,
+//! cumulative figures), `loads` (capacity and reported loads) and `totals` (costs and
 //! the [`SolutionStats`]). [`check_feasibility`] runs them step by step, so the violation
 //! reported is the first one along the solution, routes in order, steps in order.
 

@@ -113,12 +113,12 @@ impl Served {
                 }
             }
         }
-        for x in 0..problem.shipments.len() {
+        for (x, &unassigned) in ship_unassigned.iter().enumerate() {
             let task = format!("shipments[{x}]");
             match (
                 self.pickups[x].as_slice(),
                 self.deliveries[x].as_slice(),
-                ship_unassigned[x],
+                unassigned,
             ) {
                 ([], [], 0) => return Err(Violation::Missing { task }),
                 ([], [], 1) => {}
