@@ -9,9 +9,9 @@
 //! - [`api`]: the axum application, one module per concern, merged by [`api::app`] under
 //!   the middleware stack of [`api::middleware`].
 //! - [`routing`]: the served graph ([`routing::GraphHolder`], swapped atomically) and its
-//!   management; [`routing::steps`] shapes engine results into OSRM responses.
+//!   management; [`routing::matrix`] builds the VRP solver's matrices from the graph;
+//!   [`routing::steps`] shapes engine results into OSRM responses.
 //! - [`storage`]: durable state behind the [`storage::Store`] trait, in sled.
-//! - [`vrp`]: VROOM wire shapes to and from the engine's VRP model.
 //! - [`error`]: [`error::ApiError`], OSRM's error vocabulary as HTTP responses.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`tls`]: rustls (ring) server configuration.
@@ -24,4 +24,3 @@ pub mod routing;
 pub mod server;
 pub mod storage;
 pub mod tls;
-pub mod vrp;

@@ -6,10 +6,10 @@
 mod common;
 
 use common::{Served, artifact_a, client, get_json, serve_monaco, start};
-use edgeroute_engine::vrp::check_feasibility;
-use edgeroute_tests::{
-    vroom_bridge::{solution_from_vroom, to_vroom_input},
-    vrp_instances::{Family, load},
+use edgeroute_tests::vrp_instances::{Family, load};
+use edgeroute_vrp::{
+    check_feasibility,
+    vroom::{to_input, to_solution},
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -265,7 +265,7 @@ async fn solomon_c101_through_http_is_feasible_and_near_best_known() {
         return;
     }
     let inst = load(std::path::Path::new(data), Family::Solomon).unwrap();
-    let body = serde_json::to_value(to_vroom_input(&inst.problem).unwrap()).unwrap();
+    let body = serde_json::to_value(to_input(&inst.problem).unwrap()).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let agent = start(&dir.path().join("db"), &["--no-auth"]);
@@ -277,8 +277,7 @@ async fn solomon_c101_through_http_is_feasible_and_near_best_known() {
     )
     .await;
     assert_eq!(status, 200, "{out}");
-    let solution =
-        solution_from_vroom(&inst.problem, &serde_json::from_value(out).unwrap()).unwrap();
+    let solution = to_solution(&inst.problem, &serde_json::from_value(out).unwrap()).unwrap();
     let stats = check_feasibility(&inst.problem, &solution).unwrap();
     assert_eq!((stats.served, stats.unassigned), (100, 0));
     let distance = inst.distance(&solution);

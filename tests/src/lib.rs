@@ -1,6 +1,6 @@
-//! Helpers for cross-process integration tests.
+//! Helpers for cross-process integration tests: a TCP fault proxy, the real binaries as
+//! child processes, and the VRP benchmark instances.
 
 pub mod fault_proxy;
 pub mod procs;
-pub mod vroom_bridge;
 pub mod vrp_instances;

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use edgeroute_engine::vrp::{Job, Matrix, Problem, Solution, StepKind, TimeWindow, Vehicle};
+use edgeroute_vrp::{Job, Matrix, Problem, Solution, StepKind, TimeWindow, Vehicle};
 
 /// Which benchmark family an instance belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn exact_lateness_retimes_routes_with_unrounded_distances() {
-        use edgeroute_engine::vrp::{Route, Step};
+        use edgeroute_vrp::{Route, Step};
         let mut inst = parse_solomon("C101", Family::Solomon, SOLOMON).unwrap();
         let step = |kind, location| Step {
             kind,

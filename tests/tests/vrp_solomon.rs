@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use edgeroute_engine::vrp::{SolveOptions, check_feasibility, solve};
 use edgeroute_tests::vrp_instances::{BenchInstance, Family, load, load_bks};
+use edgeroute_vrp::{SolveOptions, check_feasibility, solve};
 
 #[test]
 fn solomon_instances_solve_feasibly_near_the_best_known() {

@@ -7,38 +7,17 @@ use axum::{
     extract::{DefaultBodyLimit, State},
     routing::{post, put},
 };
-use edgeroute_protocol::osrm::ErrorCode;
-use serde::{Deserialize, Serialize};
+use edgeroute_protocol::{
+    admin::{GraphChange, GraphVersions},
+    osrm::ErrorCode,
+};
 use tower_http::limit::RequestBodyLimitLayer;
-use utoipa::ToSchema;
 
 use super::AppState;
 use crate::{
     error::ApiError,
     routing::{Activated, Error as GraphError},
 };
-
-/// Result of an upload or rollback.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct GraphChange {
-    /// Version now served.
-    pub version: String,
-    /// Its artifact checksum (SHA-256 hex).
-    pub checksum: String,
-    /// The version served before (rollback target).
-    pub previous: Option<String>,
-}
-
-/// Stored graph versions.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct GraphVersions {
-    /// Version served.
-    pub active: Option<String>,
-    /// Rollback target.
-    pub previous: Option<String>,
-    /// Every stored version.
-    pub versions: Vec<String>,
-}
 
 /// Routes of this module; the upload route alone accepts large bodies.
 pub fn router(state: &AppState) -> Router<AppState> {

@@ -1,8 +1,9 @@
-//! `POST /optimize`: VROOM-compatible vehicle routing, solved by the engine's VRP solver and
+//! `POST /optimize`: VROOM-compatible vehicle routing, solved by `edgeroute-vrp` and
 //! stored as a plan (see [`super::plans`]) before the answer is sent.
 //!
 //! Errors use VROOM's body, `{"code": 2, "error": "..."}`: code 2 (HTTP 400) for input
-//! errors, code 3 (HTTP 400) for routing errors (a location that does not snap), code 1
+//! errors, code 3 (HTTP 400) for routing errors (a location that does not snap, or two the graph
+//! cannot connect), code 1
 //! (HTTP 500, detail logged only) for internal failures.
 
 use std::{
@@ -20,18 +21,19 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use edgeroute_engine::{
-    Coord, Graph, Snap,
-    vrp::{Matrix, SolveOptions, check_feasibility, solve},
+use edgeroute_engine::{Coord, Graph, Snap};
+use edgeroute_protocol::vroom::{self, Input, OptimizeResponse, Output};
+use edgeroute_vrp::{
+    SolveOptions, check_feasibility, solve,
+    vroom::{self as convert, Places, Times},
 };
-use edgeroute_protocol::vroom::{self, Input, Output};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::AppState;
 use crate::{
     error::InternalError,
+    routing::matrix::{MatrixError, TimeUnit, matrix},
     storage::NewPlan,
-    vrp::{self, Places, Times},
 };
 
 /// Time budget when the request gives no `time_limit_ms`.
@@ -40,7 +42,8 @@ pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_millis(1000);
 /// Solver threads per request (the "second core").
 const THREADS: usize = 2;
 
-/// Which solver computed a plan.
+/// Which solver computed a plan. Stored plans and their readers know it by this name,
+/// from before the solver left the engine crate, so the label stays.
 pub fn solver_version() -> String {
     format!("edgeroute-engine {}", env!("CARGO_PKG_VERSION"))
 }
@@ -119,8 +122,8 @@ impl VroomError {
     }
 }
 
-impl From<vrp::ConvertError> for VroomError {
-    fn from(err: vrp::ConvertError) -> Self {
+impl From<edgeroute_vrp::Error> for VroomError {
+    fn from(err: edgeroute_vrp::Error) -> Self {
         Self::input(err.to_string())
     }
 }
@@ -231,7 +234,8 @@ pub async fn optimize(
     .await
     .map_err(VroomError::internal)??;
 
-    let mut output = serde_json::to_value(&solved.output).map_err(VroomError::internal)?;
+    let output = solved.output;
+    let stored = serde_json::to_value(&output).map_err(VroomError::internal)?;
     let (graph_version, graph_checksum) = solved.graph.unzip();
     let new_plan = NewPlan {
         node: state.node.id.clone(),
@@ -241,7 +245,7 @@ pub async fn optimize(
         jobs,
         shipments,
         vehicles,
-        output: output.clone(),
+        output: stored,
     };
     let store = Arc::clone(state.graphs.store());
     let plan = tokio::task::spawn_blocking(move || {
@@ -252,11 +256,13 @@ pub async fn optimize(
     .await
     .map_err(VroomError::internal)?
     .map_err(|e| VroomError::internal(format!("storing the plan: {e}")))?;
-    if let Some(obj) = output.as_object_mut() {
-        obj.insert("plan_id".to_owned(), plan.id.clone().into());
-    }
-    let mut response = Json(output).into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/plans/{}", plan.id)) {
+    let location = HeaderValue::from_str(&format!("/plans/{}", plan.id));
+    let mut response = Json(OptimizeResponse {
+        output,
+        plan_id: plan.id,
+    })
+    .into_response();
+    if let Ok(location) = location {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
@@ -278,7 +284,7 @@ fn compute(
     let routing_started = Instant::now();
     let (durations, distances, snaps) = match graph {
         None => {
-            let (d, dist) = vrp::custom_matrices(input)?;
+            let (d, dist) = convert::custom_matrices(input)?;
             (d, dist, Vec::new())
         }
         Some(graph) => {
@@ -297,33 +303,19 @@ fn compute(
                         })
                 })
                 .collect::<Result<Vec<Snap>, _>>()?;
-            let table = graph.table(&snaps, &snaps);
-            let n = snaps.len();
-            let mut durations = Vec::with_capacity(n * n);
-            let mut distances = Vec::with_capacity(n * n);
-            for i in 0..n {
-                for j in 0..n {
-                    // As VROOM: a pair the road graph cannot connect is a routing error.
-                    let (Some(d), Some(m)) = (table.duration_s(i, j), table.distance_m(i, j))
-                    else {
-                        return Err(VroomError::routing(format!(
-                            "Unfound route from {} to {}",
-                            places.owners[i], places.owners[j]
-                        )));
-                    };
-                    durations.push(d.round() as i64);
-                    distances.push(m.round() as i64);
-                }
-            }
-            (
-                Matrix::new("durations", n, durations).map_err(vrp::ConvertError::from)?,
-                Some(Matrix::new("distances", n, distances).map_err(vrp::ConvertError::from)?),
-                snaps,
-            )
+            let matrices = matrix(graph, &snaps, TimeUnit::Seconds).map_err(|e| match e {
+                // As VROOM: a pair the road graph cannot connect is a routing error.
+                MatrixError::Unreachable { from, to } => VroomError::routing(format!(
+                    "Unfound route from {} to {}",
+                    places.owners[from], places.owners[to]
+                )),
+                MatrixError::Range(e) => VroomError::from(e),
+            })?;
+            (matrices.durations, Some(matrices.distances), snaps)
         }
     };
     let routing = routing_started.elapsed();
-    let problem = vrp::to_problem(input, places, durations, distances)?;
+    let problem = convert::to_problem(input, places, durations, distances)?;
     let loading = started.elapsed().saturating_sub(routing);
     let solving_started = Instant::now();
     let options = SolveOptions {
@@ -331,7 +323,7 @@ fn compute(
         threads: THREADS,
         ..SolveOptions::default()
     };
-    let solution = solve(&problem, &options).map_err(vrp::ConvertError::from)?;
+    let solution = solve(&problem, &options)?;
     let solving = solving_started.elapsed();
     let stats = check_feasibility(&problem, &solution).map_err(|v| {
         VroomError::internal(format!("solver returned an infeasible solution: {v}"))
@@ -341,12 +333,12 @@ fn compute(
         solving: millis(solving),
         routing: millis(routing),
     };
-    let mut output = vrp::to_output(input, places, &problem, &solution, &stats, times);
+    let mut output = convert::to_output(input, places, &problem, &solution, &stats, times);
     if let Some(graph) = graph
         && input.options.is_some_and(|o| o.g)
     {
         for (route, out) in solution.routes.iter().zip(&mut output.routes) {
-            let points = vrp::route_points(route);
+            let points = route.visited();
             let mut coords: Vec<Coord> = Vec::new();
             for pair in points.windows(2) {
                 let leg = graph

@@ -7,8 +7,7 @@ use axum::{
     extract::{Path, Query, State, rejection::QueryRejection},
     routing::get,
 };
-use edgeroute_protocol::osrm::ErrorCode;
-use serde::Serialize;
+use edgeroute_protocol::{osrm::ErrorCode, plans::PlanList};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::AppState;
@@ -28,15 +27,6 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/plans", get(list))
         .route("/plans/{id}", get(one))
         .layer(RequestBodyLimitLayer::new(state.limits.max_body_bytes))
-}
-
-/// A page of plans.
-#[derive(Debug, Serialize)]
-pub struct PlanList {
-    /// Plans with `seq > since`, in sequence order.
-    pub plans: Vec<Plan>,
-    /// The `since` to ask for the next page with (the last `seq`, or the given `since`).
-    pub next_since: u64,
 }
 
 fn not_found(id: &str) -> ApiError {

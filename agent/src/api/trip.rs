@@ -1,10 +1,10 @@
 //! `GET /trip/v1/{profile}/{coordinates}`: OSRM's trip service, a travelling-salesman tour
-//! solved by the engine's VRP solver over the graph's duration table.
+//! solved by `edgeroute-vrp` over the graph's duration matrix ([`crate::routing::matrix`]).
 //!
 //! `roundtrip=true` (default): a closed tour starting and ending at the first coordinate
 //! (with `source`/`destination` `any`, OSRM's answer is the same cycle). `roundtrip=false`
 //! needs a fixed `source=first` and/or `destination=last`; `any`/`any` is `NotImplemented`,
-//! as in OSRM.
+//! as in OSRM. Coordinates the graph cannot connect answer `NoRoute`.
 
 use std::time::Duration;
 
@@ -13,17 +13,18 @@ use axum::{
     extract::{Path, Query, State, rejection::QueryRejection},
     routing::get,
 };
-use edgeroute_engine::{
-    Coord, Graph,
-    vrp::{Job, Matrix, Problem, SolveOptions, StepKind, Vehicle, solve},
-};
+use edgeroute_engine::{Coord, Graph};
 use edgeroute_protocol::osrm::{ErrorCode, RouteOptions, TripResponse, TripWaypoint};
+use edgeroute_vrp::{Job, Matrix, Problem, SolveOptions, StepKind, Vehicle, solve};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::{AppState, params, query_pairs, snap_all};
 use crate::{
     error::{ApiError, from_engine},
-    routing::steps,
+    routing::{
+        matrix::{MatrixError, TimeUnit, matrix},
+        steps,
+    },
 };
 
 /// Solver budget of a trip.
@@ -180,21 +181,14 @@ fn compute(
     default_radius: f64,
 ) -> Result<TripResponse, ApiError> {
     let snaps = snap_all(graph, coords, &options.radiuses, default_radius)?;
-    let table = graph.table(&snaps, &snaps);
     let n = snaps.len();
-    let mut cells = Vec::with_capacity(n * n);
-    for i in 0..n {
-        for j in 0..n {
-            // Deciseconds: finer than the solver's integers in seconds.
-            cells.push(
-                table
-                    .duration_s(i, j)
-                    .map_or(Matrix::MAX_ENTRY, |d| (d * 10.0).round() as i64),
-            );
-        }
-    }
-    let durations = Matrix::new("durations", n, cells).map_err(ApiError::internal)?;
-    let mut visit = order(durations, shape)?;
+    // Deciseconds: finer than the solver's integers in seconds.
+    let matrices = matrix(graph, &snaps, TimeUnit::Deciseconds).map_err(|e| match e {
+        // What routing a leg between the pair answers.
+        MatrixError::Unreachable { .. } => from_engine(edgeroute_engine::Error::NoRoute, None),
+        MatrixError::Range(e) => ApiError::internal(e),
+    })?;
+    let mut visit = order(matrices.durations, shape)?;
     if shape.roundtrip {
         visit.push(visit[0]);
     }

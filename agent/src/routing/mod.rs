@@ -5,6 +5,7 @@
 //! in-flight request, and the old graph is freed when its last request drops it.
 //! [`GraphService`] verifies, stores and activates artifacts (startup, upload, rollback).
 
+pub mod matrix;
 pub mod steps;
 
 use std::{path::PathBuf, sync::Arc};

@@ -14,7 +14,6 @@
 //!   LineString.
 //! - [`oracle`]: a plain Dijkstra (petgraph) over the unprepared network, the reference
 //!   every CH answer is checked against.
-//! - [`vrp`]: the vehicle-routing solver.
 //!
 //! # Weights
 //! Every edge carries an integer duration (milliseconds) and distance (decimetres). The
@@ -34,7 +33,6 @@ pub mod oracle;
 pub mod polyline;
 pub mod profile;
 mod snap;
-pub mod vrp;
 mod weight;
 
 pub use error::{ArtifactError, Error, Result};

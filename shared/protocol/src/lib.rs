@@ -6,10 +6,17 @@
 //!
 //! # Layout
 //! - [`osrm`]: the OSRM-compatible route/table/nearest/trip API shapes served by the agent.
-//! - [`vroom`]: the VROOM-compatible `POST /optimize` input and output.
+//! - [`vroom`]: the VROOM-compatible `POST /optimize` input and output (plus the agent's
+//!   `plan_id`, [`vroom::OptimizeResponse`]).
+//! - [`plans`]: the stored `/optimize` results served by `GET /plans`.
+//! - [`admin`]: the agent's graph management answers (`/admin/graph`).
+//! - [`status`]: the agent's `GET /v1/status` body.
 //! - [`crd`]: the `EdgeRegion` custom resource (behind the `kube` feature).
 
+pub mod admin;
 pub mod osrm;
+pub mod plans;
+pub mod status;
 pub mod vroom;
 
 #[cfg(feature = "kube")]

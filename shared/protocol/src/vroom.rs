@@ -228,6 +228,17 @@ pub struct Output {
     pub routes: Vec<Route>,
 }
 
+/// The agent's `POST /optimize` answer: VROOM's output plus the id of the plan it was
+/// stored as (`GET /plans/{plan_id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptimizeResponse {
+    /// The VROOM output, its fields at the top level.
+    #[serde(flatten)]
+    pub output: Output,
+    /// `<node>-<seq>`.
+    pub plan_id: String,
+}
+
 /// Totals over all routes.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Summary {
@@ -503,5 +514,28 @@ mod tests {
         let v = serde_json::to_value(&err).unwrap();
         assert_eq!(v["code"], 2);
         assert!(v.get("summary").is_none());
+    }
+
+    #[test]
+    fn optimize_response_is_the_output_plus_plan_id_at_the_top_level() {
+        let response = OptimizeResponse {
+            output: Output {
+                code: code::OK,
+                ..Output::default()
+            },
+            plan_id: "abc-1".into(),
+        };
+        let v = serde_json::to_value(&response).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"code": 0, "unassigned": [], "routes": [], "plan_id": "abc-1"})
+        );
+        let back: OptimizeResponse = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back, response);
+        // A VROOM client reading it as plain output ignores the extra field.
+        assert_eq!(
+            serde_json::from_value::<Output>(v).unwrap(),
+            response.output
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! cargo run --release -p edgeroute-tests --bin vrp-bench -- --url http://127.0.0.1:8080
 //! ```
 //!
-//! By default the engine's solver is called in-process. With `--url` every instance is
+//! By default the solver (`edgeroute-vrp`) is called in-process. With `--url` every instance is
 //! posted to a running agent's `POST /optimize` as VROOM JSON with custom matrices, and the
 //! routes it answers are mapped back and checked, so the figures are those of the product
 //! end to end (JSON, conversion, solve, plan stored durably before the answer).
@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
-use edgeroute_engine::vrp::{Problem, Solution, SolveOptions, check_feasibility, solve};
 use edgeroute_protocol::vroom;
-use edgeroute_tests::vroom_bridge::{solution_from_vroom, to_vroom_input};
 use edgeroute_tests::vrp_instances::{BenchInstance, Family, load, load_bks};
+use edgeroute_vrp::vroom::{to_input, to_solution};
+use edgeroute_vrp::{Problem, Solution, SolveOptions, check_feasibility, solve};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum FamilyArg {
@@ -124,7 +124,7 @@ impl Solver {
                 url,
                 api_key,
             } => {
-                let body = serde_json::to_vec(&to_vroom_input(problem)?)?;
+                let body = serde_json::to_vec(&to_input(problem)?)?;
                 let output: vroom::Output = runtime.block_on(async {
                     let mut request = client
                         .post(format!("{url}?time_limit_ms={}", budget.as_millis()))
@@ -141,7 +141,7 @@ impl Solver {
                     }
                     serde_json::from_str(&text).context("decoding the VROOM output")
                 })?;
-                solution_from_vroom(problem, &output)
+                Ok(to_solution(problem, &output)?)
             }
         }
     }

@@ -7,8 +7,9 @@ mod search;
 
 use std::time::{Duration, Instant};
 
-use super::model::{InputError, Problem};
-use super::solution::{Route, Solution, Unassigned};
+use crate::Result;
+use crate::model::Problem;
+use crate::solution::{Route, Solution, Unassigned};
 use instance::{Instance, Unit};
 use search::{Objective, Search, State};
 
@@ -42,7 +43,7 @@ impl Default for SolveOptions {
 /// Solves `problem`: serves as many tasks as possible (highest priorities first), then
 /// minimises the cost, never violating a hard constraint; what cannot be served is listed in
 /// [`Solution::unassigned`].
-pub fn solve(problem: &Problem, options: &SolveOptions) -> Result<Solution, InputError> {
+pub fn solve(problem: &Problem, options: &SolveOptions) -> Result<Solution> {
     let start = Instant::now();
     problem.validate()?;
     let inst = Instance::new(problem);

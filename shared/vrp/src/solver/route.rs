@@ -10,7 +10,7 @@ use rand::Rng;
 use rand::rngs::SmallRng;
 
 use super::instance::{INF, Instance, earliest_start, latest_arrival};
-use crate::vrp::solution::{Step, StepKind};
+use crate::solution::{Step, StepKind};
 
 #[derive(Debug, Clone)]
 pub(super) struct RouteState {

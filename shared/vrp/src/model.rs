@@ -4,6 +4,8 @@
 //! seconds (or whatever unit the matrix uses, consistently), amounts are non-negative
 //! integers in as many dimensions as the vehicles' capacities.
 
+use crate::Error;
+
 /// A square, row-major matrix of non-negative travel values (durations or distances).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matrix {
@@ -19,20 +21,20 @@ impl Matrix {
     /// A `size` x `size` matrix from its row-major entries.
     ///
     /// `name` (e.g. `"durations"`) only serves the error message.
-    pub fn new(name: &str, size: usize, data: Vec<i64>) -> Result<Self, InputError> {
+    pub fn new(name: &str, size: usize, data: Vec<i64>) -> Result<Self, Error> {
         if data.len() != size.saturating_mul(size) {
-            return Err(InputError::MatrixShape {
+            return Err(Error::MatrixShape {
                 matrix: name.to_owned(),
                 detail: format!("{} entries for a {size}x{size} matrix", data.len()),
             });
         }
         if let Some(pos) = data.iter().position(|&v| v < 0) {
-            return Err(InputError::Negative {
+            return Err(Error::Negative {
                 field: format!("{name}[{}][{}]", pos / size, pos % size),
             });
         }
         if let Some(pos) = data.iter().position(|&v| v > Self::MAX_ENTRY) {
-            return Err(InputError::Invalid {
+            return Err(Error::Invalid {
                 field: format!("{name}[{}][{}]", pos / size, pos % size),
                 reason: format!("must not exceed {}", Self::MAX_ENTRY),
             });
@@ -41,12 +43,12 @@ impl Matrix {
     }
 
     /// A matrix from rows, which must all have as many entries as there are rows.
-    pub fn from_rows(name: &str, rows: &[Vec<i64>]) -> Result<Self, InputError> {
+    pub fn from_rows(name: &str, rows: &[Vec<i64>]) -> Result<Self, Error> {
         let size = rows.len();
         let mut data = Vec::with_capacity(size * size);
         for (i, row) in rows.iter().enumerate() {
             if row.len() != size {
-                return Err(InputError::MatrixShape {
+                return Err(Error::MatrixShape {
                     matrix: name.to_owned(),
                     detail: format!("row {i} has {} entries, expected {size}", row.len()),
                 });
@@ -286,84 +288,22 @@ pub struct Problem {
     pub distances: Option<Matrix>,
 }
 
-/// Why a problem was rejected before solving. Every message names the offending element in
-/// the caller's terms (`jobs[3].delivery`, `vehicles[0].time_window`, ...).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum InputError {
-    /// The fleet is empty.
-    #[error("vehicles must not be empty")]
-    NoVehicles,
-    /// A matrix is not square or its size disagrees with the other matrix.
-    #[error("{matrix} matrix has the wrong shape: {detail}")]
-    MatrixShape {
-        /// `durations` or `distances`.
-        matrix: String,
-        /// What is wrong.
-        detail: String,
-    },
-    /// A value that must be non-negative is negative.
-    #[error("{field} must not be negative")]
-    Negative {
-        /// The offending element.
-        field: String,
-    },
-    /// A location index outside the matrix.
-    #[error("{field} = {index} is out of range for a {size}x{size} matrix")]
-    IndexOutOfRange {
-        /// The offending element.
-        field: String,
-        /// The index given.
-        index: usize,
-        /// The matrix size.
-        size: usize,
-    },
-    /// An amount whose number of dimensions differs from the vehicles' capacities.
-    #[error("{field} has {got} dimensions but vehicles have {expected}")]
-    Dimensions {
-        /// The offending element.
-        field: String,
-        /// Dimensions given.
-        got: usize,
-        /// Dimensions of `vehicles[0].capacity`.
-        expected: usize,
-    },
-    /// A time window that ends before it starts.
-    #[error("{field} has start {start} > end {end}")]
-    TimeWindow {
-        /// The offending element.
-        field: String,
-        /// Start given.
-        start: i64,
-        /// End given.
-        end: i64,
-    },
-    /// Any other out-of-range value.
-    #[error("{field} is invalid: {reason}")]
-    Invalid {
-        /// The offending element.
-        field: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-}
-
 impl Problem {
     /// Number of amount dimensions (that of the first vehicle's capacity).
     pub fn dimensions(&self) -> usize {
         self.vehicles.first().map_or(0, |v| v.capacity.len())
     }
 
-    /// Checks everything the solver relies on; [`crate::vrp::solve`] calls it first.
-    pub fn validate(&self) -> Result<(), InputError> {
+    /// Checks everything the solver relies on; [`crate::solve`] calls it first.
+    pub fn validate(&self) -> Result<(), Error> {
         if self.vehicles.is_empty() {
-            return Err(InputError::NoVehicles);
+            return Err(Error::NoVehicles);
         }
         let size = self.durations.size();
         if let Some(d) = &self.distances
             && d.size() != size
         {
-            return Err(InputError::MatrixShape {
+            return Err(Error::MatrixShape {
                 matrix: "distances".into(),
                 detail: format!("{0}x{0} but durations is {size}x{size}", d.size()),
             });
@@ -373,7 +313,7 @@ impl Problem {
             if index < size {
                 Ok(())
             } else {
-                Err(InputError::IndexOutOfRange { field, index, size })
+                Err(Error::IndexOutOfRange { field, index, size })
             }
         };
         let amount = |field: String, a: &[i64], allow_empty: bool| {
@@ -381,20 +321,20 @@ impl Problem {
                 return Ok(());
             }
             if a.len() != dims {
-                return Err(InputError::Dimensions {
+                return Err(Error::Dimensions {
                     field,
                     got: a.len(),
                     expected: dims,
                 });
             }
             if let Some(i) = a.iter().position(|&x| x > Matrix::MAX_ENTRY) {
-                return Err(InputError::Invalid {
+                return Err(Error::Invalid {
                     field: format!("{field}[{i}]"),
                     reason: format!("must not exceed {}", Matrix::MAX_ENTRY),
                 });
             }
             match a.iter().position(|&x| x < 0) {
-                Some(i) => Err(InputError::Negative {
+                Some(i) => Err(Error::Negative {
                     field: format!("{field}[{i}]"),
                 }),
                 None => Ok(()),
@@ -403,18 +343,18 @@ impl Problem {
         let windows = |field: String, tws: &[TimeWindow]| {
             for (i, tw) in tws.iter().enumerate() {
                 if tw.end > TimeWindow::UNBOUNDED.end {
-                    return Err(InputError::Invalid {
+                    return Err(Error::Invalid {
                         field: format!("{field}[{i}]"),
                         reason: format!("must end by {}", TimeWindow::UNBOUNDED.end),
                     });
                 }
                 if tw.start < 0 {
-                    return Err(InputError::Negative {
+                    return Err(Error::Negative {
                         field: format!("{field}[{i}]"),
                     });
                 }
                 if tw.start > tw.end {
-                    return Err(InputError::TimeWindow {
+                    return Err(Error::TimeWindow {
                         field: format!("{field}[{i}]"),
                         start: tw.start,
                         end: tw.end,
@@ -425,9 +365,9 @@ impl Problem {
         };
         let non_negative = |field: String, v: i64| {
             if v < 0 {
-                Err(InputError::Negative { field })
+                Err(Error::Negative { field })
             } else if v > Matrix::MAX_ENTRY {
-                Err(InputError::Invalid {
+                Err(Error::Invalid {
                     field,
                     reason: format!("must not exceed {}", Matrix::MAX_ENTRY),
                 })
@@ -437,7 +377,7 @@ impl Problem {
         };
         let priority = |field: String, p: u32| {
             if p > 100 {
-                Err(InputError::Invalid {
+                Err(Error::Invalid {
                     field,
                     reason: format!("priority must be within 0..=100, got {p}"),
                 })
@@ -458,7 +398,7 @@ impl Problem {
                 windows(f("time_window"), &[tw])?;
             }
             if !(v.speed_factor > 0.0 && v.speed_factor <= 5.0) {
-                return Err(InputError::Invalid {
+                return Err(Error::Invalid {
                     field: f("speed_factor"),
                     reason: format!("must be within (0, 5], got {}", v.speed_factor),
                 });
@@ -538,7 +478,7 @@ mod tests {
         );
         let mut p = problem();
         p.vehicles.clear();
-        assert_eq!(p.validate(), Err(InputError::NoVehicles));
+        assert_eq!(p.validate(), Err(Error::NoVehicles));
         let mut p = problem();
         p.jobs[0].priority = 101;
         assert!(p.validate().is_err());

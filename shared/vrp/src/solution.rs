@@ -1,5 +1,5 @@
 //! What the solver returns: one route per used vehicle, step by step, and what it could not
-//! serve. Every task and vehicle is referred to by its index in the [`super::Problem`].
+//! serve. Every task and vehicle is referred to by its index in the [`crate::Problem`].
 
 /// What a step of a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,6 +49,20 @@ pub struct Route {
     pub steps: Vec<Step>,
     /// Fixed cost plus travel cost.
     pub cost: i64,
+}
+
+impl Route {
+    /// Matrix indices the route visits, in order, consecutive repeats removed: the legs a
+    /// caller draws the route's geometry along.
+    pub fn visited(&self) -> Vec<usize> {
+        let mut points: Vec<usize> = Vec::with_capacity(self.steps.len());
+        for p in self.steps.iter().filter_map(|s| s.location) {
+            if points.last() != Some(&p) {
+                points.push(p);
+            }
+        }
+        points
+    }
 }
 
 /// A task that is not served.

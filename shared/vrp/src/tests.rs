@@ -337,7 +337,7 @@ fn invalid_input_is_an_error_not_a_panic() {
         "jobs[0].delivery has 1 dimensions but vehicles have 2"
     );
     p.vehicles.clear();
-    assert_eq!(solve(&p, &opts(10)), Err(InputError::NoVehicles));
+    assert_eq!(solve(&p, &opts(10)), Err(Error::NoVehicles));
 }
 
 /// A random problem using every feature, on random points.

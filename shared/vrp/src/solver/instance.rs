@@ -1,7 +1,7 @@
 //! The problem preprocessed for the search: tasks numbered densely, time windows sorted and
 //! merged, per-vehicle duration and cost matrices, skill compatibility, neighbour lists.
 
-use crate::vrp::model::{Problem, TimeWindow, scaled_duration, travel_cost};
+use crate::model::{Problem, TimeWindow, scaled_duration, travel_cost};
 
 /// Times past this are "never"; far from overflow when a few are added together.
 pub(super) const INF: i64 = i64::MAX / 4;
