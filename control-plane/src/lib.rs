@@ -8,6 +8,10 @@
 //! - [`telemetry`]: tracing subscriber set-up.
 
 pub mod controller;
+pub mod fleet;
+pub mod graphs;
+pub mod serve;
+pub mod sync;
 pub mod crdgen;
 #[cfg(test)]
 mod fixtures;

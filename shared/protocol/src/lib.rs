@@ -11,12 +11,15 @@
 //! - [`plans`]: the stored `/optimize` results served by `GET /plans`.
 //! - [`admin`]: the agent's graph management answers (`/admin/graph`).
 //! - [`status`]: the agent's `GET /v1/status` body.
+//! - [`sync`]: agent <-> control-plane reports, acknowledgements and directives, and the
+//!   center's fleet API shapes built on them.
 //! - [`crd`]: the `EdgeRegion` custom resource (behind the `kube` feature).
 
 pub mod admin;
 pub mod osrm;
 pub mod plans;
 pub mod status;
+pub mod sync;
 pub mod vroom;
 
 #[cfg(feature = "kube")]

@@ -1,0 +1,245 @@
+//! `edgeroute-control-plane serve`: the center's long-lived server. Agents report to it
+//! and download graphs from it ([`crate::sync`]); operators upload graphs and pick a
+//! region's graph ([`crate::graphs`]) and read the fleet ([`crate::fleet`]).
+//!
+//! # Layout
+//! - [`auth`]: agent tokens, client certificates and the admin key.
+//! - [`error`]: the JSON error every handler returns.
+
+pub mod auth;
+pub mod error;
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use anyhow::Context;
+use axum::{Router, http::StatusCode, routing::get};
+use tower_http::decompression::RequestDecompressionLayer;
+
+use self::{auth::CenterAuth, error::ApiError};
+use crate::{
+    graphs::{self, registry::GraphRegistry},
+    sync::{
+        self,
+        sled_store::SledCenterStore,
+        store::CenterStore,
+    },
+};
+
+/// Command-line arguments of `serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "EDGEROUTE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where the center keeps its database and the graph registry.
+    #[arg(long, env = "EDGEROUTE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// PEM certificate chain: serve HTTPS.
+    #[arg(long, env = "EDGEROUTE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "EDGEROUTE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: agents presenting a client certificate signed by it are admitted to
+    /// the sync API without a token (mutual TLS). Needs `--tls-cert`.
+    #[arg(long, env = "EDGEROUTE_CLIENT_CA", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Key operators send as `Authorization: Bearer <key>` to the `/api/v1/` endpoints.
+    #[arg(long, env = "EDGEROUTE_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// Token agents send as `Authorization: Bearer <token>` to `/sync/v1/` (repeatable;
+    /// comma-separated in the environment).
+    #[arg(long = "agent-token", env = "EDGEROUTE_AGENT_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    pub agent_tokens: Vec<String>,
+    /// Serve every endpoint without authentication (local experiments only).
+    #[arg(long, env = "EDGEROUTE_NO_AUTH")]
+    pub no_auth: bool,
+    /// A node is stale after this long without a report.
+    #[arg(long, env = "EDGEROUTE_STALE_AFTER_S", default_value_t = 15)]
+    pub stale_after_s: u64,
+    /// A node is offline after this long without a report.
+    #[arg(long, env = "EDGEROUTE_OFFLINE_AFTER_S", default_value_t = 60)]
+    pub offline_after_s: u64,
+    /// Report interval the center asks agents to use (by default agents keep theirs).
+    #[arg(long, env = "EDGEROUTE_AGENT_SYNC_INTERVAL_MS")]
+    pub agent_sync_interval_ms: Option<u64>,
+    /// Largest report body accepted, after decompression.
+    #[arg(long, env = "EDGEROUTE_MAX_REPORT_BYTES", default_value_t = 64 << 20)]
+    pub max_report_bytes: usize,
+    /// Largest graph artifact accepted by the registry.
+    #[arg(long, env = "EDGEROUTE_MAX_GRAPH_BYTES", default_value_t = 4 << 30)]
+    pub max_graph_bytes: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "EDGEROUTE_SHUTDOWN_GRACE_S", default_value_t = 10)]
+    pub shutdown_grace_s: u64,
+    /// Write the bound address to this file once listening (for tests and scripts).
+    #[arg(long, env = "EDGEROUTE_PORT_FILE")]
+    pub port_file: Option<PathBuf>,
+}
+
+/// Tunables the handlers read.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A node is stale after this many milliseconds without a report.
+    pub stale_after_ms: u64,
+    /// A node is offline after this many milliseconds without a report.
+    pub offline_after_ms: u64,
+    /// Report interval the center asks agents to use.
+    pub agent_sync_interval_ms: Option<u64>,
+    /// Largest report body.
+    pub max_report_bytes: usize,
+    /// Largest graph artifact.
+    pub max_graph_bytes: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            stale_after_ms: 15_000,
+            offline_after_ms: 60_000,
+            agent_sync_interval_ms: None,
+            max_report_bytes: 64 << 20,
+            max_graph_bytes: 4 << 30,
+        }
+    }
+}
+
+impl From<&ServeArgs> for Settings {
+    fn from(a: &ServeArgs) -> Self {
+        Self {
+            stale_after_ms: a.stale_after_s.saturating_mul(1000),
+            offline_after_ms: a.offline_after_s.saturating_mul(1000),
+            agent_sync_interval_ms: a.agent_sync_interval_ms,
+            max_report_bytes: a.max_report_bytes,
+            max_graph_bytes: a.max_graph_bytes,
+        }
+    }
+}
+
+/// Shared state of the center's handlers.
+#[derive(Clone)]
+pub struct Center {
+    /// Durable state.
+    pub store: Arc<dyn CenterStore>,
+    /// Artifact files.
+    pub registry: Arc<GraphRegistry>,
+    /// Credentials.
+    pub auth: Arc<CenterAuth>,
+    /// Tunables.
+    pub settings: Arc<Settings>,
+}
+
+impl std::fmt::Debug for Center {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Center")
+            .field("registry", &self.registry)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Center {
+    /// Open the sled store and the registry under `data_dir`.
+    pub fn open(data_dir: &std::path::Path, auth: CenterAuth, settings: Settings) -> anyhow::Result<Self> {
+        let store = SledCenterStore::open(&data_dir.join("db"))
+            .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+        let registry = GraphRegistry::open(&data_dir.join("graphs"))
+            .with_context(|| format!("cannot open the graph registry in {}", data_dir.display()))?;
+        Ok(Self {
+            store: Arc::new(store),
+            registry: Arc::new(registry),
+            auth: Arc::new(auth),
+            settings: Arc::new(settings),
+        })
+    }
+}
+
+/// The center's whole HTTP API.
+pub fn app(center: Center) -> Router {
+    Router::new()
+        .merge(sync::router(&center))
+        .merge(graphs::api::router())
+        .merge(crate::fleet::router())
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed here")
+        })
+        // Agents gzip their reports; the body limits above apply to the inflated bytes.
+        .layer(RequestDecompressionLayer::new())
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(center)
+}
+
+/// Check the credentials make sense before anything starts.
+pub fn auth_from_args(args: &ServeArgs) -> anyhow::Result<CenterAuth> {
+    let mut auth = CenterAuth::new(
+        &args.agent_tokens,
+        args.admin_key.as_deref(),
+        args.client_ca.is_some(),
+    );
+    auth.open = args.no_auth;
+    if !auth.agents_can_authenticate() {
+        anyhow::bail!(
+            "refusing to start without agent authentication: give --agent-token (or \
+             EDGEROUTE_AGENT_TOKENS), or --client-ca with --tls-cert/--tls-key, or pass \
+             --no-auth to serve everything openly"
+        );
+    }
+    if !auth.has_admin_key() {
+        tracing::warn!("no --admin-key: the graph registry and fleet API answer 403");
+    }
+    Ok(auth)
+}
+
+/// Run the center until SIGTERM/SIGINT.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let auth = auth_from_args(&args)?;
+    let data_dir = args.data_dir.clone();
+    let settings = Settings::from(&args);
+    let center = tokio::task::spawn_blocking(move || Center::open(&data_dir, auth, settings))
+        .await??;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
+    announce(&format!("{scheme}://{addr}"), args.port_file.as_deref())?;
+    tracing::info!(%addr, "control plane serving");
+    let app = app(center);
+    let grace = std::time::Duration::from_secs(args.shutdown_grace_s);
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let config = edgeroute_server::tls::server_config_with_client_ca(
+                cert,
+                key,
+                args.client_ca.as_deref(),
+            )?;
+            edgeroute_server::tls::serve_tls(
+                listener,
+                app,
+                std::sync::Arc::new(config),
+                edgeroute_server::shutdown_signal(),
+                grace,
+            )
+            .await?;
+        }
+        _ => edgeroute_server::serve(listener, app, edgeroute_server::shutdown_signal()).await?,
+    }
+    tracing::info!("control plane stopped");
+    Ok(())
+}
+
+/// Print `listening on <url>` (what scripts and tests wait for) and write the port file.
+pub fn announce(url: &str, port_file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on {url}")?;
+    out.flush()?;
+    if let Some(path) = port_file {
+        let port = url.rsplit(':').next().unwrap_or_default();
+        std::fs::write(path, port).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! The sync API agents call: `POST /sync/v1/report` (events in, watermark and directives
+//! out) and `GET /sync/v1/graphs/{version}` (artifact download with range support).
+//!
+//! # Layout
+//! - [`store`]: the [`store::CenterStore`] trait and the watermark rule.
+//! - [`sled_store`]: its embedded sled implementation.
+
+pub mod sled_store;
+pub mod store;
+
+use axum::{
+    Extension, Json, Router,
+    extract::{Path, State, rejection::JsonRejection},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use edgeroute_protocol::sync::{Directives, GraphDirective, Report, ReportAck};
+use tokio::io::AsyncSeekExt;
+
+use crate::{
+    graphs::registry::{RangeRequest, file_body, now_ms, parse_range},
+    serve::{
+        Center,
+        auth::VerifiedClientCert,
+        error::{ApiError, json_rejection},
+    },
+};
+
+/// Routes of the sync API.
+pub fn router(center: &Center) -> Router<Center> {
+    Router::new()
+        .route(
+            "/sync/v1/report",
+            post(report).layer(axum::extract::DefaultBodyLimit::max(
+                center.settings.max_report_bytes,
+            )),
+        )
+        .route("/sync/v1/graphs/{version}", get(download))
+}
+
+/// Longest accepted node, stream, region and version names.
+const MAX_NAME: usize = 253;
+
+fn check_name(what: &str, value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > MAX_NAME || value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "{what} must be 1 to {MAX_NAME} characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Check what the store relies on: names, and sequence numbers from 1.
+pub fn validate(report: &Report) -> Result<(), ApiError> {
+    check_name("node", &report.node)?;
+    check_name("stream", &report.stream)?;
+    check_name("region", &report.region)?;
+    if let Some(e) = report.events.iter().find(|e| e.seq == 0) {
+        return Err(ApiError::invalid(format!(
+            "event sequence numbers start at 1; got {}",
+            e.seq
+        )));
+    }
+    Ok(())
+}
+
+/// Store the report's events, answer with the watermark and the directives.
+async fn report(
+    State(center): State<Center>,
+    headers: HeaderMap,
+    cert: Option<Extension<VerifiedClientCert>>,
+    body: Result<Json<Report>, JsonRejection>,
+) -> Result<Json<ReportAck>, ApiError> {
+    center.auth.agent(&headers, cert.map(|Extension(c)| c))?;
+    let Json(report) = body.map_err(json_rejection)?;
+    validate(&report)?;
+    let region = report.region.clone();
+    let acked_seq = center
+        .store
+        .ingest(report, now_ms())
+        .await
+        .map_err(ApiError::storage)?;
+    let directives = directives(&center, &region).await?;
+    Ok(Json(ReportAck {
+        acked_seq,
+        directives,
+    }))
+}
+
+/// What the center wants from the agents of `region`.
+pub async fn directives(center: &Center, region: &str) -> Result<Directives, ApiError> {
+    let graph = match center
+        .store
+        .region_graph(region)
+        .await
+        .map_err(ApiError::storage)?
+    {
+        Some(version) => center
+            .store
+            .graph(&version)
+            .await
+            .map_err(ApiError::storage)?
+            .map(|meta| GraphDirective {
+                url: format!("/sync/v1/graphs/{}", meta.version),
+                version: meta.version,
+                sha256: meta.sha256,
+                size_bytes: meta.size_bytes,
+            }),
+        None => None,
+    };
+    Ok(Directives {
+        graph,
+        sync_interval_ms: center.settings.agent_sync_interval_ms,
+    })
+}
+
+/// Stream an artifact; `Range: bytes=N-` resumes a cut download.
+async fn download(
+    State(center): State<Center>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    cert: Option<Extension<VerifiedClientCert>>,
+) -> Result<Response, ApiError> {
+    center.auth.agent(&headers, cert.map(|Extension(c)| c))?;
+    let Some(meta) = center
+        .store
+        .graph(&version)
+        .await
+        .map_err(ApiError::storage)?
+    else {
+        return Err(ApiError::not_found(format!(
+            "graph version {version:?} is not registered"
+        )));
+    };
+    let path = center
+        .registry
+        .path(&meta.version)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::internal("registered artifact cannot be opened", e))?;
+    let etag = format!("\"{}\"", meta.sha256);
+    let size = meta.size_bytes;
+    // A range is honoured only for the same artifact (If-Range), as RFC 9110 asks.
+    let if_range_ok = headers
+        .get(header::IF_RANGE)
+        .is_none_or(|v| v.as_bytes() == etag.as_bytes());
+    let range = if if_range_ok {
+        parse_range(
+            headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+            size,
+        )
+    } else {
+        RangeRequest::Full
+    };
+    let mut response = match range {
+        RangeRequest::Full => {
+            let mut r = file_body(file, size).into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            r
+        }
+        RangeRequest::Partial { start, end } => {
+            file.seek(std::io::SeekFrom::Start(start))
+                .await
+                .map_err(|e| ApiError::internal("artifact seek failed", e))?;
+            let len = end - start + 1;
+            let mut r = (StatusCode::PARTIAL_CONTENT, file_body(file, len)).into_response();
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")) {
+                h.insert(header::CONTENT_RANGE, v);
+            }
+            r
+        }
+        RangeRequest::Unsatisfiable => {
+            let mut r = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "RangeNotSatisfiable",
+                format!("the artifact has {size} bytes"),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(r);
+        }
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&meta.sha256) {
+        h.insert("x-checksum-sha256", v);
+    }
+    Ok(response)
+}

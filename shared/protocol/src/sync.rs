@@ -1,0 +1,489 @@
+//! The agent <-> control-plane sync protocol, and the center's fleet API shapes built on it.
+//!
+//! An agent sends a [`Report`] to `POST /sync/v1/report` every few seconds: who it is, what it
+//! serves, a [`MetricsWindow`] of the requests it answered since its last accepted report,
+//! and a batch of outbox [`Event`]s, each numbered by a per-node sequence. The center stores
+//! the events idempotently by (node stream, seq), makes them durable, and only then answers
+//! with a [`ReportAck`]: the highest *contiguous* sequence number it holds for that stream
+//! (the watermark) and the [`Directives`] for the agent. The agent deletes events at or below
+//! the watermark and nothing else, so every event reaches the center exactly once whatever
+//! is lost, repeated or reordered on the way.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plans::Plan;
+
+/// Upper bounds, in milliseconds, of the latency histogram buckets every agent reports
+/// (the last bucket, `+Inf`, is implicit). Fixed so the center can add histograms of many
+/// agents and windows bucket by bucket.
+pub const LATENCY_BUCKETS_MS: [f64; 16] = [
+    0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1_000.0, 2_000.0,
+    5_000.0, 10_000.0,
+];
+
+/// `POST /sync/v1/report`: everything an agent tells the center in one round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Node name (the Kubernetes node, or the `--node-name`).
+    pub node: String,
+    /// Identity of the agent's database, created on its first start. A node whose data
+    /// directory was wiped starts a new event stream under a new id, so its fresh sequence
+    /// numbers are never mistaken for duplicates of the old ones.
+    pub stream: String,
+    /// Region served.
+    pub region: String,
+    /// Changes at every start of the process.
+    pub boot_id: String,
+    /// Agent version.
+    pub agent_version: String,
+    /// The graph served, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphRef>,
+    /// Health and what is going on with graphs.
+    pub health: Health,
+    /// Where clients reach this agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise_url: Option<String>,
+    /// Where the agent stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// Requests answered since the last report the center accepted.
+    pub metrics: MetricsWindow,
+    /// Events in the outbox when the report was built, this batch included.
+    pub outbox_depth: u64,
+    /// Outbox events in sequence order, each at most once per report.
+    #[serde(default)]
+    pub events: Vec<Event>,
+}
+
+/// A graph version and the SHA-256 of its artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GraphRef {
+    /// Version label.
+    pub version: String,
+    /// Lowercase hex SHA-256 of the artifact.
+    pub sha256: String,
+    /// `[min_lon, min_lat, max_lon, max_lat]` of the graph's nodes: what it covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<[f64; 4]>,
+}
+
+/// An agent's health as it sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// A graph is loaded and the routing API answers.
+    pub ready: bool,
+    /// The last graph download or verification failure, until a download succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph_error: Option<String>,
+    /// Unix milliseconds of the last report the center acknowledged before this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ack_at_ms: Option<u64>,
+}
+
+/// A point on the map.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    /// Latitude in degrees.
+    pub lat: f64,
+    /// Longitude in degrees.
+    pub lon: f64,
+}
+
+/// What an agent served during one window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsWindow {
+    /// Length of the window in milliseconds.
+    pub window_ms: u64,
+    /// Counts by endpoint template (`route`, `table`, `nearest`, `trip`, `optimize`, ...).
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, EndpointCounts>,
+    /// Latency of every answered request, bucketed by [`LATENCY_BUCKETS_MS`].
+    #[serde(default)]
+    pub latency: Histogram,
+}
+
+impl MetricsWindow {
+    /// Requests of every endpoint.
+    pub fn requests(&self) -> u64 {
+        self.endpoints.values().map(|e| e.requests).sum()
+    }
+
+    /// Server errors (5xx) of every endpoint.
+    pub fn server_errors(&self) -> u64 {
+        self.endpoints.values().map(|e| e.server_errors).sum()
+    }
+
+    /// Add another window to this one (both must use [`LATENCY_BUCKETS_MS`]).
+    pub fn merge(&mut self, other: &MetricsWindow) {
+        self.window_ms += other.window_ms;
+        for (name, counts) in &other.endpoints {
+            self.endpoints.entry(name.clone()).or_default().merge(counts);
+        }
+        self.latency.merge(&other.latency);
+    }
+}
+
+/// Request counts of one endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointCounts {
+    /// Requests answered.
+    pub requests: u64,
+    /// Answers with a 4xx status.
+    pub client_errors: u64,
+    /// Answers with a 5xx status.
+    pub server_errors: u64,
+    /// Answers by OSRM/VROOM error code (`NoRoute`, `NoSegment`, `InvalidQuery`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub codes: BTreeMap<String, u64>,
+}
+
+impl EndpointCounts {
+    /// Add another endpoint's counts to these.
+    pub fn merge(&mut self, other: &EndpointCounts) {
+        self.requests += other.requests;
+        self.client_errors += other.client_errors;
+        self.server_errors += other.server_errors;
+        for (code, n) in &other.codes {
+            *self.codes.entry(code.clone()).or_default() += n;
+        }
+    }
+}
+
+/// A latency histogram over [`LATENCY_BUCKETS_MS`]: `counts[i]` requests took at most
+/// `LATENCY_BUCKETS_MS[i]` (and more than the bound before); the last count is `+Inf`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// One count per bucket, `LATENCY_BUCKETS_MS.len() + 1` of them.
+    pub counts: Vec<u64>,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            counts: vec![0; LATENCY_BUCKETS_MS.len() + 1],
+        }
+    }
+}
+
+impl Histogram {
+    /// Count one observation.
+    pub fn observe(&mut self, ms: f64) {
+        let i = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|&bound| ms <= bound)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        if let Some(c) = self.counts.get_mut(i) {
+            *c += 1;
+        }
+    }
+
+    /// Observations counted.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Add another histogram's counts; a malformed one (wrong length) adds what fits.
+    pub fn merge(&mut self, other: &Histogram) {
+        self.counts.resize(LATENCY_BUCKETS_MS.len() + 1, 0);
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine += theirs;
+        }
+    }
+
+    /// The `q` quantile (0..=1) as the upper bound of the bucket it falls in, the way
+    /// Prometheus' `histogram_quantile` reads a bucket without interpolation; `None` without
+    /// observations, and the largest finite bound when it falls in `+Inf`.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let total = self.total();
+        if total == 0 || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        // The rank of the q-quantile among `total` ordered observations, from 1.
+        let rank = ((q * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(
+                    LATENCY_BUCKETS_MS
+                        .get(i)
+                        .copied()
+                        .unwrap_or(LATENCY_BUCKETS_MS[LATENCY_BUCKETS_MS.len() - 1]),
+                );
+            }
+        }
+        None
+    }
+}
+
+/// One outbox event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Per-stream sequence number, from 1, without gaps.
+    pub seq: u64,
+    /// Unix milliseconds when the agent recorded it.
+    pub at_ms: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What an event records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A plan was stored and answered (`POST /optimize`, `GET /trip`).
+    Plan {
+        /// The stored plan, as `GET /plans/{id}` returns it.
+        plan: Box<Plan>,
+    },
+    /// The served graph changed.
+    GraphActivated {
+        /// The version now served.
+        version: String,
+        /// Its SHA-256.
+        sha256: String,
+        /// The version served before, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous: Option<String>,
+        /// Why: `directive`, `upload`, `rollback`, `map`, `startup`.
+        reason: String,
+    },
+    /// A graph the center asked for could not be installed; the current one stays.
+    GraphFailed {
+        /// The version asked for.
+        version: String,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// The center's answer to a report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportAck {
+    /// Every event of the stream up to this sequence number is durable at the center.
+    pub acked_seq: u64,
+    /// What the agent should do.
+    pub directives: Directives,
+}
+
+/// What the center wants from an agent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Directives {
+    /// The graph to serve; `None` leaves the choice to the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphDirective>,
+    /// How often to report, in milliseconds; `None` keeps the agent's setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_interval_ms: Option<u64>,
+}
+
+/// Serve this graph version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphDirective {
+    /// Version label.
+    pub version: String,
+    /// SHA-256 the download must have.
+    pub sha256: String,
+    /// Size of the artifact in bytes.
+    pub size_bytes: u64,
+    /// Where to download it: absolute, or a path relative to the control plane's URL.
+    pub url: String,
+}
+
+/// Liveness of a node, by the age of its last report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Reported within the stale threshold.
+    Online,
+    /// Silent for longer than the stale threshold.
+    Stale,
+    /// Silent for longer than the offline threshold.
+    Offline,
+}
+
+impl NodeState {
+    /// Every state, in order.
+    pub const ALL: [NodeState; 3] = [NodeState::Online, NodeState::Stale, NodeState::Offline];
+
+    /// The lowercase name used on the wire and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Online => "online",
+            NodeState::Stale => "stale",
+            NodeState::Offline => "offline",
+        }
+    }
+}
+
+/// One node of `GET /api/v1/nodes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Node name.
+    pub node: String,
+    /// Region served.
+    pub region: String,
+    /// Where clients reach it.
+    pub advertise_url: Option<String>,
+    /// Where it stands.
+    pub location: Option<Location>,
+    /// RFC 3339 time of its last report.
+    pub last_report_at: String,
+    /// Milliseconds since its last report.
+    pub last_report_age_ms: u64,
+    /// Online, stale or offline.
+    pub state: NodeState,
+    /// Events of its current stream held by the center, contiguously from 1.
+    pub acked_seq: u64,
+    /// Its outbox depth at its last report.
+    pub outbox_depth: u64,
+    /// Graph version served.
+    pub graph_version: Option<String>,
+    /// SHA-256 of that graph.
+    pub graph_sha256: Option<String>,
+    /// Agent version.
+    pub agent_version: String,
+    /// Whether it said it was ready.
+    pub ready: bool,
+    /// Its last graph failure, if any.
+    pub graph_error: Option<String>,
+    /// Its event stream (database identity).
+    pub stream: String,
+    /// Its boot id at the last report.
+    pub boot_id: String,
+    /// Its last metrics window.
+    pub metrics: MetricsWindow,
+}
+
+/// `GET /api/v1/nodes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeList {
+    /// Nodes by name.
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// One plan of `GET /api/v1/plans`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanSummary {
+    /// Node that made it.
+    pub node: String,
+    /// The node's plan sequence number.
+    pub seq: u64,
+    /// Its id on the node (`GET /plans/{id}` there).
+    pub plan_id: String,
+    /// RFC 3339 time the node stored it.
+    pub created_at: String,
+    /// Graph version the matrices came from.
+    pub graph_version: Option<String>,
+    /// Solver that made it.
+    pub solver_version: String,
+    /// The VROOM `summary` of the answer.
+    pub summary: serde_json::Value,
+}
+
+/// `GET /api/v1/plans`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanList {
+    /// Plans in (node, seq) order.
+    pub plans: Vec<PlanSummary>,
+}
+
+/// One artifact of the graph registry (`GET /api/v1/graphs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisteredGraph {
+    /// Version label.
+    pub version: String,
+    /// SHA-256 of the artifact.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// RFC 3339 time of the upload.
+    pub uploaded_at: String,
+    /// Graph nodes.
+    pub node_count: u64,
+    /// `[min_lon, min_lat, max_lon, max_lat]`.
+    pub bbox: [f64; 4],
+}
+
+/// `GET /api/v1/graphs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GraphList {
+    /// Artifacts by version.
+    pub graphs: Vec<RegisteredGraph>,
+}
+
+/// `PUT /api/v1/regions/{region}/graph` body, and its answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionGraph {
+    /// The graph version the region's agents should serve.
+    pub version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_read_bucket_bounds() {
+        let mut h = Histogram::default();
+        assert_eq!(h.quantile_ms(0.99), None);
+        for _ in 0..98 {
+            h.observe(0.8);
+        }
+        h.observe(4.0);
+        h.observe(60_000.0);
+        assert_eq!(h.total(), 100);
+        assert_eq!(h.quantile_ms(0.5), Some(1.0));
+        assert_eq!(h.quantile_ms(0.99), Some(5.0));
+        assert_eq!(h.quantile_ms(1.0), Some(10_000.0));
+        assert_eq!(h.quantile_ms(1.5), None);
+        let mut sum = Histogram::default();
+        sum.merge(&h);
+        sum.merge(&h);
+        assert_eq!(sum.total(), 200);
+        // A histogram from a peer with fewer buckets adds what fits, never panics.
+        sum.merge(&Histogram { counts: vec![1] });
+        assert_eq!(sum.total(), 201);
+    }
+
+    #[test]
+    fn events_round_trip_with_their_type_tag() {
+        let event = Event {
+            seq: 7,
+            at_ms: 1,
+            kind: EventKind::GraphActivated {
+                version: "v2".into(),
+                sha256: "ab".into(),
+                previous: Some("v1".into()),
+                reason: "directive".into(),
+            },
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "graph_activated");
+        assert_eq!(json["seq"], 7);
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn windows_merge_by_endpoint_and_bucket() {
+        let mut a = MetricsWindow::default();
+        a.window_ms = 5_000;
+        let route = a.endpoints.entry("route".into()).or_default();
+        route.requests = 10;
+        route.server_errors = 1;
+        route.codes.insert("NoRoute".into(), 2);
+        a.latency.observe(0.3);
+        let mut b = a.clone();
+        b.merge(&a);
+        assert_eq!(b.window_ms, 10_000);
+        assert_eq!(b.requests(), 20);
+        assert_eq!(b.server_errors(), 2);
+        assert_eq!(b.endpoints["route"].codes["NoRoute"], 4);
+        assert_eq!(b.latency.total(), 2);
+    }
+}

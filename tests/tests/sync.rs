@@ -1,0 +1,457 @@
+//! The edge-to-center link under real faults: the real `edgeroute-control-plane serve` and
+//! `edgeroute-agent` binaries on loopback, a TCP fault proxy between them, and clients that
+//! keep calling the agents. Each scenario ends by checking that the center holds every plan
+//! the agents answered with 200 exactly once (same ids, no duplicates, no gaps) and that no
+//! request to a running agent failed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use edgeroute_engine::{BuildOptions, CarProfile, Graph};
+use edgeroute_tests::{
+    fault_proxy::{FaultProxy, Mode},
+    procs::{Proc, binary, eventually},
+};
+use rand::{Rng, SeedableRng, rngs::SmallRng};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-key";
+const TOKEN: &str = "agent-token";
+
+fn monaco_pbf() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/monaco.osm.pbf")
+}
+
+/// Monaco artifacts under two version labels, built once per test binary.
+fn artifact(version: &str) -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    let path = dir.path().join(format!("{version}.graph"));
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap();
+    if !path.exists() {
+        let options = BuildOptions {
+            version: version.to_owned(),
+            ..BuildOptions::default()
+        };
+        Graph::from_osm_file(&monaco_pbf(), &CarProfile::default(), &options)
+            .unwrap()
+            .write_artifact(&path)
+            .unwrap();
+    }
+    Box::leak(path.into_boxed_path())
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// A center, a fault proxy in front of it, and agents that report through the proxy.
+struct Fleet {
+    dir: tempfile::TempDir,
+    center: Proc,
+    proxy: FaultProxy,
+    agents: Vec<Proc>,
+    client: reqwest::Client,
+}
+
+impl Fleet {
+    async fn start(agents: &[&str], agent_args: &[&str]) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let center = Proc::start(
+            binary("edgeroute-control-plane").unwrap(),
+            [
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                dir.path().join("center").to_str().unwrap(),
+                "--admin-key",
+                ADMIN,
+                "--agent-token",
+                TOKEN,
+            ]
+            .map(String::from)
+            .to_vec(),
+            vec![],
+            dir.path().join("center.log"),
+        )
+        .await
+        .unwrap();
+        let upstream = center.url.trim_start_matches("http://").parse().unwrap();
+        let proxy = FaultProxy::start(upstream).await.unwrap();
+        let mut fleet = Fleet {
+            dir,
+            center,
+            proxy,
+            agents: Vec::new(),
+            client: client(),
+        };
+        for name in agents {
+            fleet.add_agent(name, agent_args).await;
+        }
+        fleet
+    }
+
+    async fn add_agent(&mut self, name: &str, extra: &[&str]) {
+        let proxy_url = format!("http://{}", self.proxy.addr());
+        let mut args: Vec<String> = [
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            self.dir.path().join(name).to_str().unwrap(),
+            "--graph",
+            artifact("monaco-a").to_str().unwrap(),
+            "--no-auth",
+            "--node-name",
+            name,
+            "--region",
+            "monaco",
+            "--control-plane",
+            &proxy_url,
+            "--sync-token",
+            TOKEN,
+            "--sync-interval-ms",
+            "200",
+            "--sync-max-backoff-ms",
+            "800",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let agent = Proc::start(
+            binary("edgeroute-agent").unwrap(),
+            args,
+            vec![],
+            self.dir.path().join(format!("{name}.log")),
+        )
+        .await
+        .unwrap();
+        let url = agent.url.clone();
+        let client = self.client.clone();
+        eventually(Duration::from_secs(60), "agent ready", || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let r = client.get(format!("{url}/readyz")).send().await.ok()?;
+                (r.status() == 200).then_some(())
+            }
+        })
+        .await
+        .unwrap();
+        self.agents.push(agent);
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.center.url))
+            .bearer_auth(ADMIN)
+    }
+
+    /// Every plan the center holds for `node`, paging through `GET /api/v1/plans`.
+    async fn center_plans(&self, node: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut since = 0;
+        loop {
+            let r = self
+                .admin(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/plans?node={node}&since={since}&limit=1000"),
+                )
+                .await
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let page: Value = r.json().await.unwrap();
+            let plans = page["plans"].as_array().unwrap().clone();
+            let Some(last) = plans.last() else {
+                return out;
+            };
+            since = last["seq"].as_u64().unwrap();
+            out.extend(plans);
+        }
+    }
+
+    /// Wait until the agent's outbox is empty and the center's watermark covers it.
+    async fn drained(&self, agent: usize) {
+        let url = self.agents[agent].url.clone();
+        let client = self.client.clone();
+        eventually(Duration::from_secs(60), "outbox drained", || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let status: Value = client
+                    .get(format!("{url}/v1/status"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                (status["sync"]["outbox_depth"] == 0 && status["sync"]["last_ack_at"].is_string())
+                    .then_some(())
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.agents[agent].log_text()));
+    }
+
+    /// The center holds exactly the plans in `answered`, once each, numbered 1..=n.
+    async fn assert_exactly_once(&self, node: &str, answered: &BTreeSet<String>) {
+        let plans = self.center_plans(node).await;
+        let ids: Vec<String> = plans
+            .iter()
+            .map(|p| p["plan_id"].as_str().unwrap().to_owned())
+            .collect();
+        let unique: BTreeSet<String> = ids.iter().cloned().collect();
+        assert_eq!(ids.len(), unique.len(), "duplicates at the center: {ids:?}");
+        assert_eq!(&unique, answered, "center and answered plans differ");
+        let seqs: Vec<u64> = plans.iter().map(|p| p["seq"].as_u64().unwrap()).collect();
+        let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+        assert_eq!(seqs, expected, "gaps in the sequence");
+    }
+}
+
+/// Clients calling one agent until stopped: `/optimize` (each 200 records its plan id)
+/// and `/route`. Any non-200 answer is a failure.
+struct Workload {
+    stop: Arc<AtomicBool>,
+    answered: Arc<Mutex<BTreeSet<String>>>,
+    failures: Arc<Mutex<Vec<String>>>,
+    requests: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn optimize_body(seed: u64) -> Value {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let jobs: Vec<Value> = (1..=4)
+        .map(|id| {
+            json!({"id": id, "location": [7.415 + rng.random::<f64>() * 0.012, 43.731 + rng.random::<f64>() * 0.008], "delivery": [1]})
+        })
+        .collect();
+    json!({
+        "vehicles": [{"id": 1, "start": [7.4197, 43.7314], "end": [7.4197, 43.7314], "capacity": [10]}],
+        "jobs": jobs
+    })
+}
+
+impl Workload {
+    fn start(client: &reqwest::Client, url: &str) -> Workload {
+        let w = Workload {
+            stop: Arc::new(AtomicBool::new(false)),
+            answered: Arc::default(),
+            failures: Arc::default(),
+            requests: Arc::default(),
+            tasks: Vec::new(),
+        };
+        let mut tasks = Vec::new();
+        for kind in ["optimize", "route"] {
+            let (client, url) = (client.clone(), url.to_owned());
+            let (stop, answered, failures, requests) = (
+                w.stop.clone(),
+                w.answered.clone(),
+                w.failures.clone(),
+                w.requests.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    requests.fetch_add(1, Ordering::Relaxed);
+                    let result = if kind == "optimize" {
+                        client
+                            .post(format!("{url}/optimize?time_limit_ms=20"))
+                            .json(&optimize_body(i))
+                            .send()
+                            .await
+                    } else {
+                        client
+                            .get(format!("{url}/route/v1/driving/7.4197,43.7314;7.4246,43.7384"))
+                            .send()
+                            .await
+                    };
+                    match result {
+                        Ok(r) if r.status() == 200 => {
+                            if kind == "optimize" {
+                                let body: Value = r.json().await.unwrap_or_default();
+                                match body["plan_id"].as_str() {
+                                    Some(id) => {
+                                        answered.lock().unwrap().insert(id.to_owned());
+                                    }
+                                    None => failures.lock().unwrap().push(format!("no plan_id: {body}")),
+                                }
+                            }
+                        }
+                        Ok(r) => {
+                            let status = r.status();
+                            let text = r.text().await.unwrap_or_default();
+                            failures.lock().unwrap().push(format!("{kind}: {status} {text}"));
+                        }
+                        Err(e) => failures.lock().unwrap().push(format!("{kind}: {e}")),
+                    }
+                    if kind == "route" {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }));
+        }
+        Workload { tasks, ..w }
+    }
+
+    /// Stop; return the plan ids answered with 200, failing on any failed request.
+    async fn finish(self) -> BTreeSet<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        assert!(failures.is_empty(), "failed requests: {failures:?}");
+        let answered = self.answered.lock().unwrap().clone();
+        assert!(
+            self.requests.load(Ordering::Relaxed) > answered.len() as u64,
+            "route requests ran too"
+        );
+        answered
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_partitions_lose_and_duplicate_nothing() {
+    let fleet = Fleet::start(&["edge-1"], &[]).await;
+    let work = Workload::start(&fleet.client, &fleet.agents[0].url);
+    let mut rng = SmallRng::seed_from_u64(10);
+    let faults = [Mode::Cut, Mode::Stall, Mode::Reset, Mode::DropResponses];
+    for i in 0..10 {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
+        fleet.proxy.set_mode(faults[i % faults.len()]);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..1500))).await;
+        fleet.proxy.set_mode(Mode::Pass);
+    }
+    let answered = work.finish().await;
+    assert!(answered.len() >= 10, "only {} plans", answered.len());
+    fleet.drained(0).await;
+    fleet.assert_exactly_once("edge-1", &answered).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_acks_are_not_lost_plans() {
+    let fleet = Fleet::start(&["edge-1"], &[]).await;
+    fleet.proxy.set_mode(Mode::DropResponses);
+    let work = Workload::start(&fleet.client, &fleet.agents[0].url);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let answered = work.finish().await;
+    // The center made the batches durable although the agent never heard back.
+    let held = fleet.center_plans("edge-1").await;
+    assert!(!held.is_empty(), "the center received nothing through lost acks");
+    fleet.proxy.set_mode(Mode::Pass);
+    fleet.drained(0).await;
+    fleet.assert_exactly_once("edge-1", &answered).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_agent_during_a_sync_loses_nothing() {
+    let mut fleet = Fleet::start(&["edge-1"], &[]).await;
+    fleet.proxy.set_mode(Mode::Cut);
+    let work = Workload::start(&fleet.client, &fleet.agents[0].url);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let answered = work.finish().await;
+    // Heal and kill while the backlog drains.
+    fleet.proxy.set_mode(Mode::Pass);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    fleet.agents[0].kill9().await;
+    fleet.agents[0].restart().await.unwrap();
+    fleet.drained(0).await;
+    fleet.assert_exactly_once("edge-1", &answered).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_center_loses_nothing() {
+    let mut fleet = Fleet::start(&["edge-1"], &[]).await;
+    let work = Workload::start(&fleet.client, &fleet.agents[0].url);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    fleet.center.kill9().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    fleet.center.restart().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let answered = work.finish().await;
+    fleet.drained(0).await;
+    fleet.assert_exactly_once("edge-1", &answered).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_outbox_refuses_plans_and_keeps_routing() {
+    let fleet = Fleet::start(&["edge-1"], &["--outbox-max-events", "3"]).await;
+    fleet.proxy.set_mode(Mode::Cut);
+    let url = fleet.agents[0].url.clone();
+    let mut answered = BTreeSet::new();
+    let mut refused = 0;
+    for i in 0..6 {
+        let r = fleet
+            .client
+            .post(format!("{url}/optimize?time_limit_ms=20"))
+            .json(&optimize_body(i))
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            200 => {
+                let body: Value = r.json().await.unwrap();
+                answered.insert(body["plan_id"].as_str().unwrap().to_owned());
+            }
+            503 => {
+                let body: Value = r.json().await.unwrap();
+                assert!(
+                    body["error"].as_str().unwrap_or_default().contains("outbox"),
+                    "{body}"
+                );
+                refused += 1;
+            }
+            s => panic!("unexpected {s}"),
+        }
+    }
+    // The agent's own startup graph event takes one slot.
+    assert!(answered.len() <= 3 && refused >= 3, "{answered:?} {refused}");
+    let route = fleet
+        .client
+        .get(format!("{url}/route/v1/driving/7.4197,43.7314;7.4246,43.7384"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(route.status(), 200, "routing goes on with a full outbox");
+    let status: Value = fleet
+        .client
+        .get(format!("{url}/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(status["sync"]["unreachable_since"].is_string(), "{status}");
+    fleet.proxy.set_mode(Mode::Pass);
+    fleet.drained(0).await;
+    let r = fleet
+        .client
+        .post(format!("{url}/optimize?time_limit_ms=20"))
+        .json(&optimize_body(99))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "plans are accepted again once the outbox drains");
+    let body: Value = r.json().await.unwrap();
+    answered.insert(body["plan_id"].as_str().unwrap().to_owned());
+    fleet.drained(0).await;
+    fleet.assert_exactly_once("edge-1", &answered).await;
+}
