@@ -1,0 +1,373 @@
+//! The sync loop: report to the center, delete what it acknowledged, follow its directives.
+//!
+//! It runs beside the server and shares nothing with request handling but the store, the
+//! graph holder and the metrics window, so a partitioned agent serves at full speed; it
+//! only stops reporting, and says since when in `/v1/status`.
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use edgeroute_protocol::sync::{
+    EventKind, GraphDirective, GraphRef, Health, Location, Report, ReportAck,
+};
+use reqwest::{StatusCode, Url, header};
+
+use super::{
+    backoff::Backoff,
+    download::{self, DownloadError},
+    window::WindowRecorder,
+};
+use crate::{
+    api::NodeInfo,
+    routing::GraphService,
+    storage::{self, Store},
+};
+
+/// How the agent reaches the center.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// The control plane's base URL.
+    pub control_plane: Url,
+    /// Time between reports.
+    pub interval: Duration,
+    /// Longest wait between retries.
+    pub max_backoff: Duration,
+    /// Bearer token, when not authenticating by client certificate.
+    pub token: Option<String>,
+    /// Where clients reach this agent.
+    pub advertise_url: Option<String>,
+    /// Where this agent stands.
+    pub location: Option<Location>,
+    /// Most events in one report.
+    pub batch_events: usize,
+    /// Most bytes of events (before compression) in one report.
+    pub batch_bytes: usize,
+    /// Where partial graph downloads are kept.
+    pub download_dir: PathBuf,
+    /// Time limit of one report round trip.
+    pub request_timeout: Duration,
+}
+
+/// What the sync loop knows, for `/v1/status` and `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct SyncStatus {
+    /// Unix milliseconds of the last acknowledged report.
+    pub last_ack_at_ms: Option<u64>,
+    /// Unix milliseconds since which every attempt failed (`None` while connected).
+    pub unreachable_since_ms: Option<u64>,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// The center's watermark.
+    pub acked_seq: u64,
+    /// Events waiting for the center.
+    pub outbox_depth: u64,
+    /// The last graph download or verification failure.
+    pub graph_error: Option<String>,
+    /// A graph download in progress (its version).
+    pub downloading: Option<String>,
+    /// Reports acknowledged.
+    pub reports: u64,
+    /// Reports that failed.
+    pub failures: u64,
+    /// Request bytes sent to the center, as sent (compressed).
+    pub bytes_sent: u64,
+    /// Response bytes received from the center, graph downloads included.
+    pub bytes_received: u64,
+}
+
+/// The shared, lock-protected [`SyncStatus`].
+#[derive(Debug, Default)]
+pub struct SyncState(Mutex<SyncStatus>);
+
+impl SyncState {
+    /// A copy of the current status.
+    pub fn get(&self) -> SyncStatus {
+        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut SyncStatus)) {
+        if let Ok(mut s) = self.0.lock() {
+            f(&mut s);
+        }
+    }
+}
+
+/// Everything the loop works with.
+#[derive(Clone)]
+pub struct SyncContext {
+    /// Settings.
+    pub config: Arc<SyncConfig>,
+    /// HTTP client (TLS, client certificate and CA already set).
+    pub client: reqwest::Client,
+    /// The agent's store (the outbox).
+    pub store: Arc<dyn Store>,
+    /// The served graph.
+    pub graphs: Arc<GraphService>,
+    /// The metrics window.
+    pub window: Arc<WindowRecorder>,
+    /// Shared status.
+    pub state: Arc<SyncState>,
+    /// Who this agent is.
+    pub node: Arc<NodeInfo>,
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
+}
+
+/// Why one round failed.
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    #[error("cannot reach the control plane")]
+    Transport(#[source] reqwest::Error),
+    #[error("the control plane answered {status}: {body}")]
+    Status { status: StatusCode, body: String },
+    #[error("the control plane's answer is not a report acknowledgement")]
+    Decode(#[source] serde_json::Error),
+    #[error("local storage failed")]
+    Store(#[from] storage::Error),
+    #[error("a blocking task failed")]
+    Task,
+}
+
+/// The outcome of a round that reached the center.
+struct Round {
+    ack: ReportAck,
+    /// The batch was full: more events are waiting.
+    more: bool,
+}
+
+/// Run until `shutdown` resolves.
+pub async fn run(ctx: SyncContext, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let base_delay = ctx.config.interval.min(Duration::from_secs(1));
+    let mut backoff = Backoff::new(base_delay, ctx.config.max_backoff);
+    let mut interval = ctx.config.interval;
+    let downloading = Arc::new(tokio::sync::Mutex::new(()));
+    loop {
+        let wait = match round(&ctx).await {
+            Ok(round) => {
+                backoff.reset();
+                if let Some(ms) = round.ack.directives.sync_interval_ms {
+                    interval = Duration::from_millis(ms.clamp(100, 3_600_000));
+                }
+                if let Some(graph) = round.ack.directives.graph.clone() {
+                    follow_graph(&ctx, graph, &downloading);
+                }
+                if round.more {
+                    Duration::ZERO
+                } else {
+                    interval
+                }
+            }
+            Err(err) => {
+                let message = crate::error::chain(&err);
+                tracing::warn!(error = %message, "sync report failed");
+                let now = now_ms();
+                ctx.state.update(|s| {
+                    s.failures += 1;
+                    s.last_error = Some(message);
+                    s.unreachable_since_ms.get_or_insert(now);
+                });
+                backoff.next_delay(rand::random::<f64>())
+            }
+        };
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One report: build it, send it, apply the acknowledgement.
+async fn round(ctx: &SyncContext) -> Result<Round, RoundError> {
+    let store = ctx.store.clone();
+    let (max_events, max_bytes) = (ctx.config.batch_events, ctx.config.batch_bytes);
+    let (events, depth) = tokio::task::spawn_blocking(move || {
+        Ok::<_, storage::Error>((store.outbox_batch(max_events, max_bytes)?, store.outbox_depth()?))
+    })
+    .await
+    .map_err(|_| RoundError::Task)??;
+    let more = events.len() >= max_events || (depth as usize) > events.len();
+    let status = ctx.state.get();
+    let graph = ctx.graphs.holder().get().map(|g| {
+        let info = g.info();
+        GraphRef {
+            version: info.version.clone(),
+            sha256: info.sha256.clone(),
+            bbox: Some(info.bbox),
+        }
+    });
+    let window = ctx.window.take();
+    let report = Report {
+        node: ctx.node.name.clone(),
+        stream: ctx.node.id.clone(),
+        region: ctx.node.region.clone(),
+        boot_id: ctx.node.boot_id.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        health: Health {
+            ready: graph.is_some(),
+            graph_error: status.graph_error.clone(),
+            last_ack_at_ms: status.last_ack_at_ms,
+        },
+        graph,
+        advertise_url: ctx.config.advertise_url.clone(),
+        location: ctx.config.location,
+        metrics: window.clone(),
+        outbox_depth: depth,
+        events,
+    };
+    let sent = send(ctx, &report).await;
+    let (ack, sent_bytes, received_bytes) = match sent {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Not counted at the center: count it in the next report instead.
+            ctx.window.restore(window);
+            return Err(e);
+        }
+    };
+    let acked = ack.acked_seq;
+    let store = ctx.store.clone();
+    let depth = tokio::task::spawn_blocking(move || store.ack_outbox(acked))
+        .await
+        .map_err(|_| RoundError::Task)??;
+    let now = now_ms();
+    ctx.state.update(|s| {
+        s.reports += 1;
+        s.last_ack_at_ms = Some(now);
+        s.unreachable_since_ms = None;
+        s.last_error = None;
+        s.acked_seq = acked;
+        s.outbox_depth = depth;
+        s.bytes_sent += sent_bytes;
+        s.bytes_received += received_bytes;
+    });
+    Ok(Round {
+        ack,
+        more: more && depth > 0,
+    })
+}
+
+/// POST the report gzip-compressed; returns the ack and the bytes each way.
+async fn send(ctx: &SyncContext, report: &Report) -> Result<(ReportAck, u64, u64), RoundError> {
+    let json = serde_json::to_vec(report).map_err(RoundError::Decode)?;
+    let body = tokio::task::spawn_blocking(move || {
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(json.len() / 4),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(&json)?;
+        gz.finish()
+    })
+    .await
+    .map_err(|_| RoundError::Task)?
+    .map_err(|e| RoundError::Store(storage::Error::Io(e)))?;
+    let url = ctx
+        .config
+        .control_plane
+        .join("sync/v1/report")
+        .map_err(|_| RoundError::Task)?;
+    let sent = body.len() as u64;
+    let mut request = ctx
+        .client
+        .post(url)
+        .timeout(ctx.config.request_timeout)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(body);
+    if let Some(token) = &ctx.config.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(RoundError::Transport)?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(RoundError::Transport)?;
+    if status != StatusCode::OK {
+        let body = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
+        return Err(RoundError::Status { status, body });
+    }
+    let ack: ReportAck = serde_json::from_slice(&bytes).map_err(RoundError::Decode)?;
+    Ok((ack, sent, bytes.len() as u64))
+}
+
+/// Start downloading the directive's graph unless it is served already or being fetched.
+fn follow_graph(
+    ctx: &SyncContext,
+    directive: GraphDirective,
+    downloading: &Arc<tokio::sync::Mutex<()>>,
+) {
+    let served = ctx
+        .graphs
+        .holder()
+        .get()
+        .is_some_and(|g| g.info().sha256.eq_ignore_ascii_case(&directive.sha256));
+    if served {
+        return;
+    }
+    let Ok(guard) = downloading.clone().try_lock_owned() else {
+        return;
+    };
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let _guard = guard;
+        ctx.state
+            .update(|s| s.downloading = Some(directive.version.clone()));
+        let result = install(&ctx, &directive).await;
+        ctx.state.update(|s| s.downloading = None);
+        match result {
+            Ok(()) => ctx.state.update(|s| s.graph_error = None),
+            Err(message) => {
+                tracing::warn!(version = %directive.version, error = %message, "graph directive not followed");
+                let first = ctx.state.get().graph_error.as_deref() != Some(message.as_str());
+                ctx.state.update(|s| s.graph_error = Some(message.clone()));
+                if first {
+                    // One event per distinct failure: a retry loop must not flood the outbox.
+                    let store = ctx.store.clone();
+                    let version = directive.version.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        store.record_event(EventKind::GraphFailed {
+                            version,
+                            error: message,
+                        })
+                    })
+                    .await;
+                }
+            }
+        }
+    });
+}
+
+async fn install(ctx: &SyncContext, directive: &GraphDirective) -> Result<(), String> {
+    let bytes = download::fetch(
+        &ctx.client,
+        &ctx.config.control_plane,
+        ctx.config.token.as_deref(),
+        &ctx.config.download_dir,
+        directive,
+    )
+    .await
+    .map_err(|e: DownloadError| crate::error::chain(&e))?;
+    let len = bytes.len() as u64;
+    ctx.state.update(|s| s.bytes_received += len);
+    let activated = ctx
+        .graphs
+        .install(bytes, "directive")
+        .await
+        .map_err(|e| crate::error::chain(&e))?;
+    if activated.version != directive.version {
+        return Err(format!(
+            "the artifact's version is {:?}, the directive says {:?}",
+            activated.version, directive.version
+        ));
+    }
+    Ok(())
+}
