@@ -7,10 +7,12 @@
 //! - [`server`]: start-up (storage, keys, background graph load), serving (HTTP or HTTPS)
 //!   and graceful shutdown.
 //! - [`api`]: the axum application, one module per concern, merged by [`api::app`] under
-//!   the middleware stack of [`api::middleware`].
+//!   the middleware stack of [`api::middleware`]; [`api::osrm`] holds what the OSRM
+//!   services share (request preamble, response shaping).
 //! - [`routing`]: the served graph ([`routing::GraphHolder`], swapped atomically) and its
-//!   management; [`routing::steps`] shapes engine results into OSRM responses.
-//! - [`storage`]: durable state behind the [`storage::Store`] trait, in sled.
+//!   management ([`routing::GraphService`]); no HTTP types.
+//! - [`storage`]: durable state behind the [`storage::Store`] trait, in sled; handlers
+//!   reach it through [`api::AppState`].
 //! - [`vrp`]: VROOM wire shapes to and from the engine's VRP model.
 //! - [`error`]: [`error::ApiError`], OSRM's error vocabulary as HTTP responses.
 //! - [`metrics`]: Prometheus metrics.

@@ -57,7 +57,7 @@ impl From<Activated> for GraphChange {
     fn from(a: Activated) -> Self {
         Self {
             version: a.version,
-            checksum: a.checksum,
+            checksum: a.sha256,
             previous: a.previous,
         }
     }

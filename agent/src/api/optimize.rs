@@ -243,7 +243,7 @@ pub async fn optimize(
         vehicles,
         output: output.clone(),
     };
-    let store = Arc::clone(state.graphs.store());
+    let store = Arc::clone(&state.store);
     let plan = tokio::task::spawn_blocking(move || {
         let plan = store.put_plan(&new_plan)?;
         store.flush()?;
@@ -360,7 +360,7 @@ fn compute(
     }
     Ok(Solved {
         output,
-        graph: graph.map(|g| (g.info().version.clone(), g.info().checksum.clone())),
+        graph: graph.map(|g| (g.info().version.clone(), g.sha256().to_owned())),
     })
 }
 

@@ -24,23 +24,20 @@ pub fn check_version(version: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Parse the `{coordinates}` of a multi-point service (route, trip): at least two and at most
-/// `max` waypoints.
-pub fn waypoints(raw: &str, max: usize) -> Result<Vec<Coord>, ApiError> {
-    let coords = coordinates(raw)?;
-    if coords.len() < 2 {
+/// Check the number of coordinates of a multi-point service (route, trip): at least two and
+/// at most `max` waypoints.
+pub fn waypoint_count(count: usize, max: usize) -> Result<(), ApiError> {
+    if count < 2 {
         return Err(ApiError::invalid_options(
             "Number of coordinates needs to be at least two.",
         ));
     }
-    if coords.len() > max {
+    if count > max {
         return Err(ApiError::too_big(format!(
-            "Number of coordinates {} exceeds the maximum of {}",
-            coords.len(),
-            max
+            "Number of coordinates {count} exceeds the maximum of {max}"
         )));
     }
-    Ok(coords)
+    Ok(())
 }
 
 /// Parse the `{coordinates}` path segment.

@@ -8,11 +8,7 @@
 
 use std::time::Duration;
 
-use axum::{
-    Json, Router,
-    extract::{Path, Query, State, rejection::QueryRejection},
-    routing::get,
-};
+use axum::{Json, Router, routing::get};
 use edgeroute_engine::{
     Coord, Graph,
     vrp::{Job, Matrix, Problem, SolveOptions, StepKind, Vehicle, solve},
@@ -20,11 +16,12 @@ use edgeroute_engine::{
 use edgeroute_protocol::osrm::{ErrorCode, RouteOptions, TripResponse, TripWaypoint};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::{AppState, params, query_pairs, snap_all};
-use crate::{
-    error::{ApiError, from_engine},
-    routing::steps,
+use super::{
+    AppState,
+    osrm::{self, OsrmRequest, snap_all},
+    params,
 };
+use crate::error::{ApiError, from_engine};
 
 /// Solver budget of a trip.
 const TIME_LIMIT: Duration = Duration::from_millis(500);
@@ -99,18 +96,18 @@ pub fn trip_shape(pairs: &params::Pairs) -> Result<(TripShape, params::Pairs), A
         (status = 200, description = "One trip", body = TripResponse),
         (status = 400, description = "OSRM error (NotImplemented, NoTrips, NoSegment, TooBig, ...)", body = edgeroute_protocol::osrm::ErrorResponse),
     ))]
-pub async fn trip(
-    State(state): State<AppState>,
-    Path((version, _profile, coordinates)): Path<(String, String, String)>,
-    query: Result<Query<params::Pairs>, QueryRejection>,
-) -> Result<Json<TripResponse>, ApiError> {
-    params::check_version(&version)?;
-    let limits = &state.limits;
-    let coords = params::waypoints(&coordinates, limits.max_route_waypoints)?;
-    let (shape, rest) = trip_shape(&query_pairs(query)?)?;
-    let options = params::route_options(&rest, coords.len(), limits.snap_radius_m)?;
-    let graph = state.graph()?;
-    let radius = limits.snap_radius_m;
+pub async fn trip(request: OsrmRequest) -> Result<Json<TripResponse>, ApiError> {
+    params::waypoint_count(
+        request.coordinates.len(),
+        request.limits().max_route_waypoints,
+    )?;
+    let (shape, options) = request.options(|pairs, count, max_radius| {
+        let (shape, rest) = trip_shape(pairs)?;
+        Ok((shape, params::route_options(&rest, count, max_radius)?))
+    })?;
+    let graph = request.graph()?;
+    let radius = request.limits().snap_radius_m;
+    let coords = request.coordinates;
     let response =
         tokio::task::spawn_blocking(move || compute(&graph, &coords, shape, &options, radius))
             .await
@@ -212,12 +209,12 @@ fn compute(
     }
     Ok(TripResponse {
         code: "Ok".to_owned(),
-        trips: vec![steps::route(&legs, options)],
+        trips: vec![osrm::shape::route(&legs, options)],
         waypoints: snaps
             .iter()
             .enumerate()
             .map(|(i, s)| TripWaypoint {
-                waypoint: steps::waypoint(s),
+                waypoint: osrm::shape::waypoint(s),
                 waypoint_index: position[i],
                 trips_index: 0,
             })

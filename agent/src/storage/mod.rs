@@ -63,8 +63,8 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// The agent's durable state.
-pub trait Store: Send + Sync + 'static {
+/// The agent's durable state. `Debug` so the state holding it can be printed.
+pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Store an artifact under `version` (overwrites).
     fn put_graph(&self, version: &str, artifact: &[u8]) -> Result<()>;
     /// The artifact stored under `version`.
