@@ -67,9 +67,9 @@ pub fn compute(
     graph: &Graph,
     coords: &[Coord],
     options: &RouteOptions,
-    default_radius: f64,
+    default_radius_m: f64,
 ) -> Result<RouteResponse, ApiError> {
-    let snaps = snap_all(graph, coords, &options.radiuses, default_radius)?;
+    let snaps = snap_all(graph, coords, &options.radiuses, default_radius_m)?;
     let legs = snaps
         .windows(2)
         .map(|pair| {

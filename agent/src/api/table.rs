@@ -87,9 +87,9 @@ pub fn compute(
     sources: &[usize],
     destinations: &[usize],
     options: &TableOptions,
-    default_radius: f64,
+    default_radius_m: f64,
 ) -> Result<TableResponse, ApiError> {
-    let snaps = snap_all(graph, coords, &options.radiuses, default_radius)?;
+    let snaps = snap_all(graph, coords, &options.radiuses, default_radius_m)?;
     let src: Vec<_> = sources.iter().map(|&i| snaps[i].clone()).collect();
     let dst: Vec<_> = destinations.iter().map(|&i| snaps[i].clone()).collect();
     let table = graph.table(&src, &dst);

@@ -101,9 +101,9 @@ pub async fn trip(request: OsrmRequest) -> Result<Json<TripResponse>, ApiError> 
         request.coordinates.len(),
         request.limits().max_route_waypoints,
     )?;
-    let (shape, options) = request.options(|pairs, count, max_radius| {
+    let (shape, options) = request.options(|pairs, count, max_radius_m| {
         let (shape, rest) = trip_shape(pairs)?;
-        Ok((shape, params::route_options(&rest, count, max_radius)?))
+        Ok((shape, params::route_options(&rest, count, max_radius_m)?))
     })?;
     let graph = request.graph()?;
     let radius = request.limits().snap_radius_m;
@@ -174,9 +174,9 @@ fn compute(
     coords: &[Coord],
     shape: TripShape,
     options: &RouteOptions,
-    default_radius: f64,
+    default_radius_m: f64,
 ) -> Result<TripResponse, ApiError> {
-    let snaps = snap_all(graph, coords, &options.radiuses, default_radius)?;
+    let snaps = snap_all(graph, coords, &options.radiuses, default_radius_m)?;
     let table = graph.table(&snaps, &snaps);
     let n = snaps.len();
     let mut cells = Vec::with_capacity(n * n);

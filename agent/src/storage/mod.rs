@@ -43,8 +43,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct NodeIdentity {
     /// Stable random id (hex).
     pub id: String,
-    /// Unix seconds of the first start.
-    pub created_at: u64,
+    /// Unix seconds of the first start. Stored as `created_at`, the key databases written
+    /// by earlier versions hold.
+    #[serde(rename = "created_at")]
+    pub created_at_s: u64,
     /// How many times the agent has started on this database, this start included.
     pub boot_count: u64,
 }
