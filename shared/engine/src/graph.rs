@@ -284,7 +284,7 @@ impl Graph {
     /// sha256 (hex) of this graph's artifact: the identity agents and the control plane
     /// compare. Known without cost on a loaded graph or once [`Graph::to_artifact`] or
     /// [`Graph::write_artifact`] ran; on a fresh build never encoded, the first call encodes
-    /// the graph once (a second or so on a city): call it off any async executor then.
+    /// the graph once (about a millisecond per 0.6 MiB of artifact, Monaco's size).
     pub fn sha256(&self) -> &str {
         self.sha256
             .get_or_init(|| artifact::encode(&self.info.version, &self.net, &self.ch).sha256)
