@@ -7,11 +7,13 @@
 //! - [`server`]: start-up (storage, keys, background graph load), serving (HTTP or HTTPS)
 //!   and graceful shutdown.
 //! - [`api`]: the axum application, one module per concern, merged by [`api::app`] under
-//!   the middleware stack of [`api::middleware`].
+//!   the middleware stack of [`api::middleware`]; [`api::osrm`] holds what the OSRM
+//!   services share (request preamble, response shaping).
 //! - [`routing`]: the served graph ([`routing::GraphHolder`], swapped atomically) and its
-//!   management; [`routing::matrix`] builds the VRP solver's matrices from the graph;
-//!   [`routing::steps`] shapes engine results into OSRM responses.
-//! - [`storage`]: durable state behind the [`storage::Store`] trait, in sled.
+//!   management ([`routing::GraphService`]) and [`routing::matrix`], the VRP solver's
+//!   matrices from the graph; no HTTP types.
+//! - [`storage`]: durable state behind the [`storage::Store`] trait, in sled; handlers
+//!   reach it through [`api::AppState`].
 //! - [`error`]: [`error::ApiError`], OSRM's error vocabulary as HTTP responses.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`tls`]: rustls (ring) server configuration.

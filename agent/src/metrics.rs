@@ -28,7 +28,8 @@ pub struct HttpLabels {
 pub struct GraphLabels {
     /// Graph version label.
     pub version: String,
-    /// SHA-256 of the artifact.
+    /// The graph's sha256. The field name is the exported label name, which dashboards
+    /// and alerts already use: it stays `checksum`.
     pub checksum: String,
 }
 
@@ -134,13 +135,13 @@ impl Metrics {
         &self.in_flight
     }
 
-    /// Record that `version` is now served.
-    pub fn graph_activated(&self, version: &str, checksum: &str, nodes: usize) {
+    /// Record that `version` (identified by `sha256`) is now served.
+    pub fn graph_activated(&self, version: &str, sha256: &str, nodes: usize) {
         self.graph.clear();
         self.graph
             .get_or_create(&GraphLabels {
                 version: version.to_owned(),
-                checksum: checksum.to_owned(),
+                checksum: sha256.to_owned(),
             })
             .set(1);
         self.graph_nodes

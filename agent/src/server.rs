@@ -52,6 +52,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let limits = config.limits();
     let state = AppState {
         graphs: graphs.clone(),
+        store: store.clone(),
         metrics,
         rate: Arc::new(RateLimiter::new(limits.rate_limit, limits.rate_burst)),
         solves: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_solves)),

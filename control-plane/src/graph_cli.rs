@@ -5,10 +5,10 @@
 
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
-use edgeroute_engine::geojson::LineString;
 use edgeroute_engine::{
     BuildOptions, BuildProgress, CarProfile, Coord, Graph, ProgressFn, polyline,
 };
+use edgeroute_protocol::osrm::LineString;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -110,7 +110,9 @@ pub fn run(command: GraphCommand) -> anyhow::Result<()> {
                 GeometryFormat::Polyline6 => {
                     serde_json::Value::String(polyline::encode(&route.geometry, 6))
                 }
-                GeometryFormat::Geojson => serde_json::to_value(LineString::new(&route.geometry))?,
+                GeometryFormat::Geojson => serde_json::to_value(LineString::new(
+                    route.geometry.iter().map(|c| [c.lon, c.lat]).collect(),
+                ))?,
             };
             let out = serde_json::json!({
                 "duration_s": route.duration_s,
@@ -129,7 +131,7 @@ fn info_json(g: &Graph) -> serde_json::Value {
     let i = g.info();
     serde_json::json!({
         "version": i.version,
-        "sha256": i.checksum,
+        "sha256": g.sha256(),
         "nodes": i.node_count,
         "edges": i.edge_count,
         "roads": i.road_count,
@@ -191,7 +193,7 @@ fn build(osm: PathBuf, out: PathBuf, version: Option<String>) -> anyhow::Result<
         i.arc_count,
         out.display(),
         size as f64 / (1024.0 * 1024.0),
-        i.checksum
+        graph.sha256()
     );
     Ok(())
 }

@@ -36,7 +36,7 @@ impl From<Activated> for GraphChange {
     fn from(a: Activated) -> Self {
         Self {
             version: a.version,
-            checksum: a.checksum,
+            checksum: a.sha256,
             previous: a.previous,
         }
     }

@@ -333,9 +333,10 @@ mod tests {
         AppState {
             graphs: Arc::new(GraphService::new(
                 Arc::new(GraphHolder::default()),
-                store,
+                store.clone(),
                 metrics.clone(),
             )),
+            store,
             metrics,
             rate: Arc::new(RateLimiter::new(limits.rate_limit, limits.rate_burst)),
             solves: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_solves)),

@@ -1,5 +1,16 @@
 //! The HTTP API: one module per concern, each with a `router()`, merged by [`app`] under
 //! one middleware stack ([`middleware::stack`]).
+//!
+//! # Layout
+//! - OSRM services: [`route`], [`table`], [`nearest`], [`trip`]; they share the request
+//!   preamble and the response shaping of [`osrm`] and the URL grammar of [`params`].
+//! - VROOM: [`optimize`] solves and stores a plan, [`plans`] reads plans back.
+//! - Operations: [`health`] (liveness, readiness, metrics), [`status`], [`admin`] (graph
+//!   upload and rollback), [`openapi`].
+//! - [`middleware`]: the one stack every request goes through.
+//!
+//! Handlers reach everything through [`AppState`]: the graph service, the store, metrics
+//! and limits.
 
 pub mod admin;
 pub mod health;
@@ -7,6 +18,7 @@ pub mod middleware;
 pub mod nearest;
 pub mod openapi;
 pub mod optimize;
+pub mod osrm;
 pub mod params;
 pub mod plans;
 pub mod route;
@@ -16,19 +28,15 @@ pub mod trip;
 
 use std::{collections::HashSet, sync::Arc, time::Instant};
 
-use axum::{
-    Router,
-    extract::{Query, rejection::QueryRejection},
-    http::Uri,
-};
-use edgeroute_engine::{Graph, Snap};
+use axum::{Router, http::Uri};
+use edgeroute_engine::Graph;
 
 use crate::{
     config::Limits,
-    error::{ApiError, from_engine},
+    error::ApiError,
     metrics::Metrics,
     routing::GraphService,
-    storage::hash_key,
+    storage::{Store, hash_key},
 };
 
 /// Who may call what.
@@ -73,6 +81,8 @@ pub struct NodeInfo {
 pub struct AppState {
     /// The served graph and its management.
     pub graphs: Arc<GraphService>,
+    /// Durable state: plans here; graphs only through [`AppState::graphs`].
+    pub store: Arc<dyn Store>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
     /// Request limits.
@@ -119,30 +129,4 @@ async fn not_found(uri: Uri) -> ApiError {
         edgeroute_protocol::osrm::ErrorCode::NotFound,
         format!("No endpoint at {}", uri.path()),
     )
-}
-
-/// The query pairs, or OSRM's `InvalidQuery`.
-pub(crate) fn query_pairs(
-    query: Result<Query<params::Pairs>, QueryRejection>,
-) -> Result<params::Pairs, ApiError> {
-    query
-        .map(|Query(pairs)| pairs)
-        .map_err(|_| ApiError::invalid_query("Query string malformed"))
-}
-
-/// Snap every coordinate, reporting the index of the first that fails.
-pub(crate) fn snap_all(
-    graph: &Graph,
-    coords: &[edgeroute_engine::Coord],
-    radiuses: &[Option<f64>],
-    default_radius: f64,
-) -> Result<Vec<Snap>, ApiError> {
-    coords
-        .iter()
-        .enumerate()
-        .map(|(i, &c)| {
-            let radius = radiuses.get(i).copied().flatten().unwrap_or(default_radius);
-            graph.snap(c, radius).map_err(|e| from_engine(e, Some(i)))
-        })
-        .collect()
 }

@@ -1,18 +1,15 @@
 //! `GET /nearest/v1/{profile}/{coordinate}`: the nearest roads to a point.
 
-use axum::{
-    Json, Router,
-    extract::{Path, Query, State, rejection::QueryRejection},
-    routing::get,
-};
+use axum::{Json, Router, routing::get};
 use edgeroute_protocol::osrm::NearestResponse;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::{AppState, params, query_pairs};
-use crate::{
-    error::{ApiError, from_engine},
-    routing::steps,
+use super::{
+    AppState,
+    osrm::{OsrmRequest, shape},
+    params,
 };
+use crate::error::{ApiError, from_engine};
 
 /// Routes of this module.
 pub fn router(state: &AppState) -> Router<AppState> {
@@ -35,27 +32,22 @@ pub fn router(state: &AppState) -> Router<AppState> {
         (status = 200, description = "Nearest waypoints, nearest first", body = NearestResponse),
         (status = 400, description = "OSRM error", body = edgeroute_protocol::osrm::ErrorResponse),
     ))]
-pub async fn nearest(
-    State(state): State<AppState>,
-    Path((version, _profile, coordinates)): Path<(String, String, String)>,
-    query: Result<Query<params::Pairs>, QueryRejection>,
-) -> Result<Json<NearestResponse>, ApiError> {
-    params::check_version(&version)?;
-    let coords = params::coordinates(&coordinates)?;
+pub async fn nearest(request: OsrmRequest) -> Result<Json<NearestResponse>, ApiError> {
+    let coords = &request.coordinates;
     if coords.len() != 1 {
         return Err(ApiError::invalid_options(
             "The nearest service takes exactly one coordinate",
         ));
     }
-    let limits = &state.limits;
-    let options = params::nearest_options(&query_pairs(query)?, 1, limits.snap_radius_m)?;
+    let limits = request.limits();
+    let options = request.options(params::nearest_options)?;
     if options.number > limits.max_nearest {
         return Err(ApiError::too_big(format!(
             "number {} exceeds the maximum of {}",
             options.number, limits.max_nearest
         )));
     }
-    let graph = state.graph()?;
+    let graph = request.graph()?;
     let radius = options
         .radiuses
         .first()
@@ -77,6 +69,6 @@ pub async fn nearest(
     }
     Ok(Json(NearestResponse {
         code: "Ok".to_owned(),
-        waypoints: snaps.iter().map(steps::waypoint).collect(),
+        waypoints: snaps.iter().map(shape::waypoint).collect(),
     }))
 }

@@ -247,7 +247,7 @@ pub async fn optimize(
         vehicles,
         output: stored,
     };
-    let store = Arc::clone(state.graphs.store());
+    let store = Arc::clone(&state.store);
     let plan = tokio::task::spawn_blocking(move || {
         let plan = store.put_plan(&new_plan)?;
         store.flush()?;
@@ -352,7 +352,7 @@ fn compute(
     }
     Ok(Solved {
         output,
-        graph: graph.map(|g| (g.info().version.clone(), g.info().checksum.clone())),
+        graph: graph.map(|g| (g.info().version.clone(), g.sha256().to_owned())),
     })
 }
 

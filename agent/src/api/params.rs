@@ -24,23 +24,20 @@ pub fn check_version(version: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Parse the `{coordinates}` of a multi-point service (route, trip): at least two and at most
-/// `max` waypoints.
-pub fn waypoints(raw: &str, max: usize) -> Result<Vec<Coord>, ApiError> {
-    let coords = coordinates(raw)?;
-    if coords.len() < 2 {
+/// Check the number of coordinates of a multi-point service (route, trip): at least two and
+/// at most `max` waypoints.
+pub fn waypoint_count(count: usize, max: usize) -> Result<(), ApiError> {
+    if count < 2 {
         return Err(ApiError::invalid_options(
             "Number of coordinates needs to be at least two.",
         ));
     }
-    if coords.len() > max {
+    if count > max {
         return Err(ApiError::too_big(format!(
-            "Number of coordinates {} exceeds the maximum of {}",
-            coords.len(),
-            max
+            "Number of coordinates {count} exceeds the maximum of {max}"
         )));
     }
-    Ok(coords)
+    Ok(())
 }
 
 /// Parse the `{coordinates}` path segment.
@@ -121,14 +118,14 @@ fn unknown(key: &str) -> ApiError {
 }
 
 /// `radiuses=r;r;...` (`unlimited` or empty for the default), one per coordinate.
-fn radiuses(value: &str, coordinates: usize, max: f64) -> Result<Vec<Option<f64>>, ApiError> {
+fn radiuses(value: &str, coordinates: usize, max_m: f64) -> Result<Vec<Option<f64>>, ApiError> {
     let values: Vec<Option<f64>> = value
         .split(';')
         .map(|r| match r {
             "" => Ok(None),
-            "unlimited" => Ok(Some(max)),
+            "unlimited" => Ok(Some(max_m)),
             r => match number(r) {
-                Some(x) if x >= 0.0 => Ok(Some(x.min(max))),
+                Some(x) if x >= 0.0 => Ok(Some(x.min(max_m))),
                 _ => Err(bad_value("radiuses", value)),
             },
         })
@@ -152,7 +149,7 @@ fn ignored(key: &str) -> bool {
 pub fn route_options(
     pairs: &Pairs,
     coordinates: usize,
-    max_radius: f64,
+    max_radius_m: f64,
 ) -> Result<RouteOptions, ApiError> {
     let mut o = RouteOptions::default();
     for (key, value) in pairs {
@@ -208,7 +205,7 @@ pub fn route_options(
                     }
                 }
             }
-            "radiuses" => o.radiuses = radiuses(value, coordinates, max_radius)?,
+            "radiuses" => o.radiuses = radiuses(value, coordinates, max_radius_m)?,
             "continue_straight" => {
                 o.continue_straight = match value {
                     "default" => None,
@@ -242,7 +239,7 @@ fn indices(key: &str, value: &str, coordinates: usize) -> Result<Option<Vec<usiz
 pub fn table_options(
     pairs: &Pairs,
     coordinates: usize,
-    max_radius: f64,
+    max_radius_m: f64,
 ) -> Result<TableOptions, ApiError> {
     let mut o = TableOptions::default();
     for (key, value) in pairs {
@@ -260,7 +257,7 @@ pub fn table_options(
                     })
                     .collect::<Result<_, _>>()?;
             }
-            "radiuses" => o.radiuses = radiuses(value, coordinates, max_radius)?,
+            "radiuses" => o.radiuses = radiuses(value, coordinates, max_radius_m)?,
             k if ignored(k) => {}
             _ => return Err(unknown(key)),
         }
@@ -272,7 +269,7 @@ pub fn table_options(
 pub fn nearest_options(
     pairs: &Pairs,
     coordinates: usize,
-    max_radius: f64,
+    max_radius_m: f64,
 ) -> Result<NearestOptions, ApiError> {
     let mut o = NearestOptions::default();
     for (key, value) in pairs {
@@ -286,7 +283,7 @@ pub fn nearest_options(
                     ));
                 }
             }
-            "radiuses" => o.radiuses = radiuses(value, coordinates, max_radius)?,
+            "radiuses" => o.radiuses = radiuses(value, coordinates, max_radius_m)?,
             k if ignored(k) => {}
             _ => return Err(unknown(key)),
         }

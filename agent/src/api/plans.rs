@@ -45,7 +45,7 @@ pub async fn one(
     let Some(seq) = seq_of(&id) else {
         return Err(not_found(&id));
     };
-    let store = Arc::clone(state.graphs.store());
+    let store = Arc::clone(&state.store);
     let plan = tokio::task::spawn_blocking(move || store.plan(seq))
         .await
         .map_err(ApiError::internal)?
@@ -79,7 +79,7 @@ pub async fn list(
     let since = number("since", 0)?;
     let limit = number("limit", DEFAULT_LIMIT as u64)?;
     let limit = usize::try_from(limit).unwrap_or(MAX_LIMIT).min(MAX_LIMIT);
-    let store = Arc::clone(state.graphs.store());
+    let store = Arc::clone(&state.store);
     let plans = tokio::task::spawn_blocking(move || store.plans_since(since, limit))
         .await
         .map_err(ApiError::internal)?

@@ -1,19 +1,16 @@
 //! `GET /route/v1/{profile}/{coordinates}`: fastest route through the waypoints in order.
 
-use axum::{
-    Json, Router,
-    extract::{Path, Query, State, rejection::QueryRejection},
-    routing::get,
-};
+use axum::{Json, Router, routing::get};
 use edgeroute_engine::{Coord, Graph};
 use edgeroute_protocol::osrm::{RouteOptions, RouteResponse};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::{AppState, params, query_pairs, snap_all};
-use crate::{
-    error::{ApiError, from_engine},
-    routing::steps,
+use super::{
+    AppState,
+    osrm::{OsrmRequest, shape, snap_all},
+    params,
 };
+use crate::error::{ApiError, from_engine};
 
 /// Routes with more waypoints than this run on the blocking pool.
 const INLINE_WAYPOINTS: usize = 16;
@@ -46,17 +43,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
         (status = 401, description = "Missing or wrong API key", body = edgeroute_protocol::osrm::ErrorResponse),
         (status = 503, description = "No graph loaded yet, or overloaded", body = edgeroute_protocol::osrm::ErrorResponse),
     ))]
-pub async fn route(
-    State(state): State<AppState>,
-    Path((version, _profile, coordinates)): Path<(String, String, String)>,
-    query: Result<Query<params::Pairs>, QueryRejection>,
-) -> Result<Json<RouteResponse>, ApiError> {
-    params::check_version(&version)?;
-    let limits = &state.limits;
-    let coords = params::waypoints(&coordinates, limits.max_route_waypoints)?;
-    let options = params::route_options(&query_pairs(query)?, coords.len(), limits.snap_radius_m)?;
-    let graph = state.graph()?;
-    let radius = limits.snap_radius_m;
+pub async fn route(request: OsrmRequest) -> Result<Json<RouteResponse>, ApiError> {
+    params::waypoint_count(
+        request.coordinates.len(),
+        request.limits().max_route_waypoints,
+    )?;
+    let options = request.options(params::route_options)?;
+    let graph = request.graph()?;
+    let radius = request.limits().snap_radius_m;
+    let coords = request.coordinates;
     let response = if coords.len() <= INLINE_WAYPOINTS {
         compute(&graph, &coords, &options, radius)?
     } else {
@@ -72,9 +67,9 @@ pub fn compute(
     graph: &Graph,
     coords: &[Coord],
     options: &RouteOptions,
-    default_radius: f64,
+    default_radius_m: f64,
 ) -> Result<RouteResponse, ApiError> {
-    let snaps = snap_all(graph, coords, &options.radiuses, default_radius)?;
+    let snaps = snap_all(graph, coords, &options.radiuses, default_radius_m)?;
     let legs = snaps
         .windows(2)
         .map(|pair| {
@@ -85,7 +80,7 @@ pub fn compute(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RouteResponse {
         code: "Ok".to_owned(),
-        routes: vec![steps::route(&legs, options)],
-        waypoints: snaps.iter().map(steps::waypoint).collect(),
+        routes: vec![shape::route(&legs, options)],
+        waypoints: snaps.iter().map(shape::waypoint).collect(),
     })
 }

@@ -18,7 +18,7 @@ pub async fn status(State(state): State<AppState>) -> Json<StatusResponse> {
         let i = g.info();
         GraphStatus {
             version: i.version.clone(),
-            checksum: i.checksum.clone(),
+            checksum: g.sha256().to_owned(),
             node_count: i.node_count,
             edge_count: i.edge_count,
             road_count: i.road_count,

@@ -1,16 +1,16 @@
 //! `GET /table/v1/{profile}/{coordinates}`: duration and distance matrices.
 
-use axum::{
-    Json, Router,
-    extract::{Path, Query, State, rejection::QueryRejection},
-    routing::get,
-};
+use axum::{Json, Router, routing::get};
 use edgeroute_engine::{Coord, Graph};
 use edgeroute_protocol::osrm::{TableAnnotation, TableOptions, TableResponse};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::{AppState, params, query_pairs, snap_all};
-use crate::{error::ApiError, routing::steps};
+use super::{
+    AppState,
+    osrm::{OsrmRequest, shape, snap_all},
+    params,
+};
+use crate::error::ApiError;
 
 /// Routes of this module.
 pub fn router(state: &AppState) -> Router<AppState> {
@@ -35,14 +35,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         (status = 200, description = "Matrices; unreachable pairs are null", body = TableResponse),
         (status = 400, description = "OSRM error (TooBig above the configured size)", body = edgeroute_protocol::osrm::ErrorResponse),
     ))]
-pub async fn table(
-    State(state): State<AppState>,
-    Path((version, _profile, coordinates)): Path<(String, String, String)>,
-    query: Result<Query<params::Pairs>, QueryRejection>,
-) -> Result<Json<TableResponse>, ApiError> {
-    params::check_version(&version)?;
-    let coords = params::coordinates(&coordinates)?;
-    let limits = &state.limits;
+pub async fn table(request: OsrmRequest) -> Result<Json<TableResponse>, ApiError> {
+    let coords = &request.coordinates;
+    let limits = request.limits();
     if coords.len() > 2 * limits.max_table_size {
         return Err(ApiError::too_big(format!(
             "Too many table coordinates: {} (at most {} sources and {} destinations)",
@@ -51,7 +46,7 @@ pub async fn table(
             limits.max_table_size
         )));
     }
-    let options = params::table_options(&query_pairs(query)?, coords.len(), limits.snap_radius_m)?;
+    let options = request.options(params::table_options)?;
     let sources = options
         .sources
         .clone()
@@ -74,8 +69,9 @@ pub async fn table(
             "A table needs at least one source and one destination",
         ));
     }
-    let graph = state.graph()?;
+    let graph = request.graph()?;
     let radius = limits.snap_radius_m;
+    let coords = request.coordinates;
     let response = tokio::task::spawn_blocking(move || {
         compute(&graph, &coords, &sources, &destinations, &options, radius)
     })
@@ -91,9 +87,9 @@ pub fn compute(
     sources: &[usize],
     destinations: &[usize],
     options: &TableOptions,
-    default_radius: f64,
+    default_radius_m: f64,
 ) -> Result<TableResponse, ApiError> {
-    let snaps = snap_all(graph, coords, &options.radiuses, default_radius)?;
+    let snaps = snap_all(graph, coords, &options.radiuses, default_radius_m)?;
     let src: Vec<_> = sources.iter().map(|&i| snaps[i].clone()).collect();
     let dst: Vec<_> = destinations.iter().map(|&i| snaps[i].clone()).collect();
     let table = graph.table(&src, &dst);
@@ -101,7 +97,7 @@ pub fn compute(
         (0..src.len())
             .map(|i| {
                 (0..dst.len())
-                    .map(|j| value(i, j).map(steps::round1))
+                    .map(|j| value(i, j).map(shape::round1))
                     .collect()
             })
             .collect()
@@ -111,7 +107,7 @@ pub fn compute(
         code: "Ok".to_owned(),
         durations: wants(TableAnnotation::Duration).then(|| matrix(&|i, j| table.duration_s(i, j))),
         distances: wants(TableAnnotation::Distance).then(|| matrix(&|i, j| table.distance_m(i, j))),
-        sources: src.iter().map(steps::waypoint).collect(),
-        destinations: dst.iter().map(steps::waypoint).collect(),
+        sources: src.iter().map(shape::waypoint).collect(),
+        destinations: dst.iter().map(shape::waypoint).collect(),
     })
 }

@@ -8,23 +8,20 @@
 
 use std::time::Duration;
 
-use axum::{
-    Json, Router,
-    extract::{Path, Query, State, rejection::QueryRejection},
-    routing::get,
-};
+use axum::{Json, Router, routing::get};
 use edgeroute_engine::{Coord, Graph};
 use edgeroute_protocol::osrm::{ErrorCode, RouteOptions, TripResponse, TripWaypoint};
 use edgeroute_vrp::{Job, Matrix, Problem, SolveOptions, StepKind, Vehicle, solve};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::{AppState, params, query_pairs, snap_all};
+use super::{
+    AppState,
+    osrm::{self, OsrmRequest, snap_all},
+    params,
+};
 use crate::{
     error::{ApiError, from_engine},
-    routing::{
-        matrix::{MatrixError, TimeUnit, matrix},
-        steps,
-    },
+    routing::matrix::{MatrixError, TimeUnit, matrix},
 };
 
 /// Solver budget of a trip.
@@ -100,18 +97,18 @@ pub fn trip_shape(pairs: &params::Pairs) -> Result<(TripShape, params::Pairs), A
         (status = 200, description = "One trip", body = TripResponse),
         (status = 400, description = "OSRM error (NotImplemented, NoTrips, NoSegment, TooBig, ...)", body = edgeroute_protocol::osrm::ErrorResponse),
     ))]
-pub async fn trip(
-    State(state): State<AppState>,
-    Path((version, _profile, coordinates)): Path<(String, String, String)>,
-    query: Result<Query<params::Pairs>, QueryRejection>,
-) -> Result<Json<TripResponse>, ApiError> {
-    params::check_version(&version)?;
-    let limits = &state.limits;
-    let coords = params::waypoints(&coordinates, limits.max_route_waypoints)?;
-    let (shape, rest) = trip_shape(&query_pairs(query)?)?;
-    let options = params::route_options(&rest, coords.len(), limits.snap_radius_m)?;
-    let graph = state.graph()?;
-    let radius = limits.snap_radius_m;
+pub async fn trip(request: OsrmRequest) -> Result<Json<TripResponse>, ApiError> {
+    params::waypoint_count(
+        request.coordinates.len(),
+        request.limits().max_route_waypoints,
+    )?;
+    let (shape, options) = request.options(|pairs, count, max_radius_m| {
+        let (shape, rest) = trip_shape(pairs)?;
+        Ok((shape, params::route_options(&rest, count, max_radius_m)?))
+    })?;
+    let graph = request.graph()?;
+    let radius = request.limits().snap_radius_m;
+    let coords = request.coordinates;
     let response =
         tokio::task::spawn_blocking(move || compute(&graph, &coords, shape, &options, radius))
             .await
@@ -178,9 +175,9 @@ fn compute(
     coords: &[Coord],
     shape: TripShape,
     options: &RouteOptions,
-    default_radius: f64,
+    default_radius_m: f64,
 ) -> Result<TripResponse, ApiError> {
-    let snaps = snap_all(graph, coords, &options.radiuses, default_radius)?;
+    let snaps = snap_all(graph, coords, &options.radiuses, default_radius_m)?;
     let n = snaps.len();
     // Deciseconds: finer than the solver's integers in seconds.
     let matrices = matrix(graph, &snaps, TimeUnit::Deciseconds).map_err(|e| match e {
@@ -206,12 +203,12 @@ fn compute(
     }
     Ok(TripResponse {
         code: "Ok".to_owned(),
-        trips: vec![steps::route(&legs, options)],
+        trips: vec![osrm::shape::route(&legs, options)],
         waypoints: snaps
             .iter()
             .enumerate()
             .map(|(i, s)| TripWaypoint {
-                waypoint: steps::waypoint(s),
+                waypoint: osrm::shape::waypoint(s),
                 waypoint_index: position[i],
                 trips_index: 0,
             })

@@ -4,9 +4,11 @@
 //! `Arc<Graph>` once and keeps it until it finishes, so an atomic swap never disturbs an
 //! in-flight request, and the old graph is freed when its last request drops it.
 //! [`GraphService`] verifies, stores and activates artifacts (startup, upload, rollback).
+//!
+//! Nothing here knows HTTP: the API turns [`Error`]s into responses and shapes engine
+//! results into OSRM objects itself (`api::osrm`).
 
 pub mod matrix;
-pub mod steps;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -23,7 +25,7 @@ use crate::{
 /// Why a graph could not be installed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The artifact failed verification (magic, format version, length, checksum).
+    /// The artifact failed verification (magic, format version, length, payload digest).
     #[error("invalid graph artifact")]
     InvalidArtifact(#[source] edgeroute_engine::Error),
     /// The engine failed to import or prepare a map.
@@ -45,7 +47,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A different artifact is already stored under this version label.
-    #[error("graph version {0:?} is already stored with a different checksum")]
+    #[error("graph version {0:?} is already stored with a different sha256")]
     VersionConflict(String),
     /// There is no previous version to roll back to.
     #[error("no previous graph version to roll back to")]
@@ -84,8 +86,8 @@ impl GraphHolder {
 pub struct Activated {
     /// Version now served.
     pub version: String,
-    /// Its checksum.
-    pub checksum: String,
+    /// Its identity, the sha256 (hex) of its artifact.
+    pub sha256: String,
     /// Version served before (rollback target).
     pub previous: Option<String>,
 }
@@ -135,11 +137,6 @@ impl GraphService {
     /// The holder requests read from.
     pub fn holder(&self) -> &Arc<GraphHolder> {
         &self.holder
-    }
-
-    /// The agent's storage (plans are stored through it too).
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// Stored versions and pointers.
@@ -232,13 +229,18 @@ impl GraphService {
         Ok(Some(self.install(Arc::new(graph), pointers)))
     }
 
-    /// Verify an uploaded artifact, store it and swap it in.
-    pub async fn upload(&self, bytes: axum::body::Bytes) -> Result<Activated> {
+    /// Verify an uploaded artifact, store it and swap it in. Generic over the byte buffer
+    /// so the caller's (say, a request body) is used without a copy.
+    pub async fn upload<B>(&self, bytes: B) -> Result<Activated>
+    where
+        B: AsRef<[u8]> + Send + 'static,
+    {
         let _guard = self.changes.lock().await;
         let store = self.store.clone();
         let (graph, pointers) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let graph = Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
-            store_graph(store.as_ref(), &graph, &bytes)?;
+            let bytes = bytes.as_ref();
+            let graph = Graph::from_artifact(bytes).map_err(Error::InvalidArtifact)?;
+            store_graph(store.as_ref(), &graph, bytes)?;
             let pointers = store.activate_graph(&graph.info().version)?;
             store.flush()?;
             Ok((graph, pointers))
@@ -267,16 +269,18 @@ impl GraphService {
 
     fn install(&self, graph: Arc<Graph>, pointers: GraphPointers) -> Activated {
         let info = graph.info();
+        // Known already: every graph installed here was decoded or encoded just before.
+        let sha256 = graph.sha256();
         let activated = Activated {
             version: info.version.clone(),
-            checksum: info.checksum.clone(),
+            sha256: sha256.to_owned(),
             previous: pointers.previous,
         };
         self.metrics
-            .graph_activated(&info.version, &info.checksum, info.node_count);
+            .graph_activated(&info.version, sha256, info.node_count);
         tracing::info!(
             version = %activated.version,
-            checksum = %activated.checksum,
+            sha256 = %activated.sha256,
             nodes = info.node_count,
             edges = info.edge_count,
             "graph activated"

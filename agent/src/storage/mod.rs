@@ -43,8 +43,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct NodeIdentity {
     /// Stable random id (hex).
     pub id: String,
-    /// Unix seconds of the first start.
-    pub created_at: u64,
+    /// Unix seconds of the first start. Stored as `created_at`, the key databases written
+    /// by earlier versions hold.
+    #[serde(rename = "created_at")]
+    pub created_at_s: u64,
     /// How many times the agent has started on this database, this start included.
     pub boot_count: u64,
 }
@@ -63,8 +65,8 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// The agent's durable state.
-pub trait Store: Send + Sync + 'static {
+/// The agent's durable state. `Debug` so the state holding it can be printed.
+pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Store an artifact under `version` (overwrites).
     fn put_graph(&self, version: &str, artifact: &[u8]) -> Result<()>;
     /// The artifact stored under `version`.

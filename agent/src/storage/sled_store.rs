@@ -180,7 +180,7 @@ impl Store for SledStore {
                 );
                 NodeIdentity {
                     id: hex::encode(&Sha256::digest(seed.as_bytes())[..8]),
-                    created_at: now.as_secs(),
+                    created_at_s: now.as_secs(),
                     boot_count: 1,
                 }
             }
@@ -307,6 +307,14 @@ mod tests {
             store.graph_for_source("abc").unwrap().as_deref(),
             Some("v1")
         );
+    }
+
+    #[test]
+    fn identity_is_stored_under_the_key_older_databases_hold() {
+        let stored = br#"{"id":"00ff","created_at":1700000000,"boot_count":3}"#;
+        let id: NodeIdentity = serde_json::from_slice(stored).unwrap();
+        assert_eq!(id.created_at_s, 1_700_000_000);
+        assert_eq!(serde_json::to_vec(&id).unwrap(), stored);
     }
 
     #[test]

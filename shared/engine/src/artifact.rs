@@ -10,16 +10,21 @@
 //! ```
 //!
 //! Every number is little-endian; every list is a u64 count followed by its items. Loading
-//! checks, in order, the magic, the format version, the length (truncation), the checksum
-//! (corruption) and then every index in the payload, so no file can make a query read out of
-//! bounds. The spatial index is rebuilt on load from the shape points: that takes a fraction
-//! of a second and keeps the file format independent of the R-tree crate's layout.
+//! checks, in order, the magic, the format version, the length (truncation), the payload
+//! digest (corruption) and then every index in the payload, so no file can make a query
+//! read out of bounds. The spatial index is rebuilt on load from the shape points: that
+//! takes a fraction of a second and keeps the file format independent of the R-tree
+//! crate's layout.
+//!
+//! A graph's identity is the [`sha256`] of its whole artifact file, computed as the file is
+//! written or checked, never by encoding a graph just to hash it. This module knows the
+//! parts a graph is made of, not [`crate::Graph`]: the graph depends on its file format,
+//! not the other way round.
 
 use crate::Result;
 use crate::ch::{Hierarchy, UpwardGraph};
 use crate::error::ArtifactError;
 use crate::geo::Coord;
-use crate::graph::Graph;
 use crate::network::{Road, RoadNetwork};
 use crate::weight::Weight;
 use sha2::{Digest, Sha256};
@@ -31,8 +36,26 @@ pub const FORMAT_VERSION: u32 = 1;
 const HEADER_LEN: usize = 8 + 4 + 8 + 32;
 
 /// sha256 (hex) of a whole artifact file: the identity of a graph version.
-pub fn checksum(bytes: &[u8]) -> String {
+pub fn sha256(bytes: &[u8]) -> String {
     hex_encode(&Sha256::digest(bytes))
+}
+
+/// What an artifact stores: everything a prepared graph is made of except the spatial
+/// index, which is rebuilt on load.
+#[derive(Debug)]
+pub(crate) struct Contents {
+    /// The version label given at build time.
+    pub version: String,
+    pub net: RoadNetwork,
+    pub ch: Hierarchy,
+}
+
+/// An encoded artifact and its identity.
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    pub bytes: Vec<u8>,
+    /// [`sha256`] of `bytes`.
+    pub sha256: String,
 }
 
 fn hex_encode(bytes: &[u8]) -> String {
@@ -87,11 +110,17 @@ impl Writer {
     }
 }
 
-/// Serialises a prepared graph.
-pub(crate) fn encode(graph: &Graph) -> Vec<u8> {
-    let mut w = Writer(Vec::new());
-    let net = &graph.net;
-    w.str(&graph.version);
+/// Serialises a prepared graph and computes its identity, in one pass over the data.
+///
+/// The payload is written straight after a reserved header, which is filled in once the
+/// payload's length and digest are known: no second buffer, no copy. The identity then
+/// needs one more hash over the finished file, because the header it covers holds the
+/// payload digest.
+pub(crate) fn encode(version: &str, net: &RoadNetwork, ch: &Hierarchy) -> Encoded {
+    let len = encoded_len(version, net, ch);
+    let mut w = Writer(Vec::with_capacity(len));
+    w.0.resize(HEADER_LEN, 0);
+    w.str(version);
     w.coords(&net.nodes);
     w.coords(&net.points);
     w.len(net.roads.len());
@@ -106,19 +135,43 @@ pub(crate) fn encode(graph: &Graph) -> Vec<u8> {
     }
     w.len(net.names.len());
     net.names.iter().for_each(|n| w.str(n));
-    w.upward(&graph.ch.forward);
-    w.upward(&graph.ch.backward);
-    w.u32s(&graph.ch.arc_a);
-    w.u32s(&graph.ch.arc_b);
+    w.upward(&ch.forward);
+    w.upward(&ch.backward);
+    w.u32s(&ch.arc_a);
+    w.u32s(&ch.arc_b);
 
-    let payload = w.0;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&Sha256::digest(&payload));
-    out.extend_from_slice(&payload);
-    out
+    let mut bytes = w.0;
+    debug_assert_eq!(bytes.len(), len, "encoded_len is exact");
+    let payload_len = (bytes.len() - HEADER_LEN) as u64;
+    let digest = Sha256::digest(&bytes[HEADER_LEN..]);
+    let header = &mut bytes[..HEADER_LEN];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[12..20].copy_from_slice(&payload_len.to_le_bytes());
+    header[20..].copy_from_slice(&digest);
+    let sha256 = sha256(&bytes);
+    Encoded { bytes, sha256 }
+}
+
+/// The exact size of an artifact, so its buffer is allocated once.
+fn encoded_len(version: &str, net: &RoadNetwork, ch: &Hierarchy) -> usize {
+    let list = 8;
+    let upward = |g: &UpwardGraph| {
+        4 * list + 4 * (g.first.len() + g.head.len() + g.arc.len()) + 8 * g.weight.len()
+    };
+    HEADER_LEN
+        + list
+        + version.len()
+        + 2 * list
+        + 16 * (net.nodes.len() + net.points.len())
+        + list
+        + (4 * 4 + 8 * 2 + 4) * net.roads.len()
+        + list
+        + net.names.iter().map(|n| list + n.len()).sum::<usize>()
+        + upward(&ch.forward)
+        + upward(&ch.backward)
+        + 2 * list
+        + 4 * (ch.arc_a.len() + ch.arc_b.len())
 }
 
 struct Reader<'a> {
@@ -216,8 +269,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Loads an artifact; see the module docs for the checks made.
-pub(crate) fn decode(bytes: &[u8]) -> Result<Graph> {
+/// Checks and reads an artifact (see the module docs for the checks made), returning its
+/// contents and its identity.
+pub(crate) fn decode(bytes: &[u8]) -> Result<(Contents, String)> {
     if bytes.len() < 8 || &bytes[..8] != MAGIC {
         return Err(ArtifactError::BadMagic.into());
     }
@@ -259,7 +313,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Graph> {
         bytes: payload,
         at: 0,
     };
-    let label = r.str()?;
+    let version = r.str()?;
     let nodes = r.coords()?;
     let points = r.coords()?;
     let road_count = r.len(4 * 4 + 8 * 2 + 4)?;
@@ -334,7 +388,5 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Graph> {
         arc_a,
         arc_b,
     };
-    let mut graph = Graph::assemble(net, ch, label);
-    graph.set_checksum(checksum(bytes));
-    Ok(graph)
+    Ok((Contents { version, net, ch }, sha256(bytes)))
 }

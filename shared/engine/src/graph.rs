@@ -1,5 +1,6 @@
 //! The prepared graph: network + hierarchy + spatial index, and the queries on it.
 
+use crate::artifact::{self, Contents};
 use crate::ch::{self, Hierarchy, Search};
 use crate::geo::Coord;
 use crate::import::import_osm;
@@ -10,8 +11,8 @@ use crate::weight::Weight;
 use crate::{Error, Result};
 use std::cell::RefCell;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// Progress of a graph build, reported to [`BuildOptions::progress`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +26,7 @@ pub enum BuildProgress {
         /// Nodes to contract.
         total: usize,
     },
-    /// Building the spatial index and the artifact checksum.
+    /// Building the spatial index.
     Indexing,
 }
 
@@ -51,14 +52,11 @@ impl std::fmt::Debug for BuildOptions {
     }
 }
 
-/// What a graph is: identity and size.
+/// What a graph is: version label and size. Its identity is [`Graph::sha256`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct GraphInfo {
-    /// The version label given at build time.
+    /// The version label given at build time; operators roll graphs out by it.
     pub version: String,
-    /// sha256 (hex) of the graph's artifact bytes: the identity agents and the control
-    /// plane compare.
-    pub checksum: String,
     /// Junction nodes.
     pub node_count: usize,
     /// Directed edges.
@@ -78,10 +76,11 @@ pub struct Graph {
     /// Process-unique instance id, stamped on every [`Snap`] this graph makes.
     id: u64,
     pub(crate) net: RoadNetwork,
-    pub(crate) ch: Hierarchy,
-    pub(crate) version: String,
+    ch: Hierarchy,
     index: SnapIndex,
     info: GraphInfo,
+    /// sha256 (hex) of the artifact, known once the artifact is first encoded or decoded.
+    sha256: OnceLock<String>,
 }
 
 /// One stretch of a route along equally named roads (consecutive roads with the same name
@@ -178,7 +177,8 @@ impl Graph {
         Self::from_network(net, options)
     }
 
-    /// Prepares a network: contraction hierarchy, spatial index, checksum.
+    /// Prepares a network: contraction hierarchy and spatial index. The graph's identity
+    /// is computed when its artifact is first encoded ([`Graph::to_artifact`]).
     pub fn from_network(mut net: RoadNetwork, options: &BuildOptions) -> Result<Graph> {
         if net.roads.is_empty() {
             return Err(Error::NoRoads);
@@ -193,13 +193,14 @@ impl Graph {
         if let Some(p) = &options.progress {
             p(BuildProgress::Indexing);
         }
-        let mut graph = Self::assemble(net, ch, options.version.clone());
-        let bytes = crate::artifact::encode(&graph);
-        graph.info.checksum = crate::artifact::checksum(&bytes);
-        Ok(graph)
+        Ok(Self::assemble(Contents {
+            version: options.version.clone(),
+            net,
+            ch,
+        }))
     }
 
-    pub(crate) fn assemble(net: RoadNetwork, ch: Hierarchy, version: String) -> Graph {
+    fn assemble(Contents { version, net, ch }: Contents) -> Graph {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let index = SnapIndex::build(&net, id);
@@ -221,8 +222,7 @@ impl Graph {
         );
         let summary = net.summary();
         let info = GraphInfo {
-            version: version.clone(),
-            checksum: String::new(),
+            version,
             node_count: summary.nodes,
             edge_count: summary.edges,
             road_count: summary.roads,
@@ -233,19 +233,18 @@ impl Graph {
             id,
             net,
             ch,
-            version,
             index,
             info,
+            sha256: OnceLock::new(),
         }
-    }
-
-    pub(crate) fn set_checksum(&mut self, checksum: String) {
-        self.info.checksum = checksum;
     }
 
     /// Loads a graph from artifact bytes; see [`crate::artifact`].
     pub fn from_artifact(bytes: &[u8]) -> Result<Graph> {
-        crate::artifact::decode(bytes)
+        let (contents, sha256) = artifact::decode(bytes)?;
+        let mut graph = Self::assemble(contents);
+        graph.sha256 = OnceLock::from(sha256);
+        Ok(graph)
     }
 
     /// Reads and loads an artifact file.
@@ -257,9 +256,12 @@ impl Graph {
         Self::from_artifact(&bytes)
     }
 
-    /// Serialises the graph as an artifact.
+    /// Serialises the graph as an artifact (and learns its identity on the way).
     pub fn to_artifact(&self) -> Vec<u8> {
-        crate::artifact::encode(self)
+        let encoded = artifact::encode(&self.info.version, &self.net, &self.ch);
+        let known = self.sha256.get_or_init(|| encoded.sha256.clone());
+        debug_assert_eq!(*known, encoded.sha256, "encoding is deterministic");
+        encoded.bytes
     }
 
     /// Writes the artifact to `path` (via a temporary file and a rename, so a crash never
@@ -274,9 +276,18 @@ impl Graph {
         std::fs::rename(&tmp, path).map_err(io)
     }
 
-    /// Identity and size of this graph.
+    /// Version label and size of this graph.
     pub fn info(&self) -> &GraphInfo {
         &self.info
+    }
+
+    /// sha256 (hex) of this graph's artifact: the identity agents and the control plane
+    /// compare. Known without cost on a loaded graph or once [`Graph::to_artifact`] or
+    /// [`Graph::write_artifact`] ran; on a fresh build never encoded, the first call encodes
+    /// the graph once (about a millisecond per 0.6 MiB of artifact, Monaco's size).
+    pub fn sha256(&self) -> &str {
+        self.sha256
+            .get_or_init(|| artifact::encode(&self.info.version, &self.net, &self.ch).sha256)
     }
 
     /// Snaps a coordinate to the nearest road segment within `max_radius_m` metres.

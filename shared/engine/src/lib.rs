@@ -6,12 +6,17 @@
 //! - [`profile`]: the car profile (which OSM ways are roads, how fast, which way).
 //! - [`import`]: OSM PBF -> [`RoadNetwork`] (junction graph, largest strongly connected
 //!   component only).
+//! - `network` (private): the unprepared [`RoadNetwork`] (junctions, roads, shape points,
+//!   names); `weight` (private): the integer (duration, distance) edge weight.
 //! - `ch` (private): contraction-hierarchy preprocessing and queries.
+//! - `snap` (private): the R-tree over road segments behind [`Snap`].
 //! - [`Graph`]: the prepared, immutable graph that answers `snap`, `nearest`, `route` and
-//!   `table`; share it behind an `Arc`.
-//! - [`artifact`]: the versioned, checksummed binary file a prepared graph is stored as.
-//! - [`polyline`]: Google polyline encoding (precision 5 and 6); [`geojson`]: GeoJSON
-//!   LineString.
+//!   `table`; share it behind an `Arc`. Its identity is [`Graph::sha256`].
+//! - [`artifact`]: the versioned, checksummed binary file a prepared graph is stored as;
+//!   `graph` depends on it, never the reverse.
+//! - [`polyline`]: Google polyline encoding (precision 5 and 6). Wire shapes such as
+//!   GeoJSON live in `edgeroute-protocol`: the engine has no serde.
+//! - [`Error`]: the one error type, with [`ArtifactError`] for rejected files.
 //! - [`oracle`]: a plain Dijkstra (petgraph) over the unprepared network, the reference
 //!   every CH answer is checked against.
 //!
@@ -25,7 +30,6 @@ pub mod artifact;
 mod ch;
 mod error;
 pub mod geo;
-pub mod geojson;
 mod graph;
 pub mod import;
 mod network;

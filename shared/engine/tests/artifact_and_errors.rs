@@ -4,7 +4,7 @@
 mod common;
 
 use common::{monaco, random_snaps};
-use edgeroute_engine::artifact::{FORMAT_VERSION, MAGIC};
+use edgeroute_engine::artifact::{FORMAT_VERSION, MAGIC, sha256};
 use edgeroute_engine::profile::Direction;
 use edgeroute_engine::{ArtifactError, BuildOptions, CarProfile, Coord, Error, Graph, RoadNetwork};
 use std::io::Write;
@@ -23,7 +23,13 @@ fn artifact_round_trip_answers_identically() {
     let bytes = g.to_artifact();
     assert_eq!(&bytes[..8], MAGIC);
     let loaded = Graph::from_artifact(&bytes).unwrap();
-    assert_eq!(loaded.info(), g.info(), "same identity, sizes and checksum");
+    assert_eq!(loaded.info(), g.info(), "same version and sizes");
+    assert_eq!(loaded.sha256(), g.sha256(), "same identity");
+    assert_eq!(
+        g.sha256(),
+        sha256(&bytes),
+        "the identity is the file's sha256"
+    );
     assert_eq!(loaded.to_artifact(), bytes, "re-encoding is byte-identical");
     let snaps = random_snaps(g, 100, 42, 500.0);
     for pair in snaps.chunks(2) {
@@ -41,7 +47,9 @@ fn artifact_round_trip_answers_identically() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("monaco.graph");
     g.write_artifact(&path).unwrap();
-    assert_eq!(Graph::read_artifact(&path).unwrap().info(), g.info());
+    let read = Graph::read_artifact(&path).unwrap();
+    assert_eq!(read.info(), g.info());
+    assert_eq!(read.sha256(), g.sha256());
 }
 
 #[test]
@@ -211,6 +219,9 @@ fn hand_built_network_routes_and_respects_one_way() {
     assert_eq!(names, ["south", "east", "north", "west", "south"]);
     // 36 km/h = 10 m/s.
     assert!((around.duration_s - around.distance_m / 10.0).abs() < 0.1);
+    // Asked for before any encoding, the identity is still the artifact's sha256.
+    let identity = g.sha256().to_owned();
+    assert_eq!(identity, sha256(&g.to_artifact()));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Turning engine results into OSRM response objects: legs, steps with maneuvers,
-//! annotations, overview geometry, waypoints.
+//! annotations, overview geometry (polyline or the protocol's GeoJSON `LineString`),
+//! waypoints. Pure functions of engine values and parsed options: no I/O, no state.
 
 use edgeroute_engine::{Coord, Route as EngineRoute, Snap, geo, polyline};
 use edgeroute_protocol::osrm::{

@@ -1,0 +1,114 @@
+//! What the OSRM services (route, table, nearest, trip) share: the request preamble
+//! ([`OsrmRequest`]), snapping every coordinate ([`snap_all`]) and the shaping of engine
+//! results into OSRM response objects ([`shape`]).
+
+pub mod shape;
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{FromRequestParts, Path, Query},
+    http::request::Parts,
+    response::{IntoResponse, Response},
+};
+use edgeroute_engine::{Coord, Graph, Snap};
+
+use super::{AppState, params};
+use crate::{
+    config::Limits,
+    error::{ApiError, from_engine},
+};
+
+/// The preamble of `/{service}/{version}/{profile}/{coordinates}?{options}`: the protocol
+/// version checked, the coordinates parsed, the query split into pairs and the served graph
+/// looked up.
+///
+/// A handler then checks the number of coordinates its service takes, parses its options
+/// with [`OsrmRequest::options`] and asks for [`OsrmRequest::graph`], in that order: a bad
+/// request is refused with its OSRM code even before a graph is loaded.
+///
+/// Any profile name is accepted: the graph's car profile answers all of them, so clients
+/// written for OSRM's `driving`, `car` or their own names work unchanged.
+#[derive(Debug)]
+pub struct OsrmRequest {
+    /// The coordinates, in order.
+    pub coordinates: Vec<Coord>,
+    /// `None` when the query string cannot be split into pairs.
+    pairs: Option<params::Pairs>,
+    graph: Option<Arc<Graph>>,
+    limits: Arc<Limits>,
+}
+
+impl FromRequestParts<AppState> for OsrmRequest {
+    /// Path rejections keep axum's response (the JSON-errors middleware rewrites it);
+    /// everything else is an [`ApiError`].
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Path((version, _profile, coordinates)) =
+            Path::<(String, String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        params::check_version(&version).map_err(IntoResponse::into_response)?;
+        let coordinates = params::coordinates(&coordinates).map_err(IntoResponse::into_response)?;
+        let pairs = Query::<params::Pairs>::try_from_uri(&parts.uri)
+            .ok()
+            .map(|Query(pairs)| pairs);
+        Ok(Self {
+            coordinates,
+            pairs,
+            graph: state.graphs.holder().get(),
+            limits: state.limits.clone(),
+        })
+    }
+}
+
+impl OsrmRequest {
+    /// The agent's request limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Parse the query options with a service's parser, which is given the pairs, the
+    /// number of coordinates (for per-coordinate lists) and the largest snapping radius.
+    pub fn options<T>(
+        &self,
+        parse: impl FnOnce(&params::Pairs, usize, f64) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let pairs = self
+            .pairs
+            .as_ref()
+            .ok_or_else(|| ApiError::invalid_query("Query string malformed"))?;
+        parse(pairs, self.coordinates.len(), self.limits.snap_radius_m)
+    }
+
+    /// The graph to answer with, or 503 before the first load.
+    pub fn graph(&self) -> Result<Arc<Graph>, ApiError> {
+        self.graph.clone().ok_or_else(ApiError::not_ready)
+    }
+}
+
+/// Snap every coordinate, reporting the index of the first that fails. A coordinate
+/// without a radius of its own uses `default_radius_m`.
+pub fn snap_all(
+    graph: &Graph,
+    coords: &[Coord],
+    radiuses: &[Option<f64>],
+    default_radius_m: f64,
+) -> Result<Vec<Snap>, ApiError> {
+    coords
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let radius = radiuses
+                .get(i)
+                .copied()
+                .flatten()
+                .unwrap_or(default_radius_m);
+            graph.snap(c, radius).map_err(|e| from_engine(e, Some(i)))
+        })
+        .collect()
+}
