@@ -19,6 +19,11 @@ pub struct ApiError {
     internal: Option<String>,
 }
 
+/// The error code a response carries (`NoRoute`, `OutboxFull`, ...), attached to it so the
+/// metrics window can count answers by code without parsing bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseCode(pub &'static str);
+
 /// The detail of a 500, attached to the response for logging only.
 #[derive(Debug, Clone)]
 pub struct InternalError(pub String);
@@ -161,6 +166,9 @@ impl IntoResponse for ApiError {
             message: self.message,
         };
         let mut response = (status, Json(body)).into_response();
+        response
+            .extensions_mut()
+            .insert(ResponseCode(self.code.as_str()));
         if let Some(secs) = self.retry_after_s {
             response
                 .headers_mut()

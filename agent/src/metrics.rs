@@ -50,6 +50,20 @@ pub struct Metrics {
     graph: Family<GraphLabels, Gauge>,
     graph_swaps: Counter,
     graph_nodes: Gauge,
+    sync: SyncMetrics,
+}
+
+/// Metrics of the link to the control plane.
+#[derive(Debug, Default)]
+struct SyncMetrics {
+    outbox_depth: Gauge,
+    reports: Counter,
+    report_failures: Counter,
+    last_ack: Gauge,
+    bytes_sent: Counter,
+    bytes_received: Counter,
+    plans_refused: Counter,
+    download_failures: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -106,6 +120,47 @@ impl Metrics {
             "Nodes of the graph being served",
             graph_nodes.clone(),
         );
+        let sync = SyncMetrics::default();
+        registry.register(
+            "sync_outbox_depth",
+            "Events waiting in the outbox for the control plane",
+            sync.outbox_depth.clone(),
+        );
+        registry.register(
+            "sync_reports",
+            "Reports the control plane acknowledged",
+            sync.reports.clone(),
+        );
+        registry.register(
+            "sync_report_failures",
+            "Reports that failed (unreachable, refused or timed out); they are retried",
+            sync.report_failures.clone(),
+        );
+        registry.register(
+            "sync_last_ack_timestamp_seconds",
+            "Unix time of the last acknowledged report",
+            sync.last_ack.clone(),
+        );
+        registry.register(
+            "sync_sent_bytes",
+            "Report bytes sent to the control plane (compressed, as on the wire)",
+            sync.bytes_sent.clone(),
+        );
+        registry.register(
+            "sync_received_bytes",
+            "Bytes received from the control plane, graph downloads included",
+            sync.bytes_received.clone(),
+        );
+        registry.register(
+            "sync_plans_refused",
+            "Plans refused with 503 because the outbox was full",
+            sync.plans_refused.clone(),
+        );
+        registry.register(
+            "sync_graph_download_failures",
+            "Graph downloads or verifications that failed (the served graph stays)",
+            sync.download_failures.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         registry.register("build_info", "Agent build (value 1)", build.clone());
         build
@@ -121,7 +176,45 @@ impl Metrics {
             graph,
             graph_swaps,
             graph_nodes,
+            sync,
         }
+    }
+
+    /// A report the center acknowledged.
+    pub fn sync_acked(&self, depth: u64, sent: u64, received: u64, at_s: u64) {
+        let m = &self.sync;
+        m.reports.inc();
+        m.outbox_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+        m.bytes_sent.inc_by(sent);
+        m.bytes_received.inc_by(received);
+        m.last_ack.set(i64::try_from(at_s).unwrap_or(i64::MAX));
+    }
+
+    /// A report that failed.
+    pub fn sync_failed(&self) {
+        self.sync.report_failures.inc();
+    }
+
+    /// The outbox depth, measured outside a report.
+    pub fn outbox_depth(&self, depth: u64) {
+        self.sync
+            .outbox_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+
+    /// Bytes of a graph download.
+    pub fn sync_downloaded(&self, bytes: u64) {
+        self.sync.bytes_received.inc_by(bytes);
+    }
+
+    /// A graph download or verification that failed.
+    pub fn graph_download_failed(&self) {
+        self.sync.download_failures.inc();
+    }
+
+    /// A plan refused because the outbox was full.
+    pub fn plan_refused_outbox_full(&self) {
+        self.sync.plans_refused.inc();
     }
 
     /// Count one finished request.

@@ -31,7 +31,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use super::AppState;
 use crate::{
-    error::InternalError,
+    error::{InternalError, ResponseCode},
     routing::matrix::{MatrixError, TimeUnit, matrix},
     storage::NewPlan,
 };
@@ -82,6 +82,7 @@ pub struct VroomError {
     status: StatusCode,
     message: String,
     internal: Option<String>,
+    outbox_full: bool,
 }
 
 impl VroomError {
@@ -92,6 +93,7 @@ impl VroomError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             internal: None,
+            outbox_full: false,
         }
     }
 
@@ -111,6 +113,21 @@ impl VroomError {
         }
     }
 
+    /// `code: 1`, HTTP 503 with `Retry-After`: the sync outbox is full, so the plan cannot be
+    /// recorded for the control plane and is refused rather than lost.
+    fn outbox_full(max: u64) -> Self {
+        Self {
+            code: vroom::code::INTERNAL,
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!(
+                "The sync outbox is full ({max} events wait for the control plane): new plans are \
+                 refused until it is reachable again. Routing requests are still served."
+            ),
+            internal: None,
+            outbox_full: true,
+        }
+    }
+
     /// `code: 1`, HTTP 500; the detail is logged, never sent.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         Self {
@@ -118,6 +135,7 @@ impl VroomError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: "Internal server error.".to_owned(),
             internal: Some(detail.to_string()),
+            outbox_full: false,
         }
     }
 }
@@ -135,7 +153,19 @@ impl IntoResponse for VroomError {
             error: Some(self.message),
             ..Output::default()
         };
+        let label = match self.code {
+            _ if self.outbox_full => "OutboxFull",
+            vroom::code::INPUT => "InvalidInput",
+            vroom::code::ROUTING => "RoutingError",
+            _ => "InternalError",
+        };
         let mut response = (self.status, Json(body)).into_response();
+        response.extensions_mut().insert(ResponseCode(label));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         if let Some(detail) = self.internal {
             response.extensions_mut().insert(InternalError(detail));
         }
@@ -255,7 +285,13 @@ pub async fn optimize(
     })
     .await
     .map_err(VroomError::internal)?
-    .map_err(|e| VroomError::internal(format!("storing the plan: {e}")))?;
+    .map_err(|e| match e {
+        crate::storage::Error::OutboxFull(max) => {
+            state.metrics.plan_refused_outbox_full();
+            VroomError::outbox_full(max)
+        }
+        e => VroomError::internal(format!("storing the plan: {e}")),
+    })?;
     let location = HeaderValue::from_str(&format!("/plans/{}", plan.id));
     let mut response = Json(OptimizeResponse {
         output,

@@ -1,7 +1,7 @@
 //! `GET /v1/status`: what this node is and serves.
 
 use axum::{Json, Router, extract::State, routing::get};
-use edgeroute_protocol::status::{GraphStatus, StatusResponse};
+use edgeroute_protocol::status::{GraphStatus, StatusResponse, SyncStatus};
 
 use super::AppState;
 
@@ -34,5 +34,21 @@ pub async fn status(State(state): State<AppState>) -> Json<StatusResponse> {
         graph,
         uptime_s: state.node.started.elapsed().as_secs(),
         boot_count: state.node.boot_count,
+        sync: state.sync.as_ref().map(|link| {
+            let s = link.state.get();
+            SyncStatus {
+                control_plane: link.control_plane.clone(),
+                connected: s.last_ack_at_ms.is_some() && s.unreachable_since_ms.is_none(),
+                last_ack_at: s.last_ack_at_ms.map(crate::sync::rfc3339),
+                unreachable_since: s.unreachable_since_ms.map(crate::sync::rfc3339),
+                last_error: s.last_error,
+                outbox_depth: s.outbox_depth,
+                acked_seq: s.acked_seq,
+                downloading: s.downloading,
+                graph_error: s.graph_error,
+                reports: s.reports,
+                report_failures: s.failures,
+            }
+        }),
     })
 }

@@ -152,6 +152,11 @@ impl GraphService {
     pub async fn load_initial(&self, source: Source) -> Result<Option<Activated>> {
         let _guard = self.changes.lock().await;
         let store = self.store.clone();
+        let reason = match &source {
+            Source::Map { .. } => "map",
+            Source::Artifact(_) => "artifact",
+            Source::Stored => "stored",
+        };
         let graph = tokio::task::spawn_blocking(move || -> Result<Option<Graph>> {
             match source {
                 Source::Stored => {
@@ -220,8 +225,9 @@ impl GraphService {
         };
         let store = self.store.clone();
         let version = graph.info().version.clone();
+        let sha256 = graph.sha256().to_owned();
         let pointers = tokio::task::spawn_blocking(move || {
-            let pointers = store.activate_graph(&version)?;
+            let pointers = store.activate_graph(&version, &sha256, reason)?;
             store.flush()?;
             Ok::<_, storage::Error>(pointers)
         })
@@ -229,9 +235,10 @@ impl GraphService {
         Ok(Some(self.install(Arc::new(graph), pointers)))
     }
 
-    /// Verify an uploaded artifact, store it and swap it in. Generic over the byte buffer
-    /// so the caller's (say, a request body) is used without a copy.
-    pub async fn upload<B>(&self, bytes: B) -> Result<Activated>
+    /// Verify an artifact, store it and swap it in; `reason` is recorded with the change
+    /// (`upload`, `directive`). Generic over the byte buffer so the caller's (say, a request
+    /// body) is used without a copy.
+    pub async fn upload<B>(&self, bytes: B, reason: &'static str) -> Result<Activated>
     where
         B: AsRef<[u8]> + Send + 'static,
     {
@@ -241,7 +248,7 @@ impl GraphService {
             let bytes = bytes.as_ref();
             let graph = Graph::from_artifact(bytes).map_err(Error::InvalidArtifact)?;
             store_graph(store.as_ref(), &graph, bytes)?;
-            let pointers = store.activate_graph(&graph.info().version)?;
+            let pointers = store.activate_graph(&graph.info().version, graph.sha256(), reason)?;
             store.flush()?;
             Ok((graph, pointers))
         })
@@ -259,7 +266,7 @@ impl GraphService {
                 .graph(&previous)?
                 .ok_or_else(|| storage::Error::UnknownVersion(previous.clone()))?;
             let graph = Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
-            let pointers = store.activate_graph(&previous)?;
+            let pointers = store.activate_graph(&previous, graph.sha256(), "rollback")?;
             store.flush()?;
             Ok((graph, pointers))
         })

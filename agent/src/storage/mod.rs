@@ -3,12 +3,13 @@
 //!
 //! What is stored: graph artifacts by version, the active and previous version pointers (for
 //! rollback), the content hash of each imported OSM file (so a restart does not re-import),
-//! API keys (as SHA-256 hashes, never in clear) and the node identity. The VRP plans and the
-//! sync outbox get their own trees in [`SledStore`] when they are added.
+//! API keys (as SHA-256 hashes, never in clear), the node identity, the VRP plans and, when
+//! the agent syncs with a control plane, the [`outbox`] of events waiting for the center.
 //!
 //! Every method is synchronous and may touch the disk: call it from `spawn_blocking` on
 //! request paths.
 
+pub mod outbox;
 pub mod plans;
 mod sled_store;
 
@@ -33,6 +34,13 @@ pub enum Error {
     /// A version to activate is not stored.
     #[error("graph version {0:?} is not stored")]
     UnknownVersion(String),
+    /// The sync outbox holds its maximum of events: the change that would add one is
+    /// refused until the center acknowledges some.
+    #[error("the sync outbox is full ({0} events wait for the control plane)")]
+    OutboxFull(u64),
+    /// A local file could not be read or written.
+    #[error("file error")]
+    Io(#[from] std::io::Error),
 }
 
 /// Result alias for storage.
@@ -77,8 +85,11 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     fn delete_graph(&self, version: &str) -> Result<bool>;
     /// Active and previous version.
     fn graph_pointers(&self) -> Result<GraphPointers>;
-    /// Make `version` active; the formerly active version becomes `previous`. Atomic.
-    fn activate_graph(&self, version: &str) -> Result<GraphPointers>;
+    /// Make `version` active; the formerly active version becomes `previous`. Atomic, and
+    /// with the outbox on, the change is recorded as an event in the same transaction
+    /// (`sha256` is the artifact's; `reason` says why: `upload`, `rollback`, `directive`,
+    /// `map`, `artifact`, `stored`).
+    fn activate_graph(&self, version: &str, sha256: &str, reason: &str) -> Result<GraphPointers>;
     /// The version imported from an OSM file with this content hash.
     fn graph_for_source(&self, source_sha256: &str) -> Result<Option<String>>;
     /// Remember that `version` was imported from an OSM file with this content hash.
@@ -89,7 +100,9 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     fn api_key_hashes(&self) -> Result<Vec<String>>;
     /// The node identity, created on the first call ever; each call counts a boot.
     fn boot(&self) -> Result<NodeIdentity>;
-    /// Store a plan under the next sequence number (durable after [`Store::flush`]).
+    /// Store a plan under the next sequence number (durable after [`Store::flush`]); with the
+    /// outbox on, its event is appended in the same transaction, and a full outbox refuses
+    /// the plan with [`Error::OutboxFull`].
     fn put_plan(&self, plan: &NewPlan) -> Result<Plan>;
     /// The plan with this sequence number.
     fn plan(&self, seq: u64) -> Result<Option<Plan>>;
@@ -97,4 +110,16 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     fn plans_since(&self, since: u64, limit: usize) -> Result<Vec<Plan>>;
     /// Make everything written so far durable.
     fn flush(&self) -> Result<()>;
+    /// Append an event to the outbox on its own (nothing else changes with it).
+    fn record_event(&self, kind: edgeroute_protocol::sync::EventKind) -> Result<u64>;
+    /// The oldest waiting events, bounded by count and bytes.
+    fn outbox_batch(
+        &self,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<edgeroute_protocol::sync::Event>>;
+    /// Events waiting for the center.
+    fn outbox_depth(&self) -> Result<u64>;
+    /// Delete what the center's watermark covers; returns the depth left.
+    fn ack_outbox(&self, watermark: u64) -> Result<u64>;
 }

@@ -11,7 +11,20 @@ use sled::{
     transaction::{ConflictableTransactionError, TransactionError},
 };
 
-use super::{Error, GraphPointers, NewPlan, NodeIdentity, Plan, Result, Store, hash_key};
+use edgeroute_protocol::sync::{Event, EventKind};
+
+use super::{
+    Error, GraphPointers, NewPlan, NodeIdentity, Plan, Result, Store, hash_key,
+    outbox::{self, Abort},
+};
+
+/// A transaction's abort as a storage error.
+fn tx_error(e: TransactionError<Abort>) -> Error {
+    match e {
+        TransactionError::Storage(e) => Error::Db(e),
+        TransactionError::Abort(a) => a.into(),
+    }
+}
 
 const GRAPHS: &str = "graphs";
 const META: &str = "meta";
@@ -34,6 +47,8 @@ pub struct SledStore {
     sources: sled::Tree,
     api_keys: sled::Tree,
     plans: sled::Tree,
+    /// The sync outbox and its bound, when the agent syncs with a control plane.
+    outbox: Option<(sled::Tree, u64)>,
 }
 
 impl SledStore {
@@ -46,8 +61,15 @@ impl SledStore {
             sources: db.open_tree(SOURCES)?,
             api_keys: db.open_tree(API_KEYS)?,
             plans: db.open_tree(PLANS)?,
+            outbox: None,
             db,
         })
+    }
+
+    /// Record events for the control plane in an outbox of at most `max_events`.
+    pub fn with_outbox(mut self, max_events: u64) -> Result<Self> {
+        self.outbox = Some((self.db.open_tree(outbox::OUTBOX)?, max_events));
+        Ok(self)
     }
 
     /// A named tree for other subsystems (e.g. [`PLANS`]).
@@ -106,26 +128,44 @@ impl Store for SledStore {
         })
     }
 
-    fn activate_graph(&self, version: &str) -> Result<GraphPointers> {
+    fn activate_graph(&self, version: &str, sha256: &str, reason: &str) -> Result<GraphPointers> {
         if !self.graphs.contains_key(version.as_bytes())? {
             return Err(Error::UnknownVersion(version.to_owned()));
         }
-        let result = self.meta.transaction(|meta| {
+        let corrupt = || ConflictableTransactionError::Abort(Abort::Corrupt("graph.active"));
+        let activate = |meta: &sled::transaction::TransactionalTree| {
             let old = meta.get(ACTIVE)?;
-            if old.as_deref() != Some(version.as_bytes()) {
-                if let Some(old) = &old {
-                    meta.insert(PREVIOUS, old.clone())?;
-                }
-                meta.insert(ACTIVE, version.as_bytes())?;
+            if old.as_deref() == Some(version.as_bytes()) {
+                return Ok(None);
             }
-            Ok::<_, ConflictableTransactionError<()>>(())
-        });
-        result.map_err(|e: TransactionError<()>| match e {
-            TransactionError::Storage(e) => Error::Db(e),
-            TransactionError::Abort(()) => Error::Corrupt {
-                key: "graph.active".into(),
-            },
-        })?;
+            if let Some(old) = &old {
+                meta.insert(PREVIOUS, old.clone())?;
+            }
+            meta.insert(ACTIVE, version.as_bytes())?;
+            let previous = old
+                .map(|v| String::from_utf8(v.to_vec()).map_err(|_| corrupt()))
+                .transpose()?;
+            Ok(Some(EventKind::GraphActivated {
+                version: version.to_owned(),
+                sha256: sha256.to_owned(),
+                previous,
+                reason: reason.to_owned(),
+            }))
+        };
+        match &self.outbox {
+            None => self
+                .meta
+                .transaction(|meta| activate(meta).map(|_| ()))
+                .map_err(tx_error)?,
+            Some((tree, max)) => (&self.meta, tree)
+                .transaction(|(meta, outbox)| {
+                    if let Some(event) = activate(meta)? {
+                        outbox::append(outbox, meta, event, *max)?;
+                    }
+                    Ok(())
+                })
+                .map_err(tx_error)?,
+        }
         self.graph_pointers()
     }
 
@@ -193,18 +233,13 @@ impl Store for SledStore {
     }
 
     fn put_plan(&self, plan: &NewPlan) -> Result<Plan> {
-        let created_at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
-        let created_at_ms = u64::try_from(created_at_ms).unwrap_or(u64::MAX);
-        let result = (&self.plans, &self.meta).transaction(|(plans, meta)| {
+        let created_at_ms = outbox::now_ms();
+        let corrupt = || ConflictableTransactionError::Abort(Abort::Corrupt("plans.seq"));
+        let store = |plans: &sled::transaction::TransactionalTree,
+                     meta: &sled::transaction::TransactionalTree| {
             let last = match meta.get(PLAN_SEQ)? {
                 None => 0,
-                Some(v) => match <[u8; 8]>::try_from(v.as_ref()) {
-                    Ok(b) => u64::from_be_bytes(b),
-                    Err(_) => return Err(ConflictableTransactionError::Abort(())),
-                },
+                Some(v) => u64::from_be_bytes(<[u8; 8]>::try_from(v.as_ref()).map_err(|_| corrupt())?),
             };
             let seq = last + 1;
             let stored = Plan {
@@ -213,18 +248,30 @@ impl Store for SledStore {
                 created_at_ms,
                 plan: plan.clone(),
             };
-            let bytes =
-                serde_json::to_vec(&stored).map_err(|_| ConflictableTransactionError::Abort(()))?;
+            let bytes = serde_json::to_vec(&stored).map_err(|_| corrupt())?;
             meta.insert(PLAN_SEQ, &seq.to_be_bytes())?;
             plans.insert(&seq.to_be_bytes(), bytes)?;
             Ok(stored)
-        });
-        result.map_err(|e: TransactionError<()>| match e {
-            TransactionError::Storage(e) => Error::Db(e),
-            TransactionError::Abort(()) => Error::Corrupt {
-                key: "plans.seq".into(),
-            },
-        })
+        };
+        match &self.outbox {
+            None => (&self.plans, &self.meta)
+                .transaction(|(plans, meta)| store(plans, meta))
+                .map_err(tx_error),
+            Some((tree, max)) => (&self.plans, &self.meta, tree)
+                .transaction(|(plans, meta, outbox)| {
+                    let stored = store(plans, meta)?;
+                    outbox::append(
+                        outbox,
+                        meta,
+                        EventKind::Plan {
+                            plan: Box::new(stored.clone()),
+                        },
+                        *max,
+                    )?;
+                    Ok(stored)
+                })
+                .map_err(tx_error),
+        }
     }
 
     fn plan(&self, seq: u64) -> Result<Option<Plan>> {
@@ -250,6 +297,36 @@ impl Store for SledStore {
         self.db.flush()?;
         Ok(())
     }
+
+    fn record_event(&self, kind: EventKind) -> Result<u64> {
+        let Some((tree, max)) = &self.outbox else {
+            return Ok(0);
+        };
+        (&self.meta, tree)
+            .transaction(|(meta, outbox)| outbox::append(outbox, meta, kind.clone(), *max))
+            .map_err(tx_error)
+    }
+
+    fn outbox_batch(&self, max_events: usize, max_bytes: usize) -> Result<Vec<Event>> {
+        match &self.outbox {
+            Some((tree, _)) => outbox::batch(tree, max_events, max_bytes),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn outbox_depth(&self) -> Result<u64> {
+        match &self.outbox {
+            Some(_) => outbox::depth(&self.meta),
+            None => Ok(0),
+        }
+    }
+
+    fn ack_outbox(&self, watermark: u64) -> Result<u64> {
+        match &self.outbox {
+            Some((tree, _)) => outbox::ack(tree, &self.meta, watermark),
+            None => Ok(0),
+        }
+    }
 }
 
 fn decode_plan(bytes: &[u8]) -> Result<Plan> {
@@ -267,19 +344,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         assert!(matches!(
-            store.activate_graph("v1"),
+            store.activate_graph("v1", "sha", "test"),
             Err(Error::UnknownVersion(_))
         ));
         store.put_graph("v1", b"one").unwrap();
         store.put_graph("v2", b"two").unwrap();
-        let p = store.activate_graph("v1").unwrap();
+        let p = store.activate_graph("v1", "sha", "test").unwrap();
         assert_eq!(p.active.as_deref(), Some("v1"));
         assert_eq!(p.previous, None);
-        let p = store.activate_graph("v2").unwrap();
+        let p = store.activate_graph("v2", "sha", "test").unwrap();
         assert_eq!(p.active.as_deref(), Some("v2"));
         assert_eq!(p.previous.as_deref(), Some("v1"));
         // Re-activating the active version changes nothing.
-        let p = store.activate_graph("v2").unwrap();
+        let p = store.activate_graph("v2", "sha", "test").unwrap();
         assert_eq!(p.previous.as_deref(), Some("v1"));
         assert!(!store.delete_graph("v1").unwrap(), "previous is protected");
         assert_eq!(store.graph_versions().unwrap(), ["v1", "v2"]);

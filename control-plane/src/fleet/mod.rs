@@ -9,7 +9,7 @@ use axum::{
 };
 use edgeroute_protocol::{
     plans::Plan,
-    sync::{NodeList, NodeState, NodeStatus, PlanList, PlanSummary},
+    sync::{NodeList, NodeState, NodeStatus, PlanList, PlanSummary, rfc3339},
 };
 use serde::Deserialize;
 
@@ -36,15 +36,6 @@ pub fn state_of(age_ms: u64, settings: &Settings) -> NodeState {
     } else {
         NodeState::Online
     }
-}
-
-/// RFC 3339 (UTC, milliseconds) of a Unix time in milliseconds.
-pub fn rfc3339(ms: u64) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
 }
 
 /// The API view of a stored node record at `now_ms`.
@@ -187,9 +178,4 @@ mod tests {
         assert_eq!(state_of(60_001, &s), NodeState::Offline);
     }
 
-    #[test]
-    fn times_are_rfc3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_764_700_000_123), "2025-12-02T18:26:40.123Z");
-    }
 }

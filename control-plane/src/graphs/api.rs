@@ -9,11 +9,10 @@ use axum::{
     http::{HeaderMap, StatusCode},
     routing::{get, put},
 };
-use edgeroute_protocol::sync::{GraphList, RegionGraph, RegisteredGraph};
+use edgeroute_protocol::sync::{GraphList, RegionGraph, RegisteredGraph, rfc3339};
 
 use super::registry::RegistryError;
 use crate::{
-    fleet::rfc3339,
     serve::{
         Center,
         error::{ApiError, json_rejection},

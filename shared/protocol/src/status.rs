@@ -40,4 +40,35 @@ pub struct StatusResponse {
     pub uptime_s: u64,
     /// Starts on this database, this one included.
     pub boot_count: u64,
+    /// The link to the control plane; absent on a standalone agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncStatus>,
+}
+
+/// The agent's side of the link to the control plane.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SyncStatus {
+    /// The control plane's URL.
+    pub control_plane: String,
+    /// The last report was acknowledged.
+    pub connected: bool,
+    /// RFC 3339 time of the last acknowledged report.
+    pub last_ack_at: Option<String>,
+    /// RFC 3339 time since which every report failed (`null` while connected).
+    pub unreachable_since: Option<String>,
+    /// The last failure, while not connected.
+    pub last_error: Option<String>,
+    /// Events waiting for the control plane.
+    pub outbox_depth: u64,
+    /// The control plane's watermark: every event up to it is stored there.
+    pub acked_seq: u64,
+    /// A graph download in progress (its version).
+    pub downloading: Option<String>,
+    /// The last graph download or verification failure.
+    pub graph_error: Option<String>,
+    /// Reports acknowledged since start.
+    pub reports: u64,
+    /// Reports that failed since start.
+    pub report_failures: u64,
 }

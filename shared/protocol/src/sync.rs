@@ -15,6 +15,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::plans::Plan;
 
+/// How timestamps appear on the wire: RFC 3339 in UTC, from Unix milliseconds (an
+/// out-of-range time gives an empty string rather than a panic).
+pub fn rfc3339(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
 /// Upper bounds, in milliseconds, of the latency histogram buckets every agent reports
 /// (the last bucket, `+Inf`, is implicit). Fixed so the center can add histograms of many
 /// agents and windows bucket by bucket.
@@ -426,6 +435,13 @@ pub struct RegionGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_764_700_000_123), "2025-12-02T18:26:40.123Z");
+        assert_eq!(rfc3339(u64::MAX), "");
+    }
 
     #[test]
     fn histogram_quantiles_read_bucket_bounds() {
