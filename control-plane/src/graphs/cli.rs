@@ -1,0 +1,197 @@
+//! `edgeroute-control-plane graph ...`: build graph artifacts from OSM and query them.
+//!
+//! The control plane owns graph building because it is what distributes artifacts to
+//! agents; these subcommands are also the quickest way to try the engine by hand.
+
+use anyhow::{Context, bail};
+use clap::{Subcommand, ValueEnum};
+use edgeroute_engine::geojson::LineString;
+use edgeroute_engine::{
+    BuildOptions, BuildProgress, CarProfile, Coord, Graph, ProgressFn, polyline,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Graph subcommands.
+#[derive(Subcommand, Debug)]
+pub enum GraphCommand {
+    /// Import an OSM PBF extract, preprocess it and write a graph artifact.
+    Build {
+        /// The OSM PBF file to import.
+        #[arg(long)]
+        osm: PathBuf,
+        /// Where to write the artifact.
+        #[arg(long)]
+        out: PathBuf,
+        /// Version label stored in the artifact (defaults to the file stem).
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Print the identity and size of an artifact.
+    Info {
+        /// The artifact file.
+        #[arg(long)]
+        graph: PathBuf,
+    },
+    /// Compute the fastest route between two points.
+    Route {
+        /// The artifact file.
+        #[arg(long)]
+        graph: PathBuf,
+        /// Start, as `lon,lat`.
+        from: String,
+        /// Destination, as `lon,lat`.
+        to: String,
+        /// How to print the geometry.
+        #[arg(long, value_enum, default_value_t = GeometryFormat::Polyline)]
+        geometry: GeometryFormat,
+        /// Maximum distance from a point to the road it snaps to, metres.
+        #[arg(long, default_value_t = 1000.0)]
+        radius: f64,
+    },
+}
+
+/// Geometry output formats (as OSRM names them).
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum GeometryFormat {
+    /// Google polyline, precision 5.
+    Polyline,
+    /// Google polyline, precision 6.
+    Polyline6,
+    /// A GeoJSON LineString.
+    Geojson,
+}
+
+/// Parses `lon,lat`.
+pub fn parse_lon_lat(s: &str) -> anyhow::Result<Coord> {
+    let (lon, lat) = s
+        .split_once(',')
+        .with_context(|| format!("`{s}` is not a `lon,lat` pair"))?;
+    let lon: f64 = lon
+        .trim()
+        .parse()
+        .with_context(|| format!("bad longitude in `{s}`"))?;
+    let lat: f64 = lat
+        .trim()
+        .parse()
+        .with_context(|| format!("bad latitude in `{s}`"))?;
+    Ok(Coord::new(lon, lat)?)
+}
+
+/// Runs a graph subcommand.
+pub fn run(command: GraphCommand) -> anyhow::Result<()> {
+    match command {
+        GraphCommand::Build { osm, out, version } => build(osm, out, version),
+        GraphCommand::Info { graph } => {
+            let g = Graph::read_artifact(&graph)
+                .with_context(|| format!("loading {}", graph.display()))?;
+            println!("{}", serde_json::to_string_pretty(&info_json(&g))?);
+            Ok(())
+        }
+        GraphCommand::Route {
+            graph,
+            from,
+            to,
+            geometry,
+            radius,
+        } => {
+            let (from, to) = (parse_lon_lat(&from)?, parse_lon_lat(&to)?);
+            let g = Graph::read_artifact(&graph)
+                .with_context(|| format!("loading {}", graph.display()))?;
+            let a = g.snap(from, radius).context("snapping the start")?;
+            let b = g.snap(to, radius).context("snapping the destination")?;
+            let route = g.route(&a, &b)?;
+            let geometry = match geometry {
+                GeometryFormat::Polyline => {
+                    serde_json::Value::String(polyline::encode(&route.geometry, 5))
+                }
+                GeometryFormat::Polyline6 => {
+                    serde_json::Value::String(polyline::encode(&route.geometry, 6))
+                }
+                GeometryFormat::Geojson => serde_json::to_value(LineString::new(&route.geometry))?,
+            };
+            let out = serde_json::json!({
+                "duration_s": route.duration_s,
+                "distance_m": route.distance_m,
+                "from": { "snapped": [a.location.lon, a.location.lat], "snap_distance_m": a.distance_m, "name": a.name },
+                "to": { "snapped": [b.location.lon, b.location.lat], "snap_distance_m": b.distance_m, "name": b.name },
+                "geometry": geometry,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+    }
+}
+
+fn info_json(g: &Graph) -> serde_json::Value {
+    let i = g.info();
+    serde_json::json!({
+        "version": i.version,
+        "sha256": i.checksum,
+        "nodes": i.node_count,
+        "edges": i.edge_count,
+        "roads": i.road_count,
+        "hierarchy_arcs": i.arc_count,
+        "bbox": i.bbox,
+    })
+}
+
+fn build(osm: PathBuf, out: PathBuf, version: Option<String>) -> anyhow::Result<()> {
+    if !osm.is_file() {
+        bail!("{} does not exist or is not a file", osm.display());
+    }
+    let version = version.unwrap_or_else(|| {
+        osm.file_name()
+            .and_then(|n| n.to_str())
+            .map(|n| n.split('.').next().unwrap_or(n).to_owned())
+            .unwrap_or_else(|| "graph".to_owned())
+    });
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg} {bar:30} {pos}/{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let progress_bar = bar.clone();
+    let progress: ProgressFn = Arc::new(move |p| match p {
+        BuildProgress::Importing => progress_bar.set_message("importing OSM"),
+        BuildProgress::Contracting { done, total } => {
+            progress_bar.set_message("contracting");
+            progress_bar.set_length(total as u64);
+            progress_bar.set_position(done as u64);
+        }
+        BuildProgress::Indexing => progress_bar.set_message("indexing and checksumming"),
+    });
+    let started = Instant::now();
+    let graph = Graph::from_osm_file(
+        &osm,
+        &CarProfile::default(),
+        &BuildOptions {
+            version,
+            progress: Some(progress),
+        },
+    )
+    .with_context(|| format!("building a graph from {}", osm.display()))?;
+    let built = started.elapsed();
+    graph
+        .write_artifact(&out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    bar.finish_and_clear();
+    let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    let i = graph.info();
+    println!(
+        "built {} in {:.2}s: {} nodes, {} directed edges, {} roads, {} hierarchy arcs\nwrote {} ({:.1} MiB), sha256 {}",
+        i.version,
+        built.as_secs_f64(),
+        i.node_count,
+        i.edge_count,
+        i.road_count,
+        i.arc_count,
+        out.display(),
+        size as f64 / (1024.0 * 1024.0),
+        i.checksum
+    );
+    Ok(())
+}
