@@ -4,8 +4,8 @@
 //!
 //! # Layout
 //! - [`config`]: the command line; every flag also from an `EDGEROUTE_*` variable.
-//! - [`server`]: start-up (storage, keys, background graph load), serving (HTTP or HTTPS)
-//!   and graceful shutdown.
+//! - [`server`]: start-up (storage, keys, background graph load) as [`server::Agent`],
+//!   served over HTTP or HTTPS by `edgeroute-server` until a shutdown future resolves.
 //! - [`api`]: the axum application, one module per concern, merged by [`api::app`] under
 //!   the middleware stack of [`api::middleware`].
 //! - [`routing`]: the served graph ([`routing::GraphHolder`], swapped atomically) and its
@@ -14,7 +14,6 @@
 //! - [`vrp`]: VROOM wire shapes to and from the engine's VRP model.
 //! - [`error`]: [`error::ApiError`], OSRM's error vocabulary as HTTP responses.
 //! - [`metrics`]: Prometheus metrics.
-//! - [`tls`]: rustls (ring) server configuration.
 
 pub mod api;
 pub mod config;
@@ -23,5 +22,4 @@ pub mod metrics;
 pub mod routing;
 pub mod server;
 pub mod storage;
-pub mod tls;
 pub mod vrp;
