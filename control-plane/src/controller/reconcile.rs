@@ -179,11 +179,8 @@ async fn ensure_children(region: &EdgeRegion, ctx: &Context, namespace: &str) ->
     )
     .await?;
     let svc = workload::service(region, &owner);
-    let (_, svc_written) = ensure(
-        &Api::<Service>::namespaced(client.clone(), namespace),
-        &svc,
-    )
-    .await?;
+    let (_, svc_written) =
+        ensure(&Api::<Service>::namespaced(client.clone(), namespace), &svc).await?;
     let desired_ds = workload::daemon_set(region, &owner, &cm, &ctx.settings.agent_env);
     let (ds, ds_written) = ensure(
         &Api::<DaemonSet>::namespaced(client, namespace),

@@ -148,5 +148,4 @@ mod tests {
         b.reset();
         assert_eq!(b.next(), Some(Duration::from_millis(100)));
     }
-
 }
