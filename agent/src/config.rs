@@ -5,7 +5,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
 /// `edgeroute-agent`: serves OSRM-compatible routing from a local road graph.
 #[derive(Debug, Clone, Parser)]
@@ -142,14 +142,7 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use edgeroute_server::LogFormat;
 
 /// Request limits the handlers enforce, derived from [`Config`].
 #[derive(Debug, Clone)]

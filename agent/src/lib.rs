@@ -4,8 +4,8 @@
 //!
 //! # Layout
 //! - [`config`]: the command line; every flag also from an `EDGEROUTE_*` variable.
-//! - [`server`]: start-up (storage, keys, background graph load), serving (HTTP or HTTPS)
-//!   and graceful shutdown.
+//! - [`server`]: start-up (storage, keys, background graph load) as [`server::Agent`],
+//!   served over HTTP or HTTPS by `edgeroute-server` until a shutdown future resolves.
 //! - [`api`]: the axum application, one module per concern, merged by [`api::app`] under
 //!   the middleware stack of [`api::middleware`]; [`api::osrm`] holds what the OSRM
 //!   services share (request preamble, response shaping).
@@ -16,7 +16,6 @@
 //!   reach it through [`api::AppState`].
 //! - [`error`]: [`error::ApiError`], OSRM's error vocabulary as HTTP responses.
 //! - [`metrics`]: Prometheus metrics.
-//! - [`tls`]: rustls (ring) server configuration.
 
 pub mod api;
 pub mod config;
@@ -25,4 +24,3 @@ pub mod metrics;
 pub mod routing;
 pub mod server;
 pub mod storage;
-pub mod tls;

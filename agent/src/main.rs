@@ -1,18 +1,12 @@
 //! `edgeroute-agent`: see the library documentation and `--help`.
 
 use clap::Parser;
-use edgeroute_agent::config::{Config, LogFormat};
-use tracing_subscriber::{EnvFilter, fmt};
+use edgeroute_agent::config::Config;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    edgeroute_server::init_tracing(config.log_format);
     match edgeroute_agent::server::run(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

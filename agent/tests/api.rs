@@ -1,5 +1,5 @@
-//! The OSRM API of the real binary on the Monaco map: response shapes field by field and
-//! the bad-input list.
+//! The OSRM API on the Monaco map, served in process on a port-0 listener: response shapes
+//! field by field and the bad-input list.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,7 +21,7 @@ fn assert_waypoint(w: &Value) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_table_nearest_have_osrm_shapes() {
     let Served {
         agent,
@@ -203,7 +203,7 @@ async fn route_table_nearest_have_osrm_shapes() {
     assert!(!metrics.contains("7.4197"), "raw paths never become labels");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_osrm_errors_as_json() {
     let Served {
         agent,

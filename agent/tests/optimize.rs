@@ -1,11 +1,12 @@
-//! `POST /optimize` and the stored plans through the real binary: custom matrices,
-//! coordinates on the Monaco map, VROOM input errors, and plans surviving a restart.
+//! `POST /optimize` and the stored plans, served in process on port-0 listeners: custom
+//! matrices, coordinates on the Monaco map, VROOM input errors, and plans surviving a
+//! restart.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::{Served, artifact_a, client, get_json, serve_monaco, start};
+use common::{Served, artifact_a, client, get_json, serve_monaco, start_in_process};
 use edgeroute_tests::vrp_instances::{Family, load};
 use edgeroute_vrp::{
     check_feasibility,
@@ -44,7 +45,7 @@ fn matrix_problem() -> Value {
     })
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optimize_custom_matrices_coordinates_errors_and_plans() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
@@ -57,7 +58,7 @@ async fn optimize_custom_matrices_coordinates_errors_and_plans() {
         "--max-vrp-time-limit-ms",
         "2000",
     ];
-    let agent = start(&db, &args);
+    let agent = start_in_process(&db, &args).await;
     let client = client();
     agent.ready(&client).await;
     let url = format!("{}/optimize?time_limit_ms=200", agent.url);
@@ -165,9 +166,9 @@ async fn optimize_custom_matrices_coordinates_errors_and_plans() {
     );
     let (status, _) = get_json(&client, &format!("{}/plans/nope-77", agent.url)).await;
     assert_eq!(status, 404);
-    assert!(agent.terminate().success());
+    agent.stop().await.unwrap();
 
-    let agent = start(&db, &args);
+    let agent = start_in_process(&db, &args).await;
     agent.ready(&client).await;
     let (status, list) = get_json(&client, &format!("{}/plans?since=0", agent.url)).await;
     assert_eq!(status, 200, "{list}");
@@ -195,7 +196,7 @@ async fn optimize_custom_matrices_coordinates_errors_and_plans() {
     assert_eq!(list["next_since"], 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trip_on_monaco_visits_every_coordinate() {
     use common::{A, B, C};
     let Served {
@@ -254,7 +255,7 @@ async fn trip_on_monaco_visits_every_coordinate() {
 /// passes the engine's independent feasibility checker with every figure the agent
 /// reported (arrivals, loads, cumulative durations and distances, costs), serves every
 /// customer, and comes within 5% of the best-known distance after 1 s.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn solomon_c101_through_http_is_feasible_and_near_best_known() {
     let data = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -268,7 +269,7 @@ async fn solomon_c101_through_http_is_feasible_and_near_best_known() {
     let body = serde_json::to_value(to_input(&inst.problem).unwrap()).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let agent = start(&dir.path().join("db"), &["--no-auth"]);
+    let agent = start_in_process(&dir.path().join("db"), &["--no-auth"]).await;
     let client = client();
     let (status, _, out) = post(
         &client,
@@ -292,7 +293,7 @@ async fn solomon_c101_through_http_is_feasible_and_near_best_known() {
 
 /// A custom matrix far larger than axum's 2 MB default body cap: accepted up to
 /// `--max-optimize-body-bytes`, refused beyond it with a 413 in VROOM's error shape.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_custom_matrices_are_accepted_up_to_the_configured_limit() {
     let n = 900;
     let matrix: Vec<Vec<u64>> = (0..n)
@@ -308,7 +309,7 @@ async fn large_custom_matrices_are_accepted_up_to_the_configured_limit() {
     let client = client();
 
     let dir = tempfile::tempdir().unwrap();
-    let agent = start(&dir.path().join("db"), &["--no-auth"]);
+    let agent = start_in_process(&dir.path().join("db"), &["--no-auth"]).await;
     let url = format!("{}/optimize?time_limit_ms=50", agent.url);
     let (status, _, out) = post(&client, &url, &body).await;
     assert_eq!(status, 200, "{out}");
@@ -316,10 +317,11 @@ async fn large_custom_matrices_are_accepted_up_to_the_configured_limit() {
 
     // Refused on the announced length alone, before any of the body is read; headers only,
     // so the answer cannot race a client still writing.
-    let small = start(
+    let small = start_in_process(
         &dir.path().join("db-small"),
         &["--no-auth", "--max-optimize-body-bytes", "1000000"],
-    );
+    )
+    .await;
     let addr = small.url.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(

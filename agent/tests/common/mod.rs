@@ -1,5 +1,6 @@
 //! Helpers shared by the agent's integration tests: the Monaco artifact (built once per test
-//! binary), starting the real `edgeroute-agent` binary on a free port, and an HTTP client.
+//! binary), an agent served in process on a port-0 listener (most tests), the real
+//! `edgeroute-agent` binary on a free port (the end-to-end tests), and an HTTP client.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +12,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use clap::Parser;
+use edgeroute_agent::{config::Config, server::Agent as AgentServer};
 use edgeroute_engine::{BuildOptions, CarProfile, Graph};
+use tokio::{sync::oneshot, task::JoinHandle};
 
 /// Points in Monaco with roads nearby.
 pub const A: &str = "7.4197,43.7314";
@@ -102,23 +106,28 @@ pub fn start(data_dir: &Path, args: &[&str]) -> Agent {
     }
 }
 
+/// Wait until `{url}/readyz` is 200; `log` explains a failure.
+async fn wait_ready(client: &reqwest::Client, url: &str, log: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(format!("{url}/readyz")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent never became ready:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 impl Agent {
     /// Wait until `/readyz` is 200.
     pub async fn ready(&self, client: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = client.get(format!("{}/readyz", self.url)).send().await
-                && r.status() == 200
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "agent never became ready:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_ready(client, &self.url, || self.log()).await;
     }
 
     /// Its stderr so far.
@@ -177,11 +186,84 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> (u16, serde_json::
     (status, serde_json::from_str(&text).unwrap())
 }
 
+/// An agent served in process, as the binary serves it, on a port-0 listener; told to stop
+/// on drop, or stopped and awaited with [`InProcess::stop`].
+pub struct InProcess {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Serve an agent in process with `args` (plus `--data-dir <data_dir>`), parsed as the
+/// binary parses its command line.
+pub async fn start_in_process(data_dir: &Path, args: &[&str]) -> InProcess {
+    let mut argv = vec!["edgeroute-agent", "--data-dir", data_dir.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let config = Config::try_parse_from(argv).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    // After a stop in this process, sled's background threads may hold the database lock
+    // for a moment longer: retry that (and only that) briefly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let agent = loop {
+        match AgentServer::open(config.clone()).await {
+            Ok(agent) => break agent,
+            Err(err)
+                if format!("{err:#}").contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(err) => panic!("{err:#}"),
+        }
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(agent.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    InProcess {
+        url,
+        data_dir: data_dir.to_owned(),
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl InProcess {
+    /// Wait until `/readyz` is 200.
+    pub async fn ready(&self, client: &reqwest::Client) {
+        wait_ready(client, &self.url, String::new).await;
+    }
+
+    /// Stop as SIGTERM stops the binary: drain, flush the database, return the outcome.
+    /// The database is closed when this returns, so it can be opened again.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.unwrap(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 /// An agent serving the Monaco artifact from a fresh data directory, ready for requests.
 /// Field order matters: the agent is stopped before its directory is removed.
 pub struct Served {
-    /// The running agent.
-    pub agent: Agent,
+    /// The agent, in process.
+    pub agent: InProcess,
     /// A client for it.
     pub client: reqwest::Client,
     /// Keeps the data directory alive as long as the agent.
@@ -193,7 +275,7 @@ pub async fn serve_monaco(extra: &[&str]) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec!["--graph", artifact_a().to_str().unwrap()];
     args.extend_from_slice(extra);
-    let agent = start(&dir.path().join("db"), &args);
+    let agent = start_in_process(&dir.path().join("db"), &args).await;
     let client = client();
     agent.ready(&client).await;
     Served { agent, client, dir }

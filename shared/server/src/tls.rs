@@ -1,0 +1,110 @@
+//! HTTPS with rustls and the ring provider (never OpenSSL or aws-lc).
+
+use std::{future::Future, path::Path, path::PathBuf, sync::Arc, time::Duration};
+
+use axum::Router;
+use rustls::ServerConfig;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use tokio::net::TcpListener;
+
+use crate::Result;
+
+/// Why a TLS server configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The certificate file is missing, unreadable or not PEM.
+    #[error("cannot read certificate {}", path.display())]
+    ReadCert {
+        /// The certificate file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("no certificate found in {}", path.display())]
+    NoCert {
+        /// The certificate file.
+        path: PathBuf,
+    },
+    /// The key file is missing, unreadable or holds no private key.
+    #[error("cannot read a private key from {}", path.display())]
+    ReadKey {
+        /// The key file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The provider offers none of the safe default protocol versions.
+    #[error("TLS protocol versions")]
+    Protocols(#[source] rustls::Error),
+    /// rustls refused the certificate chain with this key.
+    #[error("certificate and key do not match")]
+    KeyMismatch(#[source] rustls::Error),
+}
+
+/// Installs ring as the process-wide rustls provider (idempotent).
+pub fn install_provider() {
+    // Fails only when a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A server config from PEM files, offering HTTP/2 and HTTP/1.1 via ALPN.
+pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::ReadCert {
+            path: cert.to_owned(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCert {
+            path: cert.to_owned(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::ReadKey {
+        path: key.to_owned(),
+        source,
+    })?;
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::Protocols)?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(TlsError::KeyMismatch)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Serves `app` over HTTPS on `listener` until `shutdown` resolves, then stops accepting and
+/// lets in-flight requests finish for at most `grace`.
+///
+/// Accepted sockets get `TCP_NODELAY`, as in [`crate::serve`].
+pub async fn serve_tls<F>(
+    listener: TcpListener,
+    app: Router,
+    config: Arc<ServerConfig>,
+    shutdown: F,
+    grace: Duration,
+) -> Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    install_provider();
+    let rustls = axum_server::tls_rustls::RustlsConfig::from_config(config);
+    let handle = axum_server::Handle::new();
+    let shutdown_handle = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        shutdown_handle.graceful_shutdown(Some(grace));
+    });
+    let std_listener = listener.into_std()?;
+    axum_server::from_tcp_rustls(std_listener, rustls)
+        .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
+        .handle(handle)
+        .serve(app.into_make_service())
+        .await?;
+    Ok(())
+}
