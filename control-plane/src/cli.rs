@@ -38,6 +38,8 @@ pub enum Command {
     },
     /// Run the EdgeRegion controller against the cluster in the current kube context.
     Controller(ControllerArgs),
+    /// Run the center: the sync API agents report to, the graph registry and the fleet API.
+    Serve(crate::serve::ServeArgs),
     /// Print the EdgeRegion CustomResourceDefinition as YAML.
     Crd,
 }
@@ -86,6 +88,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(run_controller(args))
+        }
+        Command::Serve(args) => {
+            edgeroute_server::init_tracing(log_format());
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(crate::serve::run(args))
         }
         Command::Crd => {
             print!("{}", crdgen::crd_yaml()?);

@@ -301,6 +301,16 @@ async fn graphs_register_verified_and_download_with_ranges() {
     let (status, body) = c
         .json(put("/api/v1/regions/monaco/graph", br#"{"version": "nope"}"#.to_vec(), ADMIN))
         .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "JSON only: {body}");
+    let (status, body) = c
+        .json(
+            Request::put("/api/v1/regions/monaco/graph")
+                .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(r#"{"version": "nope"}"#))
+                .unwrap(),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (status, _) = c
         .json(

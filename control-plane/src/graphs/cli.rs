@@ -35,6 +35,9 @@ pub enum GraphCommand {
         #[arg(long)]
         graph: PathBuf,
     },
+    /// Upload an artifact to a running center's registry (and optionally make it a
+    /// region's graph).
+    Push(super::push::PushArgs),
     /// Compute the fastest route between two points.
     Route {
         /// The artifact file.
@@ -84,6 +87,10 @@ pub fn parse_lon_lat(s: &str) -> anyhow::Result<Coord> {
 pub fn run(command: GraphCommand) -> anyhow::Result<()> {
     match command {
         GraphCommand::Build { osm, out, version } => build(osm, out, version),
+        GraphCommand::Push(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(super::push::run(args)),
         GraphCommand::Info { graph } => {
             let g = Graph::read_artifact(&graph)
                 .with_context(|| format!("loading {}", graph.display()))?;

@@ -1,8 +1,12 @@
-//! Graph artifacts at the center: the registry agents download from, and its API.
+//! Graph artifacts: what the control plane builds and distributes to agents.
 //!
 //! # Layout
-//! - [`registry`]: artifact files, verified uploads, HTTP range parsing.
+//! - [`cli`]: `graph build` / `graph route` / `graph info`, the artifact builder agents are
+//!   fed from, and `graph push` ([`push`]) into a running center's registry.
+//! - [`registry`]: artifact files at the center, verified uploads, HTTP range parsing.
 //! - [`api`]: `PUT/GET /api/v1/graphs`, `PUT /api/v1/regions/{region}/graph`.
 
 pub mod api;
+pub mod cli;
+pub mod push;
 pub mod registry;

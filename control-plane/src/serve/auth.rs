@@ -7,10 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 
-/// Set on requests whose TLS connection presented a client certificate that the server
-/// verified against `--client-ca` (the TLS acceptor inserts it).
-#[derive(Debug, Clone, Copy)]
-pub struct VerifiedClientCert;
+pub use edgeroute_server::tls::ClientCert;
 
 /// The center's credentials, stored as SHA-256 digests.
 #[derive(Debug, Clone, Default)]
@@ -69,8 +66,8 @@ impl CenterAuth {
     }
 
     /// Admit an agent's request.
-    pub fn agent(&self, headers: &HeaderMap, cert: Option<VerifiedClientCert>) -> Result<(), ApiError> {
-        if self.open || (self.client_certs && cert.is_some()) {
+    pub fn agent(&self, headers: &HeaderMap, cert: Option<ClientCert>) -> Result<(), ApiError> {
+        if self.open || (self.client_certs && cert.is_some_and(|c| c.verified)) {
             return Ok(());
         }
         let Some(token) = bearer(headers) else {
@@ -126,11 +123,12 @@ mod tests {
         assert!(auth.agent(&with_bearer("bearer t1"), None).is_ok());
         assert!(auth.agent(&with_bearer("Bearer nope"), None).is_err());
         assert!(auth.agent(&HeaderMap::new(), None).is_err());
-        assert!(auth.agent(&HeaderMap::new(), Some(VerifiedClientCert)).is_ok());
+        assert!(auth.agent(&HeaderMap::new(), Some(ClientCert { verified: true })).is_ok());
+        assert!(auth.agent(&HeaderMap::new(), Some(ClientCert { verified: false })).is_err());
         assert!(auth.admin(&with_bearer("Bearer adm")).is_ok());
         assert!(auth.admin(&with_bearer("Bearer t1")).is_err(), "an agent token is no admin key");
         let no_certs = CenterAuth::new(&[], None, false);
-        assert!(no_certs.agent(&HeaderMap::new(), Some(VerifiedClientCert)).is_err());
+        assert!(no_certs.agent(&HeaderMap::new(), Some(ClientCert { verified: true })).is_err());
         assert!(!no_certs.agents_can_authenticate());
         assert_eq!(
             no_certs.admin(&with_bearer("Bearer x")).unwrap_err().status(),

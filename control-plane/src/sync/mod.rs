@@ -22,7 +22,7 @@ use crate::{
     graphs::registry::{RangeRequest, file_body, now_ms, parse_range},
     serve::{
         Center,
-        auth::VerifiedClientCert,
+        auth::ClientCert,
         error::{ApiError, json_rejection},
     },
 };
@@ -69,7 +69,7 @@ pub fn validate(report: &Report) -> Result<(), ApiError> {
 async fn report(
     State(center): State<Center>,
     headers: HeaderMap,
-    cert: Option<Extension<VerifiedClientCert>>,
+    cert: Option<Extension<ClientCert>>,
     body: Result<Json<Report>, JsonRejection>,
 ) -> Result<Json<ReportAck>, ApiError> {
     center.auth.agent(&headers, cert.map(|Extension(c)| c))?;
@@ -120,7 +120,7 @@ async fn download(
     State(center): State<Center>,
     Path(version): Path<String>,
     headers: HeaderMap,
-    cert: Option<Extension<VerifiedClientCert>>,
+    cert: Option<Extension<ClientCert>>,
 ) -> Result<Response, ApiError> {
     center.auth.agent(&headers, cert.map(|Extension(c)| c))?;
     let Some(meta) = center

@@ -97,7 +97,7 @@ impl SledCenterStore {
     }
 
     fn ingest_blocking(&self, report: &Report, received_at_ms: u64) -> Result<u64> {
-        let mut record = NodeRecord {
+        let record = NodeRecord {
             report: Report {
                 events: Vec::new(),
                 ..report.clone()
@@ -147,7 +147,10 @@ impl SledCenterStore {
                 })
                 .map_err(ConflictableTransactionError::Abort)?;
                 streams.insert(stream.as_bytes(), &watermark.to_be_bytes())?;
-                record.acked_seq = watermark;
+                let record = NodeRecord {
+                    acked_seq: watermark,
+                    ..record.clone()
+                };
                 let bytes = encode(&record, "nodes").map_err(ConflictableTransactionError::Abort)?;
                 nodes.insert(node.as_bytes(), bytes)?;
                 Ok(watermark)

@@ -39,9 +39,21 @@ pub enum TlsError {
     /// The provider offers none of the safe default protocol versions.
     #[error("TLS protocol versions")]
     Protocols(#[source] rustls::Error),
+    /// The client CA bundle is not usable.
+    #[error("client CA")]
+    ClientCa(#[source] rustls::Error),
     /// rustls refused the certificate chain with this key.
     #[error("certificate and key do not match")]
     KeyMismatch(#[source] rustls::Error),
+}
+
+/// Set on every request that arrived over TLS: whether the client presented a certificate
+/// the server verified against its client CA ([`server_config_with_client_ca`]). Without a
+/// client CA no certificate is asked for and `verified` is always false.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCert {
+    /// A client certificate chained to the configured CA was presented.
+    pub verified: bool,
 }
 
 /// Installs ring as the process-wide rustls provider (idempotent).
@@ -78,6 +90,88 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> 
     Ok(config)
 }
 
+/// Like [`server_config`], and with `client_ca` (a PEM bundle) clients may present a
+/// certificate chained to it; those requests carry a verified [`ClientCert`]. A client
+/// without a certificate is still admitted (operators' tools, probes): what a request may do
+/// without one is the application's decision.
+pub fn server_config_with_client_ca(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<ServerConfig, TlsError> {
+    let Some(ca) = client_ca else {
+        return server_config(cert, key);
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let cas = CertificateDer::pem_file_iter(ca)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::ReadCert {
+            path: ca.to_owned(),
+            source,
+        })?;
+    if cas.is_empty() {
+        return Err(TlsError::NoCert {
+            path: ca.to_owned(),
+        });
+    }
+    for c in cas {
+        roots.add(c).map_err(TlsError::ClientCa)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::ClientCa(rustls::Error::General(e.to_string())))?;
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::ReadCert {
+            path: cert.to_owned(),
+            source,
+        })?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::ReadKey {
+        path: key.to_owned(),
+        source,
+    })?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Protocols)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(TlsError::KeyMismatch)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Accepts TLS with TCP_NODELAY and tags each connection's requests with [`ClientCert`].
+#[derive(Clone)]
+struct ClientCertAcceptor {
+    inner: axum_server::tls_rustls::RustlsAcceptor<axum_server::accept::NoDelayAcceptor>,
+}
+
+impl<S: Send + 'static> axum_server::accept::Accept<tokio::net::TcpStream, S> for ClientCertAcceptor {
+    type Stream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Service = axum::middleware::AddExtension<S, ClientCert>;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = std::io::Result<(Self::Stream, Self::Service)>> + Send>,
+    >;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let (stream, service) = inner.accept(stream, service).await?;
+            // rustls has verified any certificate it kept against the client CA.
+            let verified = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_some_and(|c| !c.is_empty());
+            let service = tower::Layer::layer(&axum::Extension(ClientCert { verified }), service);
+            Ok((stream, service))
+        })
+    }
+}
+
 /// Serves `app` over HTTPS on `listener` until `shutdown` resolves, then stops accepting and
 /// lets in-flight requests finish for at most `grace`.
 ///
@@ -101,8 +195,12 @@ where
         shutdown_handle.graceful_shutdown(Some(grace));
     });
     let std_listener = listener.into_std()?;
-    axum_server::from_tcp_rustls(std_listener, rustls)
-        .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
+    let acceptor = ClientCertAcceptor {
+        inner: axum_server::tls_rustls::RustlsAcceptor::new(rustls)
+            .acceptor(axum_server::accept::NoDelayAcceptor::new()),
+    };
+    axum_server::from_tcp(std_listener)
+        .acceptor(acceptor)
         .handle(handle)
         .serve(app.into_make_service())
         .await?;
