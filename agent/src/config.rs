@@ -140,6 +140,61 @@ pub struct Config {
     /// Log format on stderr.
     #[arg(long, env = "EDGEROUTE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// The control plane's base URL (`https://center:8443`). Without it the agent runs
+    /// standalone: no reports, no outbox, no graph directives.
+    #[arg(long, env = "EDGEROUTE_CONTROL_PLANE_URL")]
+    pub control_plane: Option<reqwest::Url>,
+    /// Time between reports to the control plane.
+    #[arg(long, env = "EDGEROUTE_SYNC_INTERVAL_MS", default_value_t = 5_000)]
+    pub sync_interval_ms: u64,
+    /// Longest wait between failed reports (exponential backoff with jitter up to it).
+    #[arg(long, env = "EDGEROUTE_SYNC_MAX_BACKOFF_MS", default_value_t = 30_000)]
+    pub sync_max_backoff_ms: u64,
+    /// Bearer token for the control plane (one of its `--agent-token`s).
+    #[arg(long, env = "EDGEROUTE_SYNC_TOKEN", hide_env_values = true)]
+    pub sync_token: Option<String>,
+    /// PEM client certificate for mutual TLS with the control plane.
+    #[arg(long, env = "EDGEROUTE_SYNC_CLIENT_CERT", requires = "sync_client_key")]
+    pub sync_client_cert: Option<PathBuf>,
+    /// PEM private key of `--sync-client-cert`.
+    #[arg(long, env = "EDGEROUTE_SYNC_CLIENT_KEY", requires = "sync_client_cert")]
+    pub sync_client_key: Option<PathBuf>,
+    /// PEM CA bundle that signed the control plane's certificate (default: system roots).
+    #[arg(long, env = "EDGEROUTE_SYNC_CA")]
+    pub sync_ca: Option<PathBuf>,
+    /// The URL clients reach this agent at, as the control plane should advertise it.
+    #[arg(long, env = "EDGEROUTE_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// Where this agent stands, `lat,lon` (for nearest-edge discovery).
+    #[arg(long, env = "EDGEROUTE_LOCATION", value_parser = parse_location)]
+    pub location: Option<edgeroute_protocol::sync::Location>,
+    /// Events the outbox holds while the control plane is unreachable. When full, new plans
+    /// are refused with 503 (never dropped); routing goes on.
+    #[arg(long, env = "EDGEROUTE_OUTBOX_MAX_EVENTS", default_value_t = 1_000_000)]
+    pub outbox_max_events: u64,
+    /// Most events in one report.
+    #[arg(long, env = "EDGEROUTE_SYNC_BATCH_EVENTS", default_value_t = 2_000)]
+    pub sync_batch_events: usize,
+}
+
+/// Parse `lat,lon` in degrees.
+pub fn parse_location(s: &str) -> Result<edgeroute_protocol::sync::Location, String> {
+    let (lat, lon) = s
+        .split_once(',')
+        .ok_or_else(|| format!("{s:?} is not `lat,lon`"))?;
+    let lat: f64 = lat
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad latitude in {s:?}"))?;
+    let lon: f64 = lon
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad longitude in {s:?}"))?;
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+        return Err(format!("{s:?} is outside -90..90, -180..180"));
+    }
+    Ok(edgeroute_protocol::sync::Location { lat, lon })
 }
 
 pub use edgeroute_server::LogFormat;

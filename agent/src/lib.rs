@@ -14,6 +14,8 @@
 //!   matrices from the graph; no HTTP types.
 //! - [`storage`]: durable state behind the [`storage::Store`] trait, in sled; handlers
 //!   reach it through [`api::AppState`].
+//! - [`sync`]: the link to the control plane (`--control-plane`): reports, the outbox
+//!   drained exactly once, graph directives.
 //! - [`error`]: [`error::ApiError`], OSRM's error vocabulary as HTTP responses.
 //! - [`metrics`]: Prometheus metrics.
 
@@ -24,3 +26,4 @@ pub mod metrics;
 pub mod routing;
 pub mod server;
 pub mod storage;
+pub mod sync;

@@ -36,6 +36,7 @@ pub struct Agent {
     config: Config,
     store: Arc<dyn Store>,
     state: AppState,
+    sync: Option<crate::sync::SyncContext>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -51,11 +52,21 @@ impl Agent {
     /// start without authentication unless `--no-auth` says so.
     pub async fn open(config: Config) -> anyhow::Result<Self> {
         let data_dir = config.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || SledStore::open(&data_dir))
-            .await?
-            .with_context(|| {
-                format!("cannot open the database in {}", config.data_dir.display())
-            })?;
+        // The outbox exists only for an agent that syncs: a standalone one must never fill
+        // it up and start refusing plans.
+        let outbox = config
+            .control_plane
+            .is_some()
+            .then_some(config.outbox_max_events.max(1));
+        let store = tokio::task::spawn_blocking(move || {
+            let store = SledStore::open(&data_dir)?;
+            match outbox {
+                Some(max) => store.with_outbox(max),
+                None => Ok(store),
+            }
+        })
+        .await?
+        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
         let store: Arc<dyn Store> = Arc::new(store);
 
         // Keys: the ones given now are stored (hashed); stored ones stay valid across restarts.
@@ -104,11 +115,33 @@ impl Agent {
                 boot_count: identity.boot_count,
                 started: Instant::now(),
             }),
+            window: Arc::default(),
+            sync: None,
         };
+        let mut state = state;
+        let mut sync = None;
+        if let Some(url) = &config.control_plane {
+            let handle = Arc::new(crate::sync::SyncHandle {
+                control_plane: url.to_string(),
+                state: Arc::default(),
+            });
+            state.sync = Some(handle.clone());
+            sync = Some(crate::sync::SyncContext {
+                config: Arc::new(crate::sync::SyncConfig::from_config(&config, url.clone())),
+                client: crate::sync::client::http_client(&config)?,
+                store: store.clone(),
+                graphs: state.graphs.clone(),
+                window: state.window.clone(),
+                state: handle.state.clone(),
+                node: state.node.clone(),
+                metrics: state.metrics.clone(),
+            });
+        }
         Ok(Self {
             config,
             store,
             state,
+            sync,
         })
     }
 
@@ -132,6 +165,7 @@ impl Agent {
             config,
             store,
             state,
+            sync,
         } = self;
         let graphs = state.graphs.clone();
         let app = api::app(state);
@@ -157,7 +191,8 @@ impl Agent {
             match graphs.load_initial(source).await {
                 Ok(Some(_)) => {}
                 Ok(None) => tracing::warn!(
-                    "no graph stored yet: start with --map or --graph, or upload one with PUT /admin/graph"
+                    "no graph stored yet: start with --map or --graph, upload one with PUT /admin/graph, \
+                     or let the control plane's directive bring one"
                 ),
                 Err(err) => {
                     let message = format!("{:#}", anyhow::Error::new(err));
@@ -167,6 +202,14 @@ impl Agent {
             }
         });
 
+        // The sync loop stops with the server; it holds nothing that needs draining (what it
+        // has not sent stays in the outbox).
+        let (stop_sync, mut sync_stopped) = watch::channel(false);
+        if let Some(sync) = sync {
+            tokio::spawn(crate::sync::client::run(sync, async move {
+                let _ = sync_stopped.wait_for(|stop| *stop).await;
+            }));
+        }
         let grace = Duration::from_secs(config.shutdown_grace_s);
         let shutdown = {
             let mut fatal_rx = fatal_rx.clone();
@@ -181,6 +224,7 @@ impl Agent {
                     () = shutdown => {}
                     () = fatal => {}
                 }
+                let _ = stop_sync.send(true);
             }
         };
         match (&config.tls_cert, &config.tls_key) {

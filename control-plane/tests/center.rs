@@ -58,7 +58,9 @@ impl TestCenter {
     async fn json(&self, request: Request<Body>) -> (StatusCode, Value) {
         let (status, body, headers) = self.call(request).await;
         assert_eq!(
-            headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap()),
+            headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap()),
             Some("application/json"),
             "{status}: {}",
             String::from_utf8_lossy(&body)
@@ -141,11 +143,17 @@ fn report(events: Vec<Event>) -> Report {
 #[tokio::test]
 async fn the_watermark_is_contiguous_and_retries_are_idempotent() {
     let c = center();
-    let ack = c.ack(&report(vec![plan_event(1, 1), plan_event(2, 2)])).await;
+    let ack = c
+        .ack(&report(vec![plan_event(1, 1), plan_event(2, 2)]))
+        .await;
     assert_eq!(ack.acked_seq, 2);
     // A retry of a batch whose ack was lost, plus a new event: stored once.
     let ack = c
-        .ack(&report(vec![plan_event(1, 1), plan_event(2, 2), plan_event(3, 3)]))
+        .ack(&report(vec![
+            plan_event(1, 1),
+            plan_event(2, 2),
+            plan_event(3, 3),
+        ]))
         .await;
     assert_eq!(ack.acked_seq, 3);
     // A gap holds the watermark until it is filled.
@@ -163,7 +171,9 @@ async fn the_watermark_is_contiguous_and_retries_are_idempotent() {
     assert_eq!(plans["plans"][0]["plan_id"], "edge-1-1");
     assert_eq!(plans["plans"][0]["summary"]["cost"], 1);
     assert_eq!(plans["plans"][0]["created_at"], "2025-12-02T18:26:40Z");
-    let (_, page) = c.admin_get("/api/v1/plans?node=edge-1&since=3&limit=1").await;
+    let (_, page) = c
+        .admin_get("/api/v1/plans?node=edge-1&since=3&limit=1")
+        .await;
     assert_eq!(page["plans"].as_array().unwrap().len(), 1);
     assert_eq!(page["plans"][0]["seq"], 4);
     let (status, plan) = c.admin_get("/api/v1/plans/edge-1/2").await;
@@ -209,7 +219,8 @@ async fn bad_reports_and_credentials_get_clear_json_errors() {
         ..Settings::default()
     });
     let post = |auth: Option<&str>, body: Vec<u8>| {
-        let mut r = Request::post("/sync/v1/report").header(header::CONTENT_TYPE, "application/json");
+        let mut r =
+            Request::post("/sync/v1/report").header(header::CONTENT_TYPE, "application/json");
         if let Some(a) = auth {
             r = r.header(header::AUTHORIZATION, a);
         }
@@ -222,22 +233,35 @@ async fn bad_reports_and_credentials_get_clear_json_errors() {
     let (status, _) = c.json(post(Some("Bearer wrong"), good.clone())).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = c.json(post(Some("Bearer adm"), good.clone())).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "the admin key is not an agent token");
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the admin key is not an agent token"
+    );
     let bearer = Some("Bearer tok");
     let (status, body) = c.json(post(bearer, b"{not json".to_vec())).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["message"].as_str().unwrap().len() > 5);
     let mut zero = report(vec![plan_event(1, 1)]);
     zero.events[0].seq = 0;
-    let (status, body) = c.json(post(bearer, serde_json::to_vec(&zero).unwrap())).await;
+    let (status, body) = c
+        .json(post(bearer, serde_json::to_vec(&zero).unwrap()))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["message"].as_str().unwrap().contains("start at 1"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("start at 1"),
+        "{body}"
+    );
     let mut nameless = report(vec![]);
     nameless.node = String::new();
-    let (status, _) = c.json(post(bearer, serde_json::to_vec(&nameless).unwrap())).await;
+    let (status, _) = c
+        .json(post(bearer, serde_json::to_vec(&nameless).unwrap()))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let big = report((1..=40).map(|s| plan_event(s, s)).collect());
-    let (status, _, _) = c.call(post(bearer, serde_json::to_vec(&big).unwrap())).await;
+    let (status, _, _) = c
+        .call(post(bearer, serde_json::to_vec(&big).unwrap()))
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     let (status, body) = c
         .json(Request::get("/api/v1/nodes").body(Body::empty()).unwrap())
@@ -277,21 +301,47 @@ async fn graphs_register_verified_and_download_with_ranges() {
             .body(Body::from(body))
             .unwrap()
     };
-    let (status, body) = c.json(put("/api/v1/graphs/monaco-test", bytes.clone(), TOKEN)).await;
+    let (status, body) = c
+        .json(put("/api/v1/graphs/monaco-test", bytes.clone(), TOKEN))
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    let (status, body) = c.json(put("/api/v1/graphs/junk", b"EDGRGRPH but not really".to_vec(), ADMIN)).await;
+    let (status, body) = c
+        .json(put(
+            "/api/v1/graphs/junk",
+            b"EDGRGRPH but not really".to_vec(),
+            ADMIN,
+        ))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["message"].as_str().unwrap().contains("not a valid graph artifact"), "{body}");
-    let (status, body) = c.json(put("/api/v1/graphs/other-name", bytes.clone(), ADMIN)).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "the label must be the artifact's own: {body}");
-    let (status, body) = c.json(put("/api/v1/graphs/..%2Fescape", bytes.clone(), ADMIN)).await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid graph artifact"),
+        "{body}"
+    );
+    let (status, body) = c
+        .json(put("/api/v1/graphs/other-name", bytes.clone(), ADMIN))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the label must be the artifact's own: {body}"
+    );
+    let (status, body) = c
+        .json(put("/api/v1/graphs/..%2Fescape", bytes.clone(), ADMIN))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, registered) = c.json(put("/api/v1/graphs/monaco-test", bytes.clone(), ADMIN)).await;
+    let (status, registered) = c
+        .json(put("/api/v1/graphs/monaco-test", bytes.clone(), ADMIN))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{registered}");
     let sha = registered["sha256"].as_str().unwrap().to_owned();
     assert_eq!(registered["size_bytes"], bytes.len());
     // The same bytes again are fine; versions are immutable otherwise.
-    let (status, _) = c.json(put("/api/v1/graphs/monaco-test", bytes.clone(), ADMIN)).await;
+    let (status, _) = c
+        .json(put("/api/v1/graphs/monaco-test", bytes.clone(), ADMIN))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (_, list) = c.admin_get("/api/v1/graphs").await;
     assert_eq!(list["graphs"][0]["version"], "monaco-test");
@@ -299,9 +349,17 @@ async fn graphs_register_verified_and_download_with_ranges() {
     // No directive until the region has a graph; then every report carries it.
     assert!(c.ack(&report(vec![])).await.directives.graph.is_none());
     let (status, body) = c
-        .json(put("/api/v1/regions/monaco/graph", br#"{"version": "nope"}"#.to_vec(), ADMIN))
+        .json(put(
+            "/api/v1/regions/monaco/graph",
+            br#"{"version": "nope"}"#.to_vec(),
+            ADMIN,
+        ))
         .await;
-    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "JSON only: {body}");
+    assert_eq!(
+        status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "JSON only: {body}"
+    );
     let (status, body) = c
         .json(
             Request::put("/api/v1/regions/monaco/graph")
@@ -346,7 +404,9 @@ async fn graphs_register_verified_and_download_with_ranges() {
     assert_eq!(headers[header::ACCEPT_RANGES], "bytes");
     let half = bytes.len() / 2;
     let etag = format!("\"{sha}\"");
-    let (status, rest, headers) = c.call(get(Some(&format!("bytes={half}-")), Some(&etag), TOKEN)).await;
+    let (status, rest, headers) = c
+        .call(get(Some(&format!("bytes={half}-")), Some(&etag), TOKEN))
+        .await;
     assert_eq!(status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(rest, bytes[half..]);
     assert_eq!(
@@ -354,13 +414,25 @@ async fn graphs_register_verified_and_download_with_ranges() {
         format!("bytes {half}-{}/{}", bytes.len() - 1, bytes.len()).as_str()
     );
     // A resume against another artifact gets the whole file, never a splice.
-    let (status, whole, _) = c.call(get(Some("bytes=10-"), Some("\"other\""), TOKEN)).await;
+    let (status, whole, _) = c
+        .call(get(Some("bytes=10-"), Some("\"other\""), TOKEN))
+        .await;
     assert_eq!((status, whole.len()), (StatusCode::OK, bytes.len()));
-    let (status, _, headers) = c.call(get(Some(&format!("bytes={}-", bytes.len())), None, TOKEN)).await;
+    let (status, _, headers) = c
+        .call(get(Some(&format!("bytes={}-", bytes.len())), None, TOKEN))
+        .await;
     assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
-    assert_eq!(headers[header::CONTENT_RANGE], format!("bytes */{}", bytes.len()).as_str());
+    assert_eq!(
+        headers[header::CONTENT_RANGE],
+        format!("bytes */{}", bytes.len()).as_str()
+    );
     let (status, body) = c
-        .json(Request::get("/sync/v1/graphs/unknown").header(header::AUTHORIZATION, format!("Bearer {TOKEN}")).body(Body::empty()).unwrap())
+        .json(
+            Request::get("/sync/v1/graphs/unknown")
+                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }

@@ -415,7 +415,9 @@ async fn pump(
                 if left == 0 && !pending.is_empty() {
                     return End::Reset;
                 }
-                allowed = pending.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                allowed = pending
+                    .len()
+                    .min(usize::try_from(left).unwrap_or(usize::MAX));
                 true
             }
             Mode::DropResponses => match direction {

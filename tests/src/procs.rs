@@ -127,7 +127,10 @@ impl Proc {
     }
 
     /// SIGTERM, and wait up to `within` for the exit status.
-    pub async fn terminate(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+    pub async fn terminate(
+        &mut self,
+        within: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
         let Some(mut child) = self.child.take() else {
             bail!("not running");
         };

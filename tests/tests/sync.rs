@@ -16,7 +16,6 @@ use std::{
     time::Duration,
 };
 
-use edgeroute_engine::{BuildOptions, CarProfile, Graph};
 use edgeroute_tests::{
     fault_proxy::{FaultProxy, Mode},
     procs::{Proc, binary, eventually},
@@ -31,22 +30,25 @@ fn monaco_pbf() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/monaco.osm.pbf")
 }
 
-/// Monaco artifacts under two version labels, built once per test binary.
+/// A Monaco artifact labelled `version`, built once per test binary by the control plane's
+/// own `graph build`.
 fn artifact(version: &str) -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
     let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
     let path = dir.path().join(format!("{version}.graph"));
-    static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap();
     if !path.exists() {
-        let options = BuildOptions {
-            version: version.to_owned(),
-            ..BuildOptions::default()
-        };
-        Graph::from_osm_file(&monaco_pbf(), &CarProfile::default(), &options)
-            .unwrap()
-            .write_artifact(&path)
+        let status = std::process::Command::new(binary("edgeroute-control-plane").unwrap())
+            .args(["graph", "build", "--osm"])
+            .arg(monaco_pbf())
+            .arg("--out")
+            .arg(&path)
+            .args(["--version", version])
+            .stdout(std::process::Stdio::null())
+            .status()
             .unwrap();
+        assert!(status.success(), "graph build failed");
     }
     Box::leak(path.into_boxed_path())
 }
@@ -278,7 +280,9 @@ impl Workload {
                             .await
                     } else {
                         client
-                            .get(format!("{url}/route/v1/driving/7.4197,43.7314;7.4246,43.7384"))
+                            .get(format!(
+                                "{url}/route/v1/driving/7.4197,43.7314;7.4246,43.7384"
+                            ))
                             .send()
                             .await
                     };
@@ -290,14 +294,19 @@ impl Workload {
                                     Some(id) => {
                                         answered.lock().unwrap().insert(id.to_owned());
                                     }
-                                    None => failures.lock().unwrap().push(format!("no plan_id: {body}")),
+                                    None => {
+                                        failures.lock().unwrap().push(format!("no plan_id: {body}"))
+                                    }
                                 }
                             }
                         }
                         Ok(r) => {
                             let status = r.status();
                             let text = r.text().await.unwrap_or_default();
-                            failures.lock().unwrap().push(format!("{kind}: {status} {text}"));
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("{kind}: {status} {text}"));
                         }
                         Err(e) => failures.lock().unwrap().push(format!("{kind}: {e}")),
                     }
@@ -354,7 +363,10 @@ async fn lost_acks_are_not_lost_plans() {
     let answered = work.finish().await;
     // The center made the batches durable although the agent never heard back.
     let held = fleet.center_plans("edge-1").await;
-    assert!(!held.is_empty(), "the center received nothing through lost acks");
+    assert!(
+        !held.is_empty(),
+        "the center received nothing through lost acks"
+    );
     fleet.proxy.set_mode(Mode::Pass);
     fleet.drained(0).await;
     fleet.assert_exactly_once("edge-1", &answered).await;
@@ -413,7 +425,10 @@ async fn a_full_outbox_refuses_plans_and_keeps_routing() {
             503 => {
                 let body: Value = r.json().await.unwrap();
                 assert!(
-                    body["error"].as_str().unwrap_or_default().contains("outbox"),
+                    body["error"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("outbox"),
                     "{body}"
                 );
                 refused += 1;
@@ -422,24 +437,42 @@ async fn a_full_outbox_refuses_plans_and_keeps_routing() {
         }
     }
     // The agent's own startup graph event takes one slot.
-    assert!(answered.len() <= 3 && refused >= 3, "{answered:?} {refused}");
+    assert!(
+        answered.len() <= 3 && refused >= 3,
+        "{answered:?} {refused}"
+    );
     let route = fleet
         .client
-        .get(format!("{url}/route/v1/driving/7.4197,43.7314;7.4246,43.7384"))
+        .get(format!(
+            "{url}/route/v1/driving/7.4197,43.7314;7.4246,43.7384"
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(route.status(), 200, "routing goes on with a full outbox");
-    let status: Value = fleet
-        .client
-        .get(format!("{url}/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(status["sync"]["unreachable_since"].is_string(), "{status}");
+    // The agent says since when it has not reached the center, and how much waits.
+    let status_url = format!("{url}/v1/status");
+    let client = fleet.client.clone();
+    let status = eventually(Duration::from_secs(10), "unreachable in /v1/status", || {
+        let (client, status_url) = (client.clone(), status_url.clone());
+        async move {
+            let status: Value = client
+                .get(status_url)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            status["sync"]["unreachable_since"]
+                .is_string()
+                .then_some(status)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(status["sync"]["connected"], false, "{status}");
+    assert_eq!(status["sync"]["outbox_depth"], 3, "{status}");
     fleet.proxy.set_mode(Mode::Pass);
     fleet.drained(0).await;
     let r = fleet
@@ -449,7 +482,11 @@ async fn a_full_outbox_refuses_plans_and_keeps_routing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200, "plans are accepted again once the outbox drains");
+    assert_eq!(
+        r.status(),
+        200,
+        "plans are accepted again once the outbox drains"
+    );
     let body: Value = r.json().await.unwrap();
     answered.insert(body["plan_id"].as_str().unwrap().to_owned());
     fleet.drained(0).await;

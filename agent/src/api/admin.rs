@@ -77,7 +77,11 @@ pub async fn upload(
             "Empty body: send the graph artifact bytes",
         ));
     }
-    let activated = state.graphs.upload(body, "upload").await.map_err(graph_error)?;
+    let activated = state
+        .graphs
+        .upload(body, "upload")
+        .await
+        .map_err(graph_error)?;
     Ok(Json(activated.into()))
 }
 

@@ -124,6 +124,15 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
     state.metrics.in_flight().inc();
     let response = next.run(request).await;
     state.metrics.in_flight().dec();
+    state.window.record(
+        &endpoint,
+        response.status().as_u16(),
+        response
+            .extensions()
+            .get::<crate::error::ResponseCode>()
+            .map(|c| c.0),
+        started.elapsed(),
+    );
     state.metrics.observe_request(
         &HttpLabels {
             endpoint,
@@ -350,6 +359,8 @@ mod tests {
                 boot_count: 1,
                 started: Instant::now(),
             }),
+            window: Arc::default(),
+            sync: None,
         }
     }
 

@@ -97,6 +97,10 @@ pub struct AppState {
     pub node: Arc<NodeInfo>,
     /// Permits for `POST /optimize` solves (`Limits::max_concurrent_solves`).
     pub solves: Arc<tokio::sync::Semaphore>,
+    /// Requests answered since the last report to the control plane.
+    pub window: Arc<crate::sync::window::WindowRecorder>,
+    /// The link to the control plane, when there is one.
+    pub sync: Option<Arc<crate::sync::SyncHandle>>,
 }
 
 impl AppState {

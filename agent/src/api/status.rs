@@ -14,6 +14,18 @@ pub fn router() -> Router<AppState> {
 #[utoipa::path(get, path = "/v1/status", tag = "ops", security(("bearer" = [])),
     responses((status = 200, description = "Node status", body = StatusResponse)))]
 pub async fn status(State(state): State<AppState>) -> Json<StatusResponse> {
+    // The live depth: the one of the last report is stale during a partition, which is
+    // when an operator asks.
+    let depth = match &state.sync {
+        Some(_) => {
+            let store = state.store.clone();
+            tokio::task::spawn_blocking(move || store.outbox_depth())
+                .await
+                .ok()
+                .and_then(Result::ok)
+        }
+        None => None,
+    };
     let graph = state.graphs.holder().get().map(|g| {
         let i = g.info();
         GraphStatus {
@@ -36,13 +48,14 @@ pub async fn status(State(state): State<AppState>) -> Json<StatusResponse> {
         boot_count: state.node.boot_count,
         sync: state.sync.as_ref().map(|link| {
             let s = link.state.get();
+            let outbox_depth = depth.unwrap_or(s.outbox_depth);
             SyncStatus {
                 control_plane: link.control_plane.clone(),
                 connected: s.last_ack_at_ms.is_some() && s.unreachable_since_ms.is_none(),
                 last_ack_at: s.last_ack_at_ms.map(crate::sync::rfc3339),
                 unreachable_since: s.unreachable_since_ms.map(crate::sync::rfc3339),
                 last_error: s.last_error,
-                outbox_depth: s.outbox_depth,
+                outbox_depth,
                 acked_seq: s.acked_seq,
                 downloading: s.downloading,
                 graph_error: s.graph_error,

@@ -137,7 +137,11 @@ mod tests {
     fn open() -> (tempfile::TempDir, sled::Tree, sled::Tree) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        (dir, db.open_tree(OUTBOX).unwrap(), db.open_tree("meta").unwrap())
+        (
+            dir,
+            db.open_tree(OUTBOX).unwrap(),
+            db.open_tree("meta").unwrap(),
+        )
     }
 
     fn push(outbox: &sled::Tree, meta: &sled::Tree, max: u64) -> Result<u64> {

@@ -239,7 +239,9 @@ impl Store for SledStore {
                      meta: &sled::transaction::TransactionalTree| {
             let last = match meta.get(PLAN_SEQ)? {
                 None => 0,
-                Some(v) => u64::from_be_bytes(<[u8; 8]>::try_from(v.as_ref()).map_err(|_| corrupt())?),
+                Some(v) => {
+                    u64::from_be_bytes(<[u8; 8]>::try_from(v.as_ref()).map_err(|_| corrupt())?)
+                }
             };
             let seq = last + 1;
             let stored = Plan {

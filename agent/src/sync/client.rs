@@ -23,6 +23,8 @@ use super::{
 };
 use crate::{
     api::NodeInfo,
+    config::Config,
+    metrics::Metrics,
     routing::GraphService,
     storage::{self, Store},
 };
@@ -50,6 +52,58 @@ pub struct SyncConfig {
     pub download_dir: PathBuf,
     /// Time limit of one report round trip.
     pub request_timeout: Duration,
+}
+
+impl SyncConfig {
+    /// The sync settings of an agent configuration.
+    pub fn from_config(config: &Config, control_plane: Url) -> Self {
+        let interval = Duration::from_millis(config.sync_interval_ms.max(10));
+        Self {
+            control_plane,
+            interval,
+            max_backoff: Duration::from_millis(config.sync_max_backoff_ms).max(interval),
+            token: config.sync_token.clone().filter(|t| !t.is_empty()),
+            advertise_url: config.advertise_url.clone(),
+            location: config.location,
+            batch_events: config.sync_batch_events.max(1),
+            batch_bytes: 8 << 20,
+            download_dir: config.data_dir.join("downloads"),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The HTTP client the agent talks to the control plane with: rustls (ring), the
+/// `--sync-ca` roots when given, and the `--sync-client-cert` identity for mutual TLS.
+pub fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
+    use anyhow::Context;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true);
+    if let Some(ca) = &config.sync_ca {
+        let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} holds no PEM certificate", ca.display()))?;
+        builder = builder.tls_certs_only(certs);
+    }
+    if let (Some(cert), Some(key)) = (&config.sync_client_cert, &config.sync_client_key) {
+        let mut pem =
+            std::fs::read(cert).with_context(|| format!("cannot read {}", cert.display()))?;
+        pem.push(b'\n');
+        pem.extend(std::fs::read(key).with_context(|| format!("cannot read {}", key.display()))?);
+        let identity = reqwest::Identity::from_pem(&pem).with_context(|| {
+            format!(
+                "{} and {} are not a PEM certificate and private key",
+                cert.display(),
+                key.display()
+            )
+        })?;
+        builder = builder.identity(identity);
+    }
+    builder
+        .build()
+        .context("cannot build the control plane client")
 }
 
 /// What the sync loop knows, for `/v1/status` and `/metrics`.
@@ -113,6 +167,8 @@ pub struct SyncContext {
     pub state: Arc<SyncState>,
     /// Who this agent is.
     pub node: Arc<NodeInfo>,
+    /// Where the loop's counters go.
+    pub metrics: Arc<Metrics>,
 }
 
 fn now_ms() -> u64 {
@@ -164,16 +220,13 @@ pub async fn run(ctx: SyncContext, shutdown: impl std::future::Future<Output = (
                 if let Some(graph) = round.ack.directives.graph.clone() {
                     follow_graph(&ctx, graph, &downloading);
                 }
-                if round.more {
-                    Duration::ZERO
-                } else {
-                    interval
-                }
+                if round.more { Duration::ZERO } else { interval }
             }
             Err(err) => {
-                let message = crate::error::chain(&err);
+                let message = format!("{:#}", anyhow::Error::new(err));
                 tracing::warn!(error = %message, "sync report failed");
                 let now = now_ms();
+                ctx.metrics.sync_failed();
                 ctx.state.update(|s| {
                     s.failures += 1;
                     s.last_error = Some(message);
@@ -194,26 +247,26 @@ async fn round(ctx: &SyncContext) -> Result<Round, RoundError> {
     let store = ctx.store.clone();
     let (max_events, max_bytes) = (ctx.config.batch_events, ctx.config.batch_bytes);
     let (events, depth) = tokio::task::spawn_blocking(move || {
-        Ok::<_, storage::Error>((store.outbox_batch(max_events, max_bytes)?, store.outbox_depth()?))
+        Ok::<_, storage::Error>((
+            store.outbox_batch(max_events, max_bytes)?,
+            store.outbox_depth()?,
+        ))
     })
     .await
     .map_err(|_| RoundError::Task)??;
     let more = events.len() >= max_events || (depth as usize) > events.len();
     let status = ctx.state.get();
-    let graph = ctx.graphs.holder().get().map(|g| {
-        let info = g.info();
-        GraphRef {
-            version: info.version.clone(),
-            sha256: info.sha256.clone(),
-            bbox: Some(info.bbox),
-        }
+    let graph = ctx.graphs.holder().get().map(|g| GraphRef {
+        version: g.info().version.clone(),
+        sha256: g.sha256().to_owned(),
+        bbox: Some(g.info().bbox),
     });
     let window = ctx.window.take();
     let report = Report {
         node: ctx.node.name.clone(),
         stream: ctx.node.id.clone(),
         region: ctx.node.region.clone(),
-        boot_id: ctx.node.boot_id.clone(),
+        boot_id: format!("{}-{}", ctx.node.id, ctx.node.boot_count),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         health: Health {
             ready: graph.is_some(),
@@ -242,6 +295,8 @@ async fn round(ctx: &SyncContext) -> Result<Round, RoundError> {
         .await
         .map_err(|_| RoundError::Task)??;
     let now = now_ms();
+    ctx.metrics
+        .sync_acked(depth, sent_bytes, received_bytes, now / 1000);
     ctx.state.update(|s| {
         s.reports += 1;
         s.last_ack_at_ms = Some(now);
@@ -309,7 +364,7 @@ fn follow_graph(
         .graphs
         .holder()
         .get()
-        .is_some_and(|g| g.info().sha256.eq_ignore_ascii_case(&directive.sha256));
+        .is_some_and(|g| g.sha256().eq_ignore_ascii_case(&directive.sha256));
     if served {
         return;
     }
@@ -326,6 +381,7 @@ fn follow_graph(
         match result {
             Ok(()) => ctx.state.update(|s| s.graph_error = None),
             Err(message) => {
+                ctx.metrics.graph_download_failed();
                 tracing::warn!(version = %directive.version, error = %message, "graph directive not followed");
                 let first = ctx.state.get().graph_error.as_deref() != Some(message.as_str());
                 ctx.state.update(|s| s.graph_error = Some(message.clone()));
@@ -355,14 +411,15 @@ async fn install(ctx: &SyncContext, directive: &GraphDirective) -> Result<(), St
         directive,
     )
     .await
-    .map_err(|e: DownloadError| crate::error::chain(&e))?;
+    .map_err(|e: DownloadError| format!("{:#}", anyhow::Error::new(e)))?;
     let len = bytes.len() as u64;
+    ctx.metrics.sync_downloaded(len);
     ctx.state.update(|s| s.bytes_received += len);
     let activated = ctx
         .graphs
         .upload(bytes, "directive")
         .await
-        .map_err(|e| crate::error::chain(&e))?;
+        .map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
     tracing::info!(version = %activated.version, sha256 = %activated.sha256, "graph directive followed");
     Ok(())
 }

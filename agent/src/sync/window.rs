@@ -17,7 +17,11 @@ const ENDPOINTS: [&str; 8] = [
 
 /// The window's short endpoint name of a route template (`/route/v1/{profile}/...`).
 pub fn endpoint_name(template: &str) -> &'static str {
-    let first = template.trim_start_matches('/').split('/').next().unwrap_or("");
+    let first = template
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
     ENDPOINTS
         .iter()
         .find(|e| **e == first)
@@ -70,7 +74,8 @@ impl WindowRecorder {
         let Ok(mut guard) = self.inner.lock() else {
             return MetricsWindow::default();
         };
-        let (mut window, started) = std::mem::replace(&mut *guard, (MetricsWindow::default(), Instant::now()));
+        let (mut window, started) =
+            std::mem::replace(&mut *guard, (MetricsWindow::default(), Instant::now()));
         window.window_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         window
     }
@@ -99,9 +104,24 @@ mod tests {
     #[test]
     fn requests_are_counted_by_endpoint_and_restored_after_a_failed_report() {
         let w = WindowRecorder::default();
-        w.record("/route/v1/{profile}/{coordinates}", 200, None, Duration::from_micros(800));
-        w.record("/route/v1/{profile}/{coordinates}", 400, Some("NoRoute"), Duration::from_millis(1));
-        w.record("/optimize", 503, Some("OutboxFull"), Duration::from_millis(3));
+        w.record(
+            "/route/v1/{profile}/{coordinates}",
+            200,
+            None,
+            Duration::from_micros(800),
+        );
+        w.record(
+            "/route/v1/{profile}/{coordinates}",
+            400,
+            Some("NoRoute"),
+            Duration::from_millis(1),
+        );
+        w.record(
+            "/optimize",
+            503,
+            Some("OutboxFull"),
+            Duration::from_millis(3),
+        );
         w.record("/healthz", 200, None, Duration::from_millis(0));
         w.record("unmatched", 404, Some("NotFound"), Duration::from_millis(0));
         let first = w.take();
@@ -111,7 +131,12 @@ mod tests {
         assert_eq!(first.endpoints["optimize"].server_errors, 1);
         assert_eq!(first.endpoints["other"].requests, 1);
         assert_eq!(first.latency.total(), 4);
-        w.record("/table/v1/{profile}/{coordinates}", 200, None, Duration::from_millis(2));
+        w.record(
+            "/table/v1/{profile}/{coordinates}",
+            200,
+            None,
+            Duration::from_millis(2),
+        );
         w.restore(first);
         let second = w.take();
         assert_eq!(second.requests(), 5);

@@ -98,7 +98,11 @@ pub const MAX_PLANS_PAGE: usize = 1000;
 
 fn summary(stored: StoredPlan) -> PlanSummary {
     let Plan {
-        id, seq, created_at_ms, plan, ..
+        id,
+        seq,
+        created_at_ms,
+        plan,
+        ..
     } = stored.plan;
     PlanSummary {
         node: stored.node,
@@ -177,5 +181,4 @@ mod tests {
         assert_eq!(state_of(15_001, &s), NodeState::Stale);
         assert_eq!(state_of(60_001, &s), NodeState::Offline);
     }
-
 }

@@ -29,7 +29,10 @@ pub fn router() -> Router<Center> {
             put(upload).layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/api/v1/graphs", get(list))
-        .route("/api/v1/regions/{region}/graph", put(set_region).get(region))
+        .route(
+            "/api/v1/regions/{region}/graph",
+            put(set_region).get(region),
+        )
 }
 
 fn registered(meta: GraphMeta) -> RegisteredGraph {
@@ -48,9 +51,11 @@ fn registry_error(err: RegistryError) -> ApiError {
         RegistryError::InvalidVersion(_) | RegistryError::Invalid(_) => {
             ApiError::invalid(err.to_string())
         }
-        RegistryError::TooLarge(_) => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge", err.to_string())
-        }
+        RegistryError::TooLarge(_) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+            err.to_string(),
+        ),
         RegistryError::Interrupted => ApiError::invalid(err.to_string()),
         RegistryError::Io(e) => ApiError::storage(e),
     }
@@ -63,7 +68,11 @@ async fn upload(
     body: Body,
 ) -> Result<(StatusCode, Json<RegisteredGraph>), ApiError> {
     center.auth.admin(&headers)?;
-    let existing = center.store.graph(&version).await.map_err(ApiError::storage)?;
+    let existing = center
+        .store
+        .graph(&version)
+        .await
+        .map_err(ApiError::storage)?;
     let received = center
         .registry
         .receive(

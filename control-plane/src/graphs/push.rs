@@ -55,7 +55,9 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
         .put(url)
         .bearer_auth(&args.admin_key)
         .header(reqwest::header::CONTENT_LENGTH, size)
-        .body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)))
+        .body(reqwest::Body::wrap_stream(
+            tokio_util::io::ReaderStream::new(file),
+        ))
         .send()
         .await
         .context("cannot reach the control plane")?;
@@ -66,7 +68,9 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
     }
     println!("{body}");
     if let Some(region) = &args.region {
-        let url = args.server.join(&format!("api/v1/regions/{region}/graph"))?;
+        let url = args
+            .server
+            .join(&format!("api/v1/regions/{region}/graph"))?;
         let response = client
             .put(url)
             .bearer_auth(&args.admin_key)

@@ -118,8 +118,8 @@ impl GraphRegistry {
             let label = version.to_owned();
             let meta = tokio::task::spawn_blocking(move || -> Result<_, RegistryError> {
                 let bytes = std::fs::read(&path)?;
-                let graph =
-                    Graph::from_artifact(&bytes).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+                let graph = Graph::from_artifact(&bytes)
+                    .map_err(|e| RegistryError::Invalid(e.to_string()))?;
                 let info = graph.info();
                 // Agents report the version written in the artifact: one name everywhere.
                 if info.version != label {
@@ -263,7 +263,16 @@ mod tests {
         for good in ["v1", "monaco-2026.12.02", "a_b"] {
             assert!(valid_version(good), "{good}");
         }
-        for bad in ["", ".", "..", "../x", "a/b", "a b", ".hidden", &"x".repeat(129)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "a b",
+            ".hidden",
+            &"x".repeat(129),
+        ] {
             assert!(!valid_version(bad), "{bad:?}");
         }
     }
@@ -272,11 +281,26 @@ mod tests {
     fn ranges_follow_rfc_9110() {
         use RangeRequest::*;
         assert_eq!(parse_range(None, 10), Full);
-        assert_eq!(parse_range(Some("bytes=0-"), 10), Partial { start: 0, end: 9 });
-        assert_eq!(parse_range(Some("bytes=4-"), 10), Partial { start: 4, end: 9 });
-        assert_eq!(parse_range(Some("bytes=2-5"), 10), Partial { start: 2, end: 5 });
-        assert_eq!(parse_range(Some("bytes=2-50"), 10), Partial { start: 2, end: 9 });
-        assert_eq!(parse_range(Some("bytes=-3"), 10), Partial { start: 7, end: 9 });
+        assert_eq!(
+            parse_range(Some("bytes=0-"), 10),
+            Partial { start: 0, end: 9 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=4-"), 10),
+            Partial { start: 4, end: 9 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=2-5"), 10),
+            Partial { start: 2, end: 5 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=2-50"), 10),
+            Partial { start: 2, end: 9 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-3"), 10),
+            Partial { start: 7, end: 9 }
+        );
         assert_eq!(parse_range(Some("bytes=10-"), 10), Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=-0"), 10), Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=5-2"), 10), Full);

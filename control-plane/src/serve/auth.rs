@@ -123,15 +123,31 @@ mod tests {
         assert!(auth.agent(&with_bearer("bearer t1"), None).is_ok());
         assert!(auth.agent(&with_bearer("Bearer nope"), None).is_err());
         assert!(auth.agent(&HeaderMap::new(), None).is_err());
-        assert!(auth.agent(&HeaderMap::new(), Some(ClientCert { verified: true })).is_ok());
-        assert!(auth.agent(&HeaderMap::new(), Some(ClientCert { verified: false })).is_err());
+        assert!(
+            auth.agent(&HeaderMap::new(), Some(ClientCert { verified: true }))
+                .is_ok()
+        );
+        assert!(
+            auth.agent(&HeaderMap::new(), Some(ClientCert { verified: false }))
+                .is_err()
+        );
         assert!(auth.admin(&with_bearer("Bearer adm")).is_ok());
-        assert!(auth.admin(&with_bearer("Bearer t1")).is_err(), "an agent token is no admin key");
+        assert!(
+            auth.admin(&with_bearer("Bearer t1")).is_err(),
+            "an agent token is no admin key"
+        );
         let no_certs = CenterAuth::new(&[], None, false);
-        assert!(no_certs.agent(&HeaderMap::new(), Some(ClientCert { verified: true })).is_err());
+        assert!(
+            no_certs
+                .agent(&HeaderMap::new(), Some(ClientCert { verified: true }))
+                .is_err()
+        );
         assert!(!no_certs.agents_can_authenticate());
         assert_eq!(
-            no_certs.admin(&with_bearer("Bearer x")).unwrap_err().status(),
+            no_certs
+                .admin(&with_bearer("Bearer x"))
+                .unwrap_err()
+                .status(),
             axum::http::StatusCode::FORBIDDEN
         );
     }

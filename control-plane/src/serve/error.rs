@@ -53,8 +53,11 @@ impl ApiError {
     }
 
     /// 503 for a storage failure: logged here, described to nobody. Agents retry a 503.
-    pub fn storage(err: impl std::error::Error) -> Self {
-        tracing::error!(error = %crate::serve::error::chain(&err), "storage failed");
+    pub fn storage(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        tracing::error!(
+            error = format!("{:#}", anyhow::Error::new(err)),
+            "storage failed"
+        );
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "StorageUnavailable",
@@ -78,18 +81,6 @@ impl ApiError {
     }
 }
 
-/// An error with its sources, `outer: inner: ...`.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
@@ -102,9 +93,5 @@ impl IntoResponse for ApiError {
 
 /// JSON bodies that fail to parse become a 400 that says why, in the same shape.
 pub fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
-    ApiError::new(
-        rejection.status(),
-        "InvalidRequest",
-        rejection.body_text(),
-    )
+    ApiError::new(rejection.status(), "InvalidRequest", rejection.body_text())
 }

@@ -18,11 +18,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 use self::{auth::CenterAuth, error::ApiError};
 use crate::{
     graphs::{self, registry::GraphRegistry},
-    sync::{
-        self,
-        sled_store::SledCenterStore,
-        store::CenterStore,
-    },
+    sync::{self, sled_store::SledCenterStore, store::CenterStore},
 };
 
 /// Command-line arguments of `serve`.
@@ -49,7 +45,12 @@ pub struct ServeArgs {
     pub admin_key: Option<String>,
     /// Token agents send as `Authorization: Bearer <token>` to `/sync/v1/` (repeatable;
     /// comma-separated in the environment).
-    #[arg(long = "agent-token", env = "EDGEROUTE_AGENT_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "agent-token",
+        env = "EDGEROUTE_AGENT_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub agent_tokens: Vec<String>,
     /// Serve every endpoint without authentication (local experiments only).
     #[arg(long, env = "EDGEROUTE_NO_AUTH")]
@@ -140,7 +141,11 @@ impl std::fmt::Debug for Center {
 
 impl Center {
     /// Open the sled store and the registry under `data_dir`.
-    pub fn open(data_dir: &std::path::Path, auth: CenterAuth, settings: Settings) -> anyhow::Result<Self> {
+    pub fn open(
+        data_dir: &std::path::Path,
+        auth: CenterAuth,
+        settings: Settings,
+    ) -> anyhow::Result<Self> {
         let store = SledCenterStore::open(&data_dir.join("db"))
             .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
         let registry = GraphRegistry::open(&data_dir.join("graphs"))
@@ -164,7 +169,11 @@ pub fn app(center: Center) -> Router {
         .route("/readyz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed here")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "method not allowed here",
+            )
         })
         // Agents gzip their reports; the body limits above apply to the inflated bytes.
         .layer(RequestDecompressionLayer::new())
@@ -198,13 +207,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let auth = auth_from_args(&args)?;
     let data_dir = args.data_dir.clone();
     let settings = Settings::from(&args);
-    let center = tokio::task::spawn_blocking(move || Center::open(&data_dir, auth, settings))
-        .await??;
+    let center =
+        tokio::task::spawn_blocking(move || Center::open(&data_dir, auth, settings)).await??;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     announce(&format!("{scheme}://{addr}"), args.port_file.as_deref())?;
     tracing::info!(%addr, "control plane serving");
     let app = app(center);

@@ -44,7 +44,10 @@ fn split_seq_key(key: &[u8]) -> Option<(&str, u64)> {
     let (name, rest) = key.split_at(key.len().checked_sub(9)?);
     let (&zero, seq) = rest.split_first()?;
     (zero == 0).then_some(())?;
-    Some((std::str::from_utf8(name).ok()?, u64::from_be_bytes(seq.try_into().ok()?)))
+    Some((
+        std::str::from_utf8(name).ok()?,
+        u64::from_be_bytes(seq.try_into().ok()?),
+    ))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T> {
@@ -151,7 +154,8 @@ impl SledCenterStore {
                     acked_seq: watermark,
                     ..record.clone()
                 };
-                let bytes = encode(&record, "nodes").map_err(ConflictableTransactionError::Abort)?;
+                let bytes =
+                    encode(&record, "nodes").map_err(ConflictableTransactionError::Abort)?;
                 nodes.insert(node.as_bytes(), bytes)?;
                 Ok(watermark)
             },
@@ -211,12 +215,7 @@ impl CenterStore for SledCenterStore {
         .await
     }
 
-    async fn plans(
-        &self,
-        node: Option<&str>,
-        since: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredPlan>> {
+    async fn plans(&self, node: Option<&str>, since: u64, limit: usize) -> Result<Vec<StoredPlan>> {
         let node = node.map(str::to_owned);
         self.blocking(move |s| {
             let mut out = Vec::new();

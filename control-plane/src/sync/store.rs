@@ -83,8 +83,7 @@ pub trait CenterStore: Send + Sync + 'static {
     async fn node(&self, name: &str) -> Result<Option<NodeRecord>>;
     /// Up to `limit` plans with a plan sequence number above `since`, of one node or of
     /// all, in (node, seq) order.
-    async fn plans(&self, node: Option<&str>, since: u64, limit: usize)
-    -> Result<Vec<StoredPlan>>;
+    async fn plans(&self, node: Option<&str>, since: u64, limit: usize) -> Result<Vec<StoredPlan>>;
     /// One plan by node and plan sequence number.
     async fn plan(&self, node: &str, seq: u64) -> Result<Option<StoredPlan>>;
     /// Up to `limit` events of a stream above `since`, in order.
@@ -103,10 +102,7 @@ pub trait CenterStore: Send + Sync + 'static {
 
 /// The highest sequence number reachable from `watermark` through stored events without a
 /// gap: what the center may acknowledge. `held(seq)` says whether event `seq` is stored.
-pub fn advance_watermark(
-    watermark: u64,
-    mut held: impl FnMut(u64) -> Result<bool>,
-) -> Result<u64> {
+pub fn advance_watermark(watermark: u64, mut held: impl FnMut(u64) -> Result<bool>) -> Result<u64> {
     let mut w = watermark;
     while let Some(next) = w.checked_add(1) {
         if !held(next)? {

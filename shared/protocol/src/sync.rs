@@ -20,7 +20,10 @@ use crate::plans::Plan;
 pub fn rfc3339(ms: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -129,7 +132,10 @@ impl MetricsWindow {
     pub fn merge(&mut self, other: &MetricsWindow) {
         self.window_ms += other.window_ms;
         for (name, counts) in &other.endpoints {
-            self.endpoints.entry(name.clone()).or_default().merge(counts);
+            self.endpoints
+                .entry(name.clone())
+                .or_default()
+                .merge(counts);
         }
         self.latency.merge(&other.latency);
     }

@@ -118,11 +118,13 @@ pub fn server_config_with_client_ca(
         roots.add(c).map_err(TlsError::ClientCa)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| TlsError::ClientCa(rustls::Error::General(e.to_string())))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| TlsError::ClientCa(rustls::Error::General(e.to_string())))?;
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|source| TlsError::ReadCert {
@@ -149,7 +151,9 @@ struct ClientCertAcceptor {
     inner: axum_server::tls_rustls::RustlsAcceptor<axum_server::accept::NoDelayAcceptor>,
 }
 
-impl<S: Send + 'static> axum_server::accept::Accept<tokio::net::TcpStream, S> for ClientCertAcceptor {
+impl<S: Send + 'static> axum_server::accept::Accept<tokio::net::TcpStream, S>
+    for ClientCertAcceptor
+{
     type Stream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
     type Service = axum::middleware::AddExtension<S, ClientCert>;
     type Future = std::pin::Pin<
