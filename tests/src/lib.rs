@@ -2,5 +2,6 @@
 //! child processes, and the VRP benchmark instances.
 
 pub mod fault_proxy;
+pub mod fleet;
 pub mod procs;
 pub mod vrp_instances;

@@ -80,6 +80,7 @@ pub async fn fetch(
         {
             request = request.bearer_auth(token);
         }
+        tracing::info!(version = %directive.version, from_byte = have, size = directive.size_bytes, "downloading graph");
         if have > 0 {
             request = request
                 .header(header::RANGE, format!("bytes={have}-"))
@@ -132,6 +133,9 @@ pub async fn fetch(
         // Keep what arrived, even after a cut: the next attempt resumes from it.
         file.flush().await?;
         file.sync_data().await?;
+        if outcome.is_err() {
+            tracing::info!(version = %directive.version, kept_bytes = written, "graph download cut; kept for a resume");
+        }
         if let Err(e) = outcome {
             if matches!(e, DownloadError::Mismatch(_)) {
                 let _ = tokio::fs::remove_file(&part).await;

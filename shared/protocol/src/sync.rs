@@ -493,8 +493,10 @@ mod tests {
 
     #[test]
     fn windows_merge_by_endpoint_and_bucket() {
-        let mut a = MetricsWindow::default();
-        a.window_ms = 5_000;
+        let mut a = MetricsWindow {
+            window_ms: 5_000,
+            ..MetricsWindow::default()
+        };
         let route = a.endpoints.entry("route".into()).or_default();
         route.requests = 10;
         route.server_errors = 1;

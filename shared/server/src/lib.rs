@@ -101,7 +101,9 @@ pub enum LogFormat {
 pub fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
-    let layer = fmt::layer().with_writer(std::io::stderr);
+    // Colour codes only for a person at a terminal: in a file or a log shipper they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let layer = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match format {
         LogFormat::Json => registry.with(layer.json()).try_init(),
         LogFormat::Text => registry.with(layer).try_init(),
