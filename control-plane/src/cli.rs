@@ -61,7 +61,7 @@ pub struct ControllerArgs {
     #[arg(
         long,
         env = "EDGEROUTE_CONTROL_PLANE_URL",
-        default_value = "http://edgeroute-control-plane.edgeroute.svc:8080"
+        default_value = "http://edgeroute-center.edgeroute.svc:8080"
     )]
     pub control_plane_url: String,
     /// Name of the leader-election Lease.

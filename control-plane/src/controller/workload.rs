@@ -151,7 +151,7 @@ fn tolerations(region: &EdgeRegion) -> Vec<Toleration> {
 }
 
 /// The Secret (in the controller's namespace) holding the agents' `api-keys` (comma
-/// separated) and `admin-key`.
+/// separated), `admin-key` and `sync-token` (one of the center's `--agent-token`s).
 pub const AGENT_SECRET: &str = "edgeroute-agent-keys";
 
 fn env(region: &EdgeRegion, agent_env: &AgentEnv) -> Vec<EnvVar> {
@@ -191,6 +191,9 @@ fn env(region: &EdgeRegion, agent_env: &AgentEnv) -> Vec<EnvVar> {
         // from a Secret the operator creates, so none is ever written into a manifest.
         secret("EDGEROUTE_API_KEY", "api-keys"),
         secret("EDGEROUTE_ADMIN_KEY", "admin-key"),
+        // How the agent proves itself to the center; with mutual TLS instead, the client
+        // certificate replaces it.
+        secret("EDGEROUTE_SYNC_TOKEN", "sync-token"),
         plain("EDGEROUTE_REGION", region.name_any()),
         plain(
             "EDGEROUTE_CONTROL_PLANE_URL",
@@ -406,6 +409,7 @@ mod tests {
             "EDGEROUTE_ADMIN_KEY",
             "EDGEROUTE_REGION",
             "EDGEROUTE_CONTROL_PLANE_URL",
+            "EDGEROUTE_SYNC_TOKEN",
             "EDGEROUTE_DATA_DIR",
         ] {
             assert!(env.iter().any(|e| e["name"] == name), "{name}");

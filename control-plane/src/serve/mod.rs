@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "EDGEROUTE_SHUTDOWN_GRACE_S", default_value_t = 10)]
     pub shutdown_grace_s: u64,
+    /// Follow the EdgeRegions of this namespace (in-cluster or current kube context): each
+    /// one's `spec.graph.version` becomes its region's graph.
+    #[arg(long, env = "EDGEROUTE_REGIONS_NAMESPACE")]
+    pub regions_namespace: Option<String>,
     /// Write the bound address to this file once listening (for tests and scripts).
     #[arg(long, env = "EDGEROUTE_PORT_FILE")]
     pub port_file: Option<PathBuf>,
@@ -220,6 +224,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     announce(&format!("{scheme}://{addr}"), args.port_file.as_deref())?;
     tracing::info!(%addr, "control plane serving");
+    if let Some(namespace) = args.regions_namespace.clone() {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the Kubernetes API for --regions-namespace")?;
+        tokio::spawn(crate::sync::regions::follow(
+            client,
+            namespace,
+            center.store.clone(),
+        ));
+    }
     let app = app(center);
     let grace = std::time::Duration::from_secs(args.shutdown_grace_s);
     match (&args.tls_cert, &args.tls_key) {

@@ -4,7 +4,9 @@
 //! # Layout
 //! - [`store`]: the [`store::CenterStore`] trait and the watermark rule.
 //! - [`sled_store`]: its embedded sled implementation.
+//! - [`regions`]: in a cluster, each EdgeRegion's graph version becomes its region's graph.
 
+pub mod regions;
 pub mod sled_store;
 pub mod store;
 
