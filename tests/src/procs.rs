@@ -152,6 +152,11 @@ impl Proc {
         self.spawn().await
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref()?.id()
+    }
+
     /// Whether the process is running.
     pub fn running(&mut self) -> bool {
         self.child
