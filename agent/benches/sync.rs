@@ -23,88 +23,26 @@ use edgeroute_agent::storage::{NewPlan, SledStore, Store};
 use edgeroute_protocol::sync::{Health, MetricsWindow, Report};
 use edgeroute_tests::{
     fault_proxy::FaultProxy,
-    fleet::{ADMIN, TOKEN, artifact, client, optimize_body},
-    procs::{Proc, binary, eventually},
+    fleet::{ADMIN, TOKEN, client, get_json, optimize_body, start_agent, start_center},
+    procs::{Proc, eventually},
 };
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde_json::{Value, json};
 
 async fn center(dir: &Path) -> Proc {
-    Proc::start(
-        binary("edgeroute-control-plane").unwrap(),
-        [
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.join("center").to_str().unwrap(),
-            "--admin-key",
-            ADMIN,
-            "--agent-token",
-            TOKEN,
-        ]
-        .map(String::from)
-        .to_vec(),
-        vec![],
-        dir.join("center.log"),
-    )
-    .await
-    .unwrap()
+    start_center(dir, &[]).await
 }
 
-async fn agent(dir: &Path, name: &str, control_plane: Option<&str>, extra: &[&str]) -> Proc {
-    let mut args: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        dir.join(name).to_str().unwrap(),
-        "--graph",
-        artifact("monaco-a").to_str().unwrap(),
-        "--no-auth",
-        "--node-name",
-        name,
-        "--region",
-        "monaco",
-        "--rate-limit",
-        "0",
-    ]
-    .map(String::from)
-    .to_vec();
+async fn agent(dir: &Path, name: &str, control_plane: Option<&str>) -> Proc {
+    let mut args = vec!["--rate-limit", "0"];
     if let Some(url) = control_plane {
-        args.extend(["--control-plane".into(), url.into(), "--sync-token".into(), TOKEN.into()]);
+        args.extend(["--control-plane", url, "--sync-token", TOKEN]);
     }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let p = Proc::start(
-        binary("edgeroute-agent").unwrap(),
-        args,
-        vec![],
-        dir.join(format!("{name}.log")),
-    )
-    .await
-    .unwrap();
-    let (c, url) = (client(), p.url.clone());
-    eventually(Duration::from_secs(60), "agent ready", || {
-        let (c, url) = (c.clone(), url.clone());
-        async move {
-            let r = c.get(format!("{url}/readyz")).send().await.ok()?;
-            (r.status() == 200).then_some(())
-        }
-    })
-    .await
-    .unwrap();
-    p
+    start_agent(dir, name, &args, true).await
 }
 
 async fn node_acked(center: &str, node: &str) -> Option<u64> {
-    let nodes: Value = client()
-        .get(format!("{center}/api/v1/nodes"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let nodes = get_json(&client(), &format!("{center}/api/v1/nodes"), Some(ADMIN)).await?;
     nodes["nodes"]
         .as_array()?
         .iter()
@@ -151,7 +89,7 @@ async fn catchup(events: u64) {
     };
     println!("prefilled {prefill} events in {:.1} s", started.elapsed().as_secs_f64());
     let center = center(dir.path()).await;
-    let agent = agent(dir.path(), node, Some(&center.url), &[]).await;
+    let agent = agent(dir.path(), node, Some(&center.url)).await;
     // The agent's own startup graph event comes after the backlog.
     let target = prefill + 1;
     let t0 = Instant::now();
@@ -223,7 +161,7 @@ async fn wan() {
     let dir = tempfile::tempdir().unwrap();
     let (routes, optimizes) = (10_000, 200);
     // Central: clients talk to a routing service across the WAN (here: through a proxy).
-    let central = agent(dir.path(), "central", None, &[]).await;
+    let central = agent(dir.path(), "central", None).await;
     let front = FaultProxy::start(central.url.trim_start_matches("http://").parse().unwrap())
         .await
         .unwrap();
@@ -237,7 +175,7 @@ async fn wan() {
         .await
         .unwrap();
     let started = Instant::now();
-    let edge = agent(dir.path(), "edge", Some(&link.url()), &[]).await;
+    let edge = agent(dir.path(), "edge", Some(&link.url())).await;
     let ok = dispatch_workload(&edge.url, routes, optimizes).await;
     let url = center.url.clone();
     let node_acked_target = 1 + optimizes as u64; // the startup graph event and the plans
@@ -279,7 +217,7 @@ async fn idle(seconds: u64) {
     let link = FaultProxy::start(center.url.trim_start_matches("http://").parse().unwrap())
         .await
         .unwrap();
-    let _edge = agent(dir.path(), "idle", Some(&link.url()), &[]).await;
+    let _edge = agent(dir.path(), "idle", Some(&link.url())).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = link.stats();
     tokio::time::sleep(Duration::from_secs(seconds)).await;

@@ -63,6 +63,85 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// Start `edgeroute-control-plane serve` in `dir/center` on a free port, with the test
+/// admin key, plus `extra` flags (the agent token unless `extra` brings other credentials).
+pub async fn start_center(dir: &Path, extra: &[&str]) -> Proc {
+    let mut args: Vec<String> = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.join("center").to_str().unwrap(),
+        "--admin-key",
+        ADMIN,
+    ]
+    .map(String::from)
+    .to_vec();
+    if !extra.contains(&"--client-ca") {
+        args.extend(["--agent-token".into(), TOKEN.into()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Proc::start(
+        binary("edgeroute-control-plane").unwrap(),
+        args,
+        vec![],
+        dir.join("center.log"),
+    )
+    .await
+    .unwrap()
+}
+
+/// Start `edgeroute-agent` named `name` in `dir/name` on a free port, serving the Monaco
+/// artifact openly in region `monaco`, plus `extra` flags; with `ready`, wait for `/readyz`.
+pub async fn start_agent(dir: &Path, name: &str, extra: &[&str], ready: bool) -> Proc {
+    let mut args: Vec<String> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.join(name).to_str().unwrap(),
+        "--graph",
+        artifact("monaco-a").to_str().unwrap(),
+        "--no-auth",
+        "--node-name",
+        name,
+        "--region",
+        "monaco",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let agent = Proc::start(
+        binary("edgeroute-agent").unwrap(),
+        args,
+        vec![],
+        dir.join(format!("{name}.log")),
+    )
+    .await
+    .unwrap();
+    if ready {
+        let (client, url) = (client(), agent.url.clone());
+        eventually(Duration::from_secs(60), "agent ready", || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let r = client.get(format!("{url}/readyz")).send().await.ok()?;
+                (r.status() == 200).then_some(())
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
+    }
+    agent
+}
+
+/// GET `url` (with `bearer`, if given) as JSON; `None` on any failure, for polling.
+pub async fn get_json(client: &reqwest::Client, url: &str, bearer: Option<&str>) -> Option<Value> {
+    let mut request = client.get(url);
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.ok()?.json().await.ok()
+}
+
 /// A center, a fault proxy in front of it, and agents that report through the proxy.
 pub struct Fleet {
     pub dir: tempfile::TempDir,
@@ -75,26 +154,7 @@ pub struct Fleet {
 impl Fleet {
     pub async fn start(agents: &[&str], agent_args: &[&str]) -> Fleet {
         let dir = tempfile::tempdir().unwrap();
-        let center = Proc::start(
-            binary("edgeroute-control-plane").unwrap(),
-            [
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                dir.path().join("center").to_str().unwrap(),
-                "--admin-key",
-                ADMIN,
-                "--agent-token",
-                TOKEN,
-            ]
-            .map(String::from)
-            .to_vec(),
-            vec![],
-            dir.path().join("center.log"),
-        )
-        .await
-        .unwrap();
+        let center = start_center(dir.path(), &[]).await;
         let upstream = center.url.trim_start_matches("http://").parse().unwrap();
         let proxy = FaultProxy::start(upstream).await.unwrap();
         let mut fleet = Fleet {
@@ -111,19 +171,8 @@ impl Fleet {
     }
 
     pub async fn add_agent(&mut self, name: &str, extra: &[&str]) {
-        let proxy_url = format!("http://{}", self.proxy.addr());
-        let mut args: Vec<String> = [
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            self.dir.path().join(name).to_str().unwrap(),
-            "--graph",
-            artifact("monaco-a").to_str().unwrap(),
-            "--no-auth",
-            "--node-name",
-            name,
-            "--region",
-            "monaco",
+        let proxy_url = self.proxy.url();
+        let mut args = vec![
             "--control-plane",
             &proxy_url,
             "--sync-token",
@@ -132,29 +181,9 @@ impl Fleet {
             "200",
             "--sync-max-backoff-ms",
             "800",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let agent = Proc::start(
-            binary("edgeroute-agent").unwrap(),
-            args,
-            vec![],
-            self.dir.path().join(format!("{name}.log")),
-        )
-        .await
-        .unwrap();
-        let url = agent.url.clone();
-        let client = self.client.clone();
-        eventually(Duration::from_secs(60), "agent ready", || {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                let r = client.get(format!("{url}/readyz")).send().await.ok()?;
-                (r.status() == 200).then_some(())
-            }
-        })
-        .await
-        .unwrap();
+        ];
+        args.extend_from_slice(extra);
+        let agent = start_agent(self.dir.path(), name, &args, true).await;
         self.agents.push(agent);
     }
 
@@ -196,14 +225,7 @@ impl Fleet {
         eventually(Duration::from_secs(60), "outbox drained", || {
             let (client, url) = (client.clone(), url.clone());
             async move {
-                let status: Value = client
-                    .get(format!("{url}/v1/status"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let status = get_json(&client, &format!("{url}/v1/status"), None).await?;
                 (status["sync"]["outbox_depth"] == 0 && status["sync"]["last_ack_at"].is_string())
                     .then_some(())
             }

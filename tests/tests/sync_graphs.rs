@@ -9,20 +9,13 @@ use std::{path::Path, time::Duration};
 
 use edgeroute_tests::{
     fault_proxy::Mode,
-    fleet::{ADMIN, Fleet, Workload, artifact, client},
-    procs::{Proc, binary, eventually},
+    fleet::{ADMIN, Fleet, Workload, artifact, client, get_json, start_agent, start_center},
+    procs::eventually,
 };
 use serde_json::{Value, json};
 
 async fn status(client: &reqwest::Client, url: &str) -> Option<Value> {
-    client
-        .get(format!("{url}/v1/status"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
+    get_json(client, &format!("{url}/v1/status"), None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,15 +97,7 @@ async fn a_directive_during_a_partition_is_followed_through_a_cut_download() {
     eventually(Duration::from_secs(10), "the center sees monaco-b", || {
         let (client, center) = (client.clone(), center.clone());
         async move {
-            let nodes: Value = client
-                .get(format!("{center}/api/v1/nodes"))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let nodes = get_json(&client, &format!("{center}/api/v1/nodes"), Some(ADMIN)).await?;
             (nodes["nodes"][0]["graph_version"] == "monaco-b").then_some(())
         }
     })
@@ -175,68 +160,40 @@ async fn mutual_tls_admits_the_agents_the_ca_signed() {
     let pki = Pki::new(d, "fleet");
     let rogue = Pki::new(d, "rogue");
     let (server_cert, server_key) = pki.leaf(d, "center", false);
-    let center = Proc::start(
-        binary("edgeroute-control-plane").unwrap(),
-        [
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            d.join("center").to_str().unwrap(),
-            "--admin-key",
-            ADMIN,
+    let center = start_center(
+        d,
+        &[
             "--tls-cert",
             &server_cert,
             "--tls-key",
             &server_key,
             "--client-ca",
             pki.ca.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec(),
-        vec![],
-        d.join("center.log"),
+        ],
     )
-    .await
-    .unwrap();
+    .await;
     assert!(center.url.starts_with("https://"), "{}", center.url);
-    let start_agent = |name: &'static str, cert: (String, String)| {
-        let args: Vec<String> = [
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            d.join(name).to_str().unwrap(),
-            "--graph",
-            artifact("monaco-a").to_str().unwrap(),
-            "--no-auth",
-            "--node-name",
-            name,
-            "--control-plane",
-            &center.url,
-            "--sync-ca",
-            pki.ca.to_str().unwrap(),
-            "--sync-client-cert",
-            &cert.0,
-            "--sync-client-key",
-            &cert.1,
-            "--sync-interval-ms",
-            "200",
-        ]
-        .map(String::from)
-        .to_vec();
-        Proc::start(
-            binary("edgeroute-agent").unwrap(),
-            args,
-            vec![],
-            d.join(format!("{name}.log")),
-        )
+    let sync_agent = |name: &'static str, cert: (String, String)| {
+        let center = center.url.clone();
+        let ca = pki.ca.to_str().unwrap().to_owned();
+        async move {
+            let args = [
+                "--control-plane",
+                &center,
+                "--sync-ca",
+                &ca,
+                "--sync-client-cert",
+                &cert.0,
+                "--sync-client-key",
+                &cert.1,
+                "--sync-interval-ms",
+                "200",
+            ];
+            start_agent(d, name, &args, false).await
+        }
     };
-    let _good = start_agent("edge-good", pki.leaf(d, "edge-good", true))
-        .await
-        .unwrap();
-    let bad = start_agent("edge-rogue", rogue.leaf(d, "edge-rogue", true))
-        .await
-        .unwrap();
+    let _good = sync_agent("edge-good", pki.leaf(d, "edge-good", true)).await;
+    let bad = sync_agent("edge-rogue", rogue.leaf(d, "edge-rogue", true)).await;
 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).unwrap()).unwrap();
@@ -248,15 +205,7 @@ async fn mutual_tls_admits_the_agents_the_ca_signed() {
     let nodes = eventually(Duration::from_secs(30), "edge-good reports", || {
         let (https, url) = (https.clone(), url.clone());
         async move {
-            let nodes: Value = https
-                .get(format!("{url}/api/v1/nodes"))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let nodes = get_json(&https, &format!("{url}/api/v1/nodes"), Some(ADMIN)).await?;
             let list = nodes["nodes"].as_array()?;
             list.iter()
                 .any(|n| n["node"] == "edge-good")
@@ -267,13 +216,7 @@ async fn mutual_tls_admits_the_agents_the_ca_signed() {
     .unwrap_or_else(|e| panic!("{e}\n{}", center.log_text()));
     // Give the rogue agent several report intervals: it never gets in.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let nodes: Value = https
-        .get(format!("{url}/api/v1/nodes"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let nodes = get_json(&https, &format!("{url}/api/v1/nodes"), Some(ADMIN))
         .await
         .unwrap_or(nodes);
     let names: Vec<&str> = nodes["nodes"]
