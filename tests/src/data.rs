@@ -56,7 +56,10 @@ mod tests {
 
     #[test]
     fn a_missing_path_skips_when_not_required() {
-        assert_eq!(existing_or_skip(PathBuf::from("/nonexistent/x"), false), None);
+        assert_eq!(
+            existing_or_skip(PathBuf::from("/nonexistent/x"), false),
+            None
+        );
     }
 
     #[test]
