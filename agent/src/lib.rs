@@ -1,6 +1,7 @@
-//! The edgeroute edge agent: OSRM-compatible route, table and nearest answers from a local
-//! road graph, with sled storage, a production middleware stack, metrics, TLS and atomic
-//! graph swaps.
+//! The edgeroute edge agent: OSRM-compatible route, table, nearest and trip answers and
+//! VROOM-compatible vehicle routing (`POST /optimize`, stored as plans) from a local road
+//! graph, with sled storage, a production middleware stack, metrics, TLS, atomic graph swaps
+//! and an optional sync link to the control plane.
 //!
 //! # Layout
 //! - [`config`]: the command line; every flag also from an `EDGEROUTE_*` variable.

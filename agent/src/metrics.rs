@@ -1,4 +1,6 @@
-//! Prometheus metrics: HTTP requests by route template and status, graph version, build info.
+//! Prometheus metrics: HTTP requests by route template and status, the served graph
+//! (version, swaps, size), build info, and the sync link (outbox depth, reports, failures,
+//! last acknowledgement).
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{A, B, C, Served, get_json, serve_monaco};
+use common::{A, B, C, Served, get_json, metrics_text, serve_monaco};
 use serde_json::Value;
 
 fn assert_waypoint(w: &Value) {
@@ -187,14 +187,7 @@ async fn route_table_nearest_have_osrm_shapes() {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "abc-123");
-    let metrics = client
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, url).await;
     assert!(metrics.contains(
         "edgeroute_agent_http_requests_total{endpoint=\"/route/{version}/{profile}/{coordinates}\",method=\"GET\",status=\"200\"}"
     ), "{metrics}");

@@ -16,8 +16,8 @@ use std::{
 };
 
 use common::{
-    A, B, Served, artifact_a, artifact_b, client, get_json, monaco_pbf, serve_monaco, start,
-    start_in_process,
+    A, B, Served, artifact_a, artifact_b, client, get_json, metrics_text, monaco_pbf, serve_monaco,
+    start, start_in_process,
 };
 use serde_json::Value;
 
@@ -254,14 +254,7 @@ async fn graph_swap_under_load_fails_no_request() {
         "load ran: {}",
         ok.load(Ordering::Relaxed)
     );
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, &base).await;
     assert!(
         metrics.contains("edgeroute_agent_graph_swaps_total 4"),
         "{metrics}"

@@ -7,6 +7,7 @@
 mod common;
 
 use common::{Served, artifact_a, client, get_json, serve_monaco, start_in_process};
+use edgeroute_tests::data::shared_data;
 use edgeroute_tests::vrp_instances::{Family, load};
 use edgeroute_vrp::{
     check_feasibility,
@@ -257,15 +258,10 @@ async fn trip_on_monaco_visits_every_coordinate() {
 /// customer, and comes within 5% of the best-known distance after 1 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn solomon_c101_through_http_is_feasible_and_near_best_known() {
-    let data = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data/vrp/solomon/C101.txt"
-    );
-    if !std::path::Path::new(data).is_file() {
-        println!("skipped: {data} is absent");
+    let Some(data) = shared_data("vrp/solomon/C101.txt") else {
         return;
-    }
-    let inst = load(std::path::Path::new(data), Family::Solomon).unwrap();
+    };
+    let inst = load(&data, Family::Solomon).unwrap();
     let body = serde_json::to_value(to_input(&inst.problem).unwrap()).unwrap();
 
     let dir = tempfile::tempdir().unwrap();

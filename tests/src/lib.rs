@@ -1,6 +1,20 @@
-//! Helpers for cross-process integration tests: a TCP fault proxy, the real binaries as
-//! child processes, and the VRP benchmark instances.
+//! Cross-process test support, end-to-end tests and tools (`publish = false`).
+//!
+//! # Layout
+//! - [`fault_proxy`]: a TCP proxy between the agents and the control plane that injects
+//!   real network faults (partitions, black holes, resets, lost responses) on command.
+//! - [`procs`]: the real binaries as child processes on port-0 loopback addresses (start,
+//!   wait for readiness, `kill -9`, restart on the same data directory).
+//! - [`data`]: the shared data set beside the checkout (`../shared/data`) and the one policy
+//!   for tests that need it: skip with a notice, or fail under `EDGEROUTE_REQUIRE_DATA=1`.
+//! - [`vrp_instances`]: readers for the Solomon, Gehring & Homberger and CVRP X instances
+//!   and their best-known solutions.
+//! - `tests/`: `sync` (agents and center as real processes, through the fault proxy) and
+//!   `vrp_solomon` (solver feasibility and quality on real instances).
+//! - binaries: `vrp-bench` (the solver's quality through `/optimize`, see
+//!   `docs/vrp-benchmarks.md`) and `loadgen` (open- or closed-loop load on an agent's `/route`).
 
+pub mod data;
 pub mod fault_proxy;
 pub mod fleet;
 pub mod procs;

@@ -2,25 +2,23 @@
 //! independent feasibility checker.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::time::Duration;
 
+use edgeroute_tests::data::shared_data;
 use edgeroute_tests::vrp_instances::{BenchInstance, Family, load, load_bks};
 use edgeroute_vrp::{SolveOptions, check_feasibility, solve};
 
 #[test]
 fn solomon_instances_solve_feasibly_near_the_best_known() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/vrp");
-    if !data.join("solomon").is_dir() {
-        eprintln!(
-            "notice: {} not found, skipping the Solomon test",
-            data.display()
-        );
+    let (Some(solomon), Some(bks)) = (
+        shared_data("vrp/solomon"),
+        shared_data("vrp/solomon_bks_distance_objective.csv"),
+    ) else {
         return;
-    }
-    let bks = load_bks(&data.join("solomon_bks_distance_objective.csv")).unwrap();
+    };
+    let bks = load_bks(&bks).unwrap();
     for name in ["C101", "R101", "RC104", "R201"] {
-        let inst = load(&data.join(format!("solomon/{name}.txt")), Family::Solomon).unwrap();
+        let inst = load(&solomon.join(format!("{name}.txt")), Family::Solomon).unwrap();
         let options = SolveOptions {
             time_limit: Duration::from_millis(800),
             seed: 1,

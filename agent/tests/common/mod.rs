@@ -186,6 +186,13 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> (u16, serde_json::
     (status, serde_json::from_str(&text).unwrap())
 }
 
+/// The Prometheus text of `{base}/metrics`.
+pub async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+    let response = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{base}/metrics");
+    response.text().await.unwrap()
+}
+
 /// An agent served in process, as the binary serves it, on a port-0 listener; told to stop
 /// on drop, or stopped and awaited with [`InProcess::stop`].
 pub struct InProcess {

@@ -54,7 +54,7 @@ impl LeaderElector {
         }
     }
 
-    fn duration_secs(&self) -> i32 {
+    fn duration_s(&self) -> i32 {
         i32::try_from(self.settings.lease_duration.as_secs().max(1)).unwrap_or(i32::MAX)
     }
 
@@ -66,7 +66,7 @@ impl LeaderElector {
     ) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(self.settings.identity.clone()),
-            lease_duration_seconds: Some(self.duration_secs()),
+            lease_duration_seconds: Some(self.duration_s()),
             acquire_time: acquire.or(Some(MicroTime(now))),
             renew_time: Some(MicroTime(now)),
             lease_transitions: Some(transitions),

@@ -1,5 +1,5 @@
-//! One reconcile of a region: [`reconcile`] adds the finalizer, then [`apply`] labels the
-//! region's nodes, ensures its children and patches its status; on deletion [`cleanup`]
+//! One reconcile of a region: [`reconcile`] adds the finalizer, then `apply` labels the
+//! region's nodes, ensures its children and patches its status; on deletion `cleanup`
 //! releases its nodes. [`error_policy`] requeues failures with backoff.
 
 use std::fmt::Debug;

@@ -17,14 +17,8 @@ fn repo() -> PathBuf {
 
 fn maps() -> Vec<(&'static str, PathBuf)> {
     let mut maps = vec![("monaco", repo().join("data/monaco.osm.pbf"))];
-    let porto = repo().join("../shared/data/osm/porto.osm.pbf");
-    if porto.exists() {
+    if let Some(porto) = edgeroute_tests::data::shared_data("osm/porto.osm.pbf") {
         maps.push(("porto", porto));
-    } else {
-        eprintln!(
-            "NOTICE: {} not found; Porto benchmarks skipped",
-            porto.display()
-        );
     }
     maps
 }

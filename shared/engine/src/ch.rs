@@ -473,7 +473,7 @@ impl Search {
     }
 }
 
-/// The best path found by [`query`].
+/// The best path found by [`Hierarchy::query`].
 pub(crate) struct Found {
     pub(crate) weight: Weight,
     /// Node the path starts from (one of the sources).

