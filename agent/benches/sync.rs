@@ -58,7 +58,9 @@ fn plan(node: &str, i: u64) -> NewPlan {
     NewPlan {
         node: node.into(),
         graph_version: Some("monaco-a".into()),
-        graph_checksum: Some("c0d2a8d9d346f94dbffe006884684aec1f291672c0951e2cf8770c730ffd293e".into()),
+        graph_checksum: Some(
+            "c0d2a8d9d346f94dbffe006884684aec1f291672c0951e2cf8770c730ffd293e".into(),
+        ),
         solver_version: "edgeroute-engine 0.1.0".into(),
         jobs: 10,
         shipments: 0,
@@ -76,7 +78,10 @@ async fn catchup(events: u64) {
     let prefill = {
         let data = data.clone();
         tokio::task::spawn_blocking(move || {
-            let store = SledStore::open(&data).unwrap().with_outbox(events + 10).unwrap();
+            let store = SledStore::open(&data)
+                .unwrap()
+                .with_outbox(events + 10)
+                .unwrap();
             store.boot().unwrap();
             for i in 0..events {
                 store.put_plan(&plan(node, i)).unwrap();
@@ -87,11 +92,21 @@ async fn catchup(events: u64) {
         .await
         .unwrap()
     };
-    println!("prefilled {prefill} events in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "prefilled {prefill} events in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let center = center(dir.path()).await;
-    let agent = agent(dir.path(), node, Some(&center.url)).await;
+    // The partition: the agent starts and serves while the link is down, then it heals.
+    let link = FaultProxy::start(center.url.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    link.set_mode(edgeroute_tests::fault_proxy::Mode::Cut);
+    let agent = agent(dir.path(), node, Some(&link.url())).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     // The agent's own startup graph event comes after the backlog.
     let target = prefill + 1;
+    link.set_mode(edgeroute_tests::fault_proxy::Mode::Pass);
     let t0 = Instant::now();
     let url = center.url.clone();
     eventually(Duration::from_secs(600), "the backlog drained", || {
@@ -102,7 +117,7 @@ async fn catchup(events: u64) {
     .unwrap();
     let took = t0.elapsed();
     println!(
-        "catch-up: {target} events drained in {:.2} s ({:.0} events/s), agent start to last ack",
+        "catch-up: {target} events drained in {:.2} s ({:.0} events/s), from the heal to the last ack",
         took.as_secs_f64(),
         target as f64 / took.as_secs_f64()
     );
@@ -123,7 +138,11 @@ async fn dispatch_workload(url: &str, routes: usize, optimizes: usize) -> (usize
     let mut ok = (0, 0);
     for _ in 0..routes {
         let r = c
-            .get(format!("{url}/route/v1/driving/{};{}?overview=full", point(), point()))
+            .get(format!(
+                "{url}/route/v1/driving/{};{}?overview=full",
+                point(),
+                point()
+            ))
             .send()
             .await
             .unwrap();
@@ -168,7 +187,10 @@ async fn wan() {
     let ok = dispatch_workload(&front.url(), routes, optimizes).await;
     let s = front.stats();
     let central_bytes = s.bytes_to_client + s.bytes_to_upstream;
-    println!("central: {} route + {} optimize answered, {} bytes over the WAN", ok.0, ok.1, central_bytes);
+    println!(
+        "central: {} route + {} optimize answered, {} bytes over the WAN",
+        ok.0, ok.1, central_bytes
+    );
     // Edge: clients talk to the local agent; only sync crosses the WAN.
     let center = center(dir.path()).await;
     let link = FaultProxy::start(center.url.trim_start_matches("http://").parse().unwrap())
@@ -234,7 +256,10 @@ async fn idle(seconds: u64) {
     let c = client();
     let pid = center.pid().unwrap();
     let hz = 100.0; // USER_HZ on Linux
-    for (label, with_event) in [("empty report", false), ("report with one plan event", true)] {
+    for (label, with_event) in [
+        ("empty report", false),
+        ("report with one plan event", true),
+    ] {
         let n = 2_000u64;
         let t0 = cpu_ticks(pid);
         let started = Instant::now();
@@ -287,7 +312,10 @@ async fn idle(seconds: u64) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -304,7 +332,9 @@ fn main() {
                 wan().await;
                 idle(60).await;
             }
-            other => eprintln!("unknown benchmark {other:?}: catchup [EVENTS] | wan | idle [SECONDS]"),
+            other => {
+                eprintln!("unknown benchmark {other:?}: catchup [EVENTS] | wan | idle [SECONDS]")
+            }
         }
     });
 }

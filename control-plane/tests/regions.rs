@@ -8,9 +8,7 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use edgeroute_control_plane::sync::{
-    regions, sled_store::SledCenterStore, store::CenterStore,
-};
+use edgeroute_control_plane::sync::{regions, sled_store::SledCenterStore, store::CenterStore};
 use serde_json::json;
 use support::fake_apiserver::FakeApiServer;
 
@@ -52,13 +50,25 @@ async fn region_graphs_follow_their_edgeregions() {
     let task = tokio::spawn(regions::follow(server.client(), NS.into(), store.clone()));
     wait_for(store.as_ref(), "porto", "porto-v1").await;
     // A new version, and a region created later, both arrive through the watch.
-    server.merge(REGIONS, NS, "porto", json!({"spec": {"graph": {"version": "porto-v2"}}}), false);
+    server.merge(
+        REGIONS,
+        NS,
+        "porto",
+        json!({"spec": {"graph": {"version": "porto-v2"}}}),
+        false,
+    );
     server.put(REGIONS, NS, region("monaco", "monaco-v7"));
     wait_for(store.as_ref(), "porto", "porto-v2").await;
     wait_for(store.as_ref(), "monaco", "monaco-v7").await;
     // A dropped watch is resumed.
     server.cut_watches();
-    server.merge(REGIONS, NS, "porto", json!({"spec": {"graph": {"version": "porto-v3"}}}), false);
+    server.merge(
+        REGIONS,
+        NS,
+        "porto",
+        json!({"spec": {"graph": {"version": "porto-v3"}}}),
+        false,
+    );
     wait_for(store.as_ref(), "porto", "porto-v3").await;
     task.abort();
 }

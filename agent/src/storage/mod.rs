@@ -112,12 +112,12 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     fn flush(&self) -> Result<()>;
     /// Append an event to the outbox on its own (nothing else changes with it).
     fn record_event(&self, kind: edgeroute_protocol::sync::EventKind) -> Result<u64>;
-    /// The oldest waiting events, bounded by count and bytes.
+    /// The oldest waiting events, bounded by count and bytes, as their stored JSON.
     fn outbox_batch(
         &self,
         max_events: usize,
         max_bytes: usize,
-    ) -> Result<Vec<edgeroute_protocol::sync::Event>>;
+    ) -> Result<Vec<edgeroute_protocol::sync::RawEvent>>;
     /// Events waiting for the center.
     fn outbox_depth(&self) -> Result<u64>;
     /// Delete what the center's watermark covers; returns the depth left.

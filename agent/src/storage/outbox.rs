@@ -10,7 +10,7 @@
 //! [`Error::OutboxFull`] and the change it would record is refused with it (a plan is
 //! never stored without its event, nor dropped silently).
 
-use edgeroute_protocol::sync::{Event, EventKind};
+use edgeroute_protocol::sync::{Event, EventKind, RawEvent};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::{Error, Result};
@@ -91,9 +91,10 @@ pub fn depth(meta: &sled::Tree) -> Result<u64> {
     Ok(last.saturating_sub(acked))
 }
 
-/// The oldest waiting events: at most `max_events`, and no more than `max_bytes` of JSON
-/// unless a single event is larger (it then goes alone, so nothing is stuck forever).
-pub fn batch(outbox: &sled::Tree, max_events: usize, max_bytes: usize) -> Result<Vec<Event>> {
+/// The oldest waiting events as the JSON they are stored as (a report forwards them without
+/// decoding them): at most `max_events`, and no more than `max_bytes` unless a single event
+/// is larger (it then goes alone, so nothing is stuck forever).
+pub fn batch(outbox: &sled::Tree, max_events: usize, max_bytes: usize) -> Result<Vec<RawEvent>> {
     let mut events = Vec::new();
     let mut bytes = 0usize;
     for item in outbox.iter().values() {
@@ -102,9 +103,13 @@ pub fn batch(outbox: &sled::Tree, max_events: usize, max_bytes: usize) -> Result
             break;
         }
         bytes += value.len();
-        events.push(serde_json::from_slice(&value).map_err(|_| Error::Corrupt {
-            key: "outbox".into(),
-        })?);
+        let raw = std::str::from_utf8(&value)
+            .ok()
+            .and_then(|json| serde_json::value::RawValue::from_string(json.to_owned()).ok())
+            .ok_or_else(|| Error::Corrupt {
+                key: "outbox".into(),
+            })?;
+        events.push(raw);
     }
     Ok(events)
 }
@@ -171,7 +176,11 @@ mod tests {
         }
         assert!(matches!(push(&outbox, &meta, 5), Err(Error::OutboxFull(5))));
         assert_eq!(depth(&meta).unwrap(), 5);
-        let seqs = |b: Vec<Event>| b.iter().map(|e| e.seq).collect::<Vec<_>>();
+        let seqs = |b: Vec<RawEvent>| {
+            b.iter()
+                .map(|e| serde_json::from_str::<Event>(e.get()).unwrap().seq)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(seqs(batch(&outbox, 2, 1 << 20).unwrap()), [1, 2]);
         // A byte bound smaller than one event still sends one.
         assert_eq!(seqs(batch(&outbox, 10, 10).unwrap()), [1]);

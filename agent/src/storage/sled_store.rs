@@ -11,7 +11,7 @@ use sled::{
     transaction::{ConflictableTransactionError, TransactionError},
 };
 
-use edgeroute_protocol::sync::{Event, EventKind};
+use edgeroute_protocol::sync::{EventKind, RawEvent};
 
 use super::{
     Error, GraphPointers, NewPlan, NodeIdentity, Plan, Result, Store, hash_key,
@@ -309,7 +309,7 @@ impl Store for SledStore {
             .map_err(tx_error)
     }
 
-    fn outbox_batch(&self, max_events: usize, max_bytes: usize) -> Result<Vec<Event>> {
+    fn outbox_batch(&self, max_events: usize, max_bytes: usize) -> Result<Vec<RawEvent>> {
         match &self.outbox {
             Some((tree, _)) => outbox::batch(tree, max_events, max_bytes),
             None => Ok(Vec::new()),

@@ -12,7 +12,7 @@ use std::{
 };
 
 use edgeroute_protocol::sync::{
-    EventKind, GraphDirective, GraphRef, Health, Location, Report, ReportAck,
+    EventKind, GraphDirective, GraphRef, Health, Location, RawEvent, Report, ReportAck,
 };
 use reqwest::{StatusCode, Url, header};
 
@@ -314,7 +314,10 @@ async fn round(ctx: &SyncContext) -> Result<Round, RoundError> {
 }
 
 /// POST the report gzip-compressed; returns the ack and the bytes each way.
-async fn send(ctx: &SyncContext, report: &Report) -> Result<(ReportAck, u64, u64), RoundError> {
+async fn send(
+    ctx: &SyncContext,
+    report: &Report<RawEvent>,
+) -> Result<(ReportAck, u64, u64), RoundError> {
     let json = serde_json::to_vec(report).map_err(RoundError::Decode)?;
     let body = tokio::task::spawn_blocking(move || {
         let mut gz = flate2::write::GzEncoder::new(

@@ -17,7 +17,9 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use edgeroute_protocol::sync::{Directives, GraphDirective, Report, ReportAck};
+use edgeroute_protocol::sync::{
+    Directives, EventHeader, GraphDirective, RawEvent, Report, ReportAck,
+};
 use tokio::io::AsyncSeekExt;
 
 use crate::{
@@ -53,18 +55,27 @@ fn check_name(what: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Check what the store relies on: names, and sequence numbers from 1.
-pub fn validate(report: &Report) -> Result<(), ApiError> {
+/// Check what the store relies on (names; events with a sequence number from 1) and
+/// return the events' headers.
+pub fn validate(report: &Report<RawEvent>) -> Result<Vec<EventHeader>, ApiError> {
     check_name("node", &report.node)?;
     check_name("stream", &report.stream)?;
     check_name("region", &report.region)?;
-    if let Some(e) = report.events.iter().find(|e| e.seq == 0) {
-        return Err(ApiError::invalid(format!(
-            "event sequence numbers start at 1; got {}",
-            e.seq
-        )));
-    }
-    Ok(())
+    report
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let header =
+                EventHeader::of(raw).map_err(|e| ApiError::invalid(format!("events[{i}]: {e}")))?;
+            if header.seq == 0 {
+                return Err(ApiError::invalid(format!(
+                    "events[{i}]: event sequence numbers start at 1; got 0"
+                )));
+            }
+            Ok(header)
+        })
+        .collect()
 }
 
 /// Store the report's events, answer with the watermark and the directives.
@@ -72,15 +83,15 @@ async fn report(
     State(center): State<Center>,
     headers: HeaderMap,
     cert: Option<Extension<ClientCert>>,
-    body: Result<Json<Report>, JsonRejection>,
+    body: Result<Json<Report<RawEvent>>, JsonRejection>,
 ) -> Result<Json<ReportAck>, ApiError> {
     center.auth.agent(&headers, cert.map(|Extension(c)| c))?;
     let Json(report) = body.map_err(json_rejection)?;
-    validate(&report)?;
+    let event_headers = validate(&report)?;
     let region = report.region.clone();
     let acked_seq = center
         .store
-        .ingest(report, now_ms())
+        .ingest(report, event_headers, now_ms())
         .await
         .map_err(ApiError::storage)?;
     let directives = directives(&center, &region).await?;

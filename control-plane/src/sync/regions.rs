@@ -42,8 +42,12 @@ pub async fn follow(client: Client, namespace: String, store: Arc<dyn CenterStor
                 };
                 if let Some(version) = graph_update(&region, current.as_deref()) {
                     match store.set_region_graph(&name, &version).await {
-                        Ok(()) => tracing::info!(region = %name, %version, "region graph follows its EdgeRegion"),
-                        Err(err) => tracing::warn!(region = %name, error = %err, "cannot set the region's graph"),
+                        Ok(()) => {
+                            tracing::info!(region = %name, %version, "region graph follows its EdgeRegion")
+                        }
+                        Err(err) => {
+                            tracing::warn!(region = %name, error = %err, "cannot set the region's graph")
+                        }
                     }
                 }
             }
@@ -77,7 +81,10 @@ mod tests {
     #[test]
     fn only_a_changed_version_is_written() {
         assert_eq!(graph_update(&region("v2"), None).as_deref(), Some("v2"));
-        assert_eq!(graph_update(&region("v2"), Some("v1")).as_deref(), Some("v2"));
+        assert_eq!(
+            graph_update(&region("v2"), Some("v1")).as_deref(),
+            Some("v2")
+        );
         assert_eq!(graph_update(&region("v2"), Some("v2")), None);
         assert_eq!(graph_update(&region(" "), Some("v1")), None);
     }

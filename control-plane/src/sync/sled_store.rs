@@ -3,11 +3,7 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use edgeroute_protocol::sync::{Event, EventKind, Report};
-use sled::{
-    Transactional,
-    transaction::{ConflictableTransactionError, TransactionError, TransactionalTree},
-};
+use edgeroute_protocol::sync::{Event, EventHeader, EventKind, RawEvent, Report};
 
 use super::store::{
     CenterStore, Error, GraphMeta, NodeRecord, Result, StoredPlan, advance_watermark,
@@ -64,15 +60,6 @@ fn be_u64(bytes: &[u8], what: &'static str) -> Result<u64> {
     ))
 }
 
-type TxError = ConflictableTransactionError<Error>;
-
-fn tx_get_u64(tree: &TransactionalTree, key: &[u8], what: &'static str) -> Result<u64, TxError> {
-    match tree.get(key)? {
-        None => Ok(0),
-        Some(v) => be_u64(&v, what).map_err(ConflictableTransactionError::Abort),
-    }
-}
-
 impl SledCenterStore {
     /// Open (or create) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -99,71 +86,68 @@ impl SledCenterStore {
             .map_err(|_| Error::Task)?
     }
 
-    fn ingest_blocking(&self, report: &Report, received_at_ms: u64) -> Result<u64> {
-        let record = NodeRecord {
-            report: Report {
-                events: Vec::new(),
-                ..report.clone()
-            },
-            received_at_ms,
-            acked_seq: 0,
-        };
-        // Encode outside the transaction: a closure that conflicts runs again.
-        let encoded: Vec<(u64, Vec<u8>, Option<u64>)> = report
-            .events
-            .iter()
-            .filter(|e| e.seq > 0)
-            .map(|e| {
-                let plan_seq = match &e.kind {
-                    EventKind::Plan { plan } => Some(plan.seq),
-                    _ => None,
-                };
-                Ok((e.seq, encode(e, "events")?, plan_seq))
-            })
-            .collect::<Result<_>>()?;
+    /// No multi-tree transaction is needed, and sled's would cost most of the time of a
+    /// large batch: an event's bytes never change (first write wins), the watermark is
+    /// derived from the events actually stored and written after them, and sled recovers a
+    /// prefix of its log, so after any crash the stored watermark never covers a missing
+    /// event. Nothing is acknowledged before the caller's flush.
+    fn ingest_blocking(
+        &self,
+        report: Report<RawEvent>,
+        headers: &[EventHeader],
+        received_at_ms: u64,
+    ) -> Result<u64> {
         let stream = report.stream.as_str();
         let node = report.node.as_str();
-        let result = (&self.events, &self.streams, &self.plans, &self.nodes).transaction(
-            |(events, streams, plans, nodes)| {
-                let held = tx_get_u64(streams, stream.as_bytes(), "streams")?;
-                for (seq, bytes, plan_seq) in &encoded {
-                    if *seq <= held {
-                        continue;
-                    }
-                    let key = seq_key(stream, *seq);
-                    if events.get(&key)?.is_some() {
-                        continue;
-                    }
-                    events.insert(key, bytes.as_slice())?;
-                    if let Some(plan_seq) = plan_seq {
-                        let pkey = seq_key(node, *plan_seq);
-                        if plans.get(&pkey)?.is_none() {
-                            plans.insert(pkey, seq_key(stream, *seq))?;
-                        }
-                    }
+        let held = match self.streams.get(stream.as_bytes())? {
+            Some(v) => be_u64(&v, "streams")?,
+            None => 0,
+        };
+        let mut events = sled::Batch::default();
+        let mut plans = sled::Batch::default();
+        // Sequence numbers this report brings that are not stored yet.
+        let mut added = std::collections::BTreeSet::new();
+        for (header, raw) in headers.iter().zip(&report.events) {
+            if header.seq <= held || header.seq == 0 || added.contains(&header.seq) {
+                continue;
+            }
+            let key = seq_key(stream, header.seq);
+            if self.events.contains_key(&key)? {
+                continue;
+            }
+            if let Some(plan) = header.plan {
+                let pkey = seq_key(node, plan.seq);
+                if !self.plans.contains_key(&pkey)? {
+                    plans.insert(pkey, key.clone());
                 }
-                let watermark = advance_watermark(held, |s| {
-                    Ok(events
-                        .get(seq_key(stream, s))
-                        .map_err(|_| Error::Corrupt("events"))?
-                        .is_some())
-                })
-                .map_err(ConflictableTransactionError::Abort)?;
-                streams.insert(stream.as_bytes(), &watermark.to_be_bytes())?;
-                let record = NodeRecord {
-                    acked_seq: watermark,
-                    ..record.clone()
-                };
-                let bytes =
-                    encode(&record, "nodes").map_err(ConflictableTransactionError::Abort)?;
-                nodes.insert(node.as_bytes(), bytes)?;
-                Ok(watermark)
-            },
-        );
-        result.map_err(|e: TransactionError<Error>| match e {
-            TransactionError::Storage(e) => Error::Sled(e),
-            TransactionError::Abort(e) => e,
-        })
+            }
+            events.insert(key, raw.get().as_bytes());
+            added.insert(header.seq);
+        }
+        // The plan index first: an index entry whose event is not stored yet is invisible
+        // (the plan is listed once the event lands), while an event without its index
+        // entry would never be listed, because a retry skips stored events.
+        self.plans.apply_batch(plans)?;
+        self.events.apply_batch(events)?;
+        let watermark = advance_watermark(held, |s| {
+            Ok(added.contains(&s) || self.events.contains_key(seq_key(stream, s))?)
+        })?;
+        // Concurrent reports of one stream (a retry racing its original) both derive a
+        // valid watermark; keep the larger.
+        self.streams.fetch_and_update(stream.as_bytes(), |old| {
+            let old = old
+                .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                .map_or(0, u64::from_be_bytes);
+            Some(old.max(watermark).to_be_bytes().to_vec())
+        })?;
+        let record = NodeRecord {
+            report: report.without_events(),
+            received_at_ms,
+            acked_seq: watermark,
+        };
+        self.nodes
+            .insert(record.report.node.as_bytes(), encode(&record, "nodes")?)?;
+        Ok(watermark)
     }
 
     fn stored_plan(&self, node: &str, pointer: &[u8]) -> Result<Option<StoredPlan>> {
@@ -184,9 +168,14 @@ impl SledCenterStore {
 
 #[async_trait]
 impl CenterStore for SledCenterStore {
-    async fn ingest(&self, report: Report, received_at_ms: u64) -> Result<u64> {
+    async fn ingest(
+        &self,
+        report: Report<RawEvent>,
+        headers: Vec<EventHeader>,
+        received_at_ms: u64,
+    ) -> Result<u64> {
         let watermark = self
-            .blocking(move |s| s.ingest_blocking(&report, received_at_ms))
+            .blocking(move |s| s.ingest_blocking(report, &headers, received_at_ms))
             .await?;
         // The ack promises durability: flush before it leaves.
         self.db.flush_async().await?;

@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use edgeroute_protocol::{
     plans::Plan,
-    sync::{Event, Report},
+    sync::{Event, EventHeader, RawEvent, Report},
 };
 use serde::{Deserialize, Serialize};
 
@@ -32,10 +32,10 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What the center remembers of a node: its last report, less the events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeRecord {
     /// The report, with `events` emptied.
-    pub report: Report,
+    pub report: Report<RawEvent>,
     /// Unix milliseconds when it arrived.
     pub received_at_ms: u64,
     /// The watermark of the node's current stream.
@@ -76,7 +76,14 @@ pub struct GraphMeta {
 pub trait CenterStore: Send + Sync + 'static {
     /// Store the report's events idempotently, record the node, make both durable, and
     /// return the stream's watermark. Must not return before the events are durable.
-    async fn ingest(&self, report: Report, received_at_ms: u64) -> Result<u64>;
+    /// `headers[i]` is the header of `report.events[i]` (the caller has read them already
+    /// to validate the report); events are stored as the raw JSON they arrived as.
+    async fn ingest(
+        &self,
+        report: Report<RawEvent>,
+        headers: Vec<EventHeader>,
+        received_at_ms: u64,
+    ) -> Result<u64>;
     /// Every node that ever reported, by name.
     async fn nodes(&self) -> Result<Vec<NodeRecord>>;
     /// One node.

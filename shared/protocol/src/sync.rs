@@ -36,8 +36,12 @@ pub const LATENCY_BUCKETS_MS: [f64; 16] = [
 ];
 
 /// `POST /sync/v1/report`: everything an agent tells the center in one round.
+///
+/// Generic over how events are held: typed [`Event`]s by default, or raw JSON
+/// ([`RawEvent`]) where events only pass through. Both sides move large backlogs that way
+/// without decoding and re-encoding every plan; the wire format is the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Report {
+pub struct Report<E = Event> {
     /// Node name (the Kubernetes node, or the `--node-name`).
     pub node: String,
     /// Identity of the agent's database, created on its first start. A node whose data
@@ -66,8 +70,56 @@ pub struct Report {
     /// Events in the outbox when the report was built, this batch included.
     pub outbox_depth: u64,
     /// Outbox events in sequence order, each at most once per report.
+    #[serde(default = "Vec::new")]
+    pub events: Vec<E>,
+}
+
+/// An event as raw JSON (an [`Event`] object), for the paths that store or forward it.
+pub type RawEvent = Box<serde_json::value::RawValue>;
+
+impl<E> Report<E> {
+    /// The same report without its events (what the center keeps of the last report).
+    pub fn without_events<F>(self) -> Report<F> {
+        Report {
+            node: self.node,
+            stream: self.stream,
+            region: self.region,
+            boot_id: self.boot_id,
+            agent_version: self.agent_version,
+            graph: self.graph,
+            health: self.health,
+            advertise_url: self.advertise_url,
+            location: self.location,
+            metrics: self.metrics,
+            outbox_depth: self.outbox_depth,
+            events: Vec::new(),
+        }
+    }
+}
+
+/// What the center reads of a raw event to index it: its sequence number and, for a plan,
+/// the plan's own sequence number. The rest is skipped without being decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct EventHeader {
+    /// Per-stream sequence number.
+    pub seq: u64,
+    /// The plan's header, for plan events.
     #[serde(default)]
-    pub events: Vec<Event>,
+    pub plan: Option<PlanHeader>,
+}
+
+/// See [`EventHeader`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct PlanHeader {
+    /// The node's plan sequence number.
+    pub seq: u64,
+}
+
+impl EventHeader {
+    /// Read the header of a raw event.
+    pub fn of(raw: &RawEvent) -> Result<EventHeader, serde_json::Error> {
+        serde_json::from_str(raw.get())
+    }
 }
 
 /// A graph version and the SHA-256 of its artifact.
@@ -470,6 +522,47 @@ mod tests {
         // A histogram from a peer with fewer buckets adds what fits, never panics.
         sum.merge(&Histogram { counts: vec![1] });
         assert_eq!(sum.total(), 201);
+    }
+
+    #[test]
+    fn raw_events_keep_their_bytes_and_headers_read_cheaply() {
+        let event = Event {
+            seq: 3,
+            at_ms: 1,
+            kind: EventKind::GraphFailed {
+                version: "v".into(),
+                error: "cut".into(),
+            },
+        };
+        let typed = Report {
+            node: "n".into(),
+            stream: "s".into(),
+            region: "r".into(),
+            boot_id: "b".into(),
+            agent_version: "0".into(),
+            graph: None,
+            health: Health::default(),
+            advertise_url: None,
+            location: None,
+            metrics: MetricsWindow::default(),
+            outbox_depth: 1,
+            events: vec![event.clone()],
+        };
+        let json = serde_json::to_string(&typed).unwrap();
+        let raw: Report<RawEvent> = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            serde_json::to_string(&raw).unwrap(),
+            json,
+            "the same wire format"
+        );
+        assert_eq!(
+            EventHeader::of(&raw.events[0]).unwrap(),
+            EventHeader { seq: 3, plan: None }
+        );
+        let back: Event = serde_json::from_str(raw.events[0].get()).unwrap();
+        assert_eq!(back, event);
+        let bare: Report<RawEvent> = raw.without_events();
+        assert!(bare.events.is_empty());
     }
 
     #[test]
