@@ -87,13 +87,16 @@ async fn catchup(events: u64) {
                 store.put_plan(&plan(node, i)).unwrap();
             }
             store.flush().unwrap();
-            store.outbox_depth().unwrap()
+            let sample = store.outbox_batch(100, usize::MAX).unwrap();
+            let bytes: usize = sample.iter().map(|e| e.get().len()).sum();
+            (store.outbox_depth().unwrap(), bytes / sample.len().max(1))
         })
         .await
         .unwrap()
     };
+    let (prefill, event_bytes) = prefill;
     println!(
-        "prefilled {prefill} events in {:.1} s",
+        "prefilled {prefill} events of {event_bytes} bytes of JSON each in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     let center = center(dir.path()).await;
