@@ -235,7 +235,7 @@ impl Agent {
                     .await
                     .context("HTTPS server failed")?;
             }
-            _ => edgeroute_server::serve(listener, app, shutdown)
+            _ => edgeroute_server::serve_with_grace(listener, app, shutdown, grace)
                 .await
                 .context("HTTP server failed")?,
         }

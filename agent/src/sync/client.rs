@@ -26,7 +26,7 @@ use crate::{
     config::Config,
     metrics::Metrics,
     routing::GraphService,
-    storage::{self, Store},
+    storage::{self, Store, outbox::now_ms},
 };
 
 /// How the agent reaches the center.
@@ -169,16 +169,6 @@ pub struct SyncContext {
     pub node: Arc<NodeInfo>,
     /// Where the loop's counters go.
     pub metrics: Arc<Metrics>,
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX)
 }
 
 /// Why one round failed.

@@ -252,7 +252,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             )
             .await?;
         }
-        _ => edgeroute_server::serve(listener, app, edgeroute_server::shutdown_signal()).await?,
+        _ => {
+            edgeroute_server::serve_with_grace(
+                listener,
+                app,
+                edgeroute_server::shutdown_signal(),
+                grace,
+            )
+            .await?
+        }
     }
     tracing::info!("control plane stopped");
     Ok(())

@@ -60,6 +60,38 @@ where
     Ok(())
 }
 
+/// [`serve`], but once `shutdown` resolves, in-flight requests get at most `grace` to finish;
+/// then the server returns and the connections still open are dropped. One stalled client
+/// must not keep a process alive past its termination grace period.
+pub async fn serve_with_grace<F>(
+    listener: TcpListener,
+    app: Router,
+    shutdown: F,
+    grace: std::time::Duration,
+) -> Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (signalled, mut signal) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = signalled.send(true);
+    };
+    let deadline = async move {
+        if signal.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = serve(listener, app, shutdown) => served,
+        () = deadline => {
+            tracing::warn!(grace_s = grace.as_secs_f64(), "shutdown grace period over; dropping open connections");
+            Ok(())
+        }
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM (SIGINT only where there is no SIGTERM). If a signal
 /// cannot be listened for, that one is logged and ignored rather than ending the server.
 pub async fn shutdown_signal() {

@@ -8,13 +8,54 @@ use axum::{Router, routing::get};
 use tokio::{net::TcpListener, sync::oneshot};
 
 fn app() -> Router {
-    Router::new().route("/", get(|| async { "ok" })).route(
-        "/slow",
-        get(|| async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            "done"
-        }),
-    )
+    Router::new()
+        .route("/", get(|| async { "ok" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "done"
+            }),
+        )
+        .route(
+            "/stall",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                "never"
+            }),
+        )
+}
+
+#[tokio::test]
+async fn a_stalled_client_keeps_the_server_no_longer_than_the_grace() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(edgeroute_server::serve_with_grace(
+        listener,
+        app(),
+        async move {
+            let _ = stopped.await;
+        },
+        Duration::from_millis(300),
+    ));
+    // A request that takes far longer than the grace.
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stalled, b"GET /stall HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server outlived its grace")
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the grace was given"
+    );
 }
 
 /// reqwest is built without a rustls provider: install ring, as the binaries do.
