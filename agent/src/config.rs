@@ -32,6 +32,7 @@ pub struct Config {
     pub graph_version: Option<String>,
 
     /// API key accepted as `Authorization: Bearer <key>` (repeatable; comma separated in env).
+    /// Exactly the keys given at start are accepted; none is stored across restarts.
     #[arg(long = "api-key", env = "EDGEROUTE_API_KEY", value_delimiter = ',')]
     pub api_keys: Vec<String>,
 

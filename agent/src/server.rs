@@ -48,8 +48,8 @@ impl std::fmt::Debug for Agent {
 }
 
 impl Agent {
-    /// Opens the database in `config.data_dir`, stores the keys given now and refuses to
-    /// start without authentication unless `--no-auth` says so.
+    /// Opens the database in `config.data_dir` and refuses to start without authentication
+    /// (an `--api-key`) unless `--no-auth` says so.
     pub async fn open(config: Config) -> anyhow::Result<Self> {
         let data_dir = config.data_dir.clone();
         // The outbox exists only for an agent that syncs: a standalone one must never fill
@@ -69,22 +69,24 @@ impl Agent {
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
         let store: Arc<dyn Store> = Arc::new(store);
 
-        // Keys: the ones given now are stored (hashed); stored ones stay valid across restarts.
-        let (identity, stored_hashes) = {
+        let identity = {
             let store = store.clone();
-            let keys = config.api_keys.clone();
             tokio::task::spawn_blocking(move || {
-                for key in keys.iter().filter(|k| !k.is_empty()) {
-                    store.add_api_key(key)?;
-                }
                 let identity = store.boot()?;
                 store.flush()?;
-                Ok::<_, crate::storage::Error>((identity, store.api_key_hashes()?))
+                Ok::<_, crate::storage::Error>(identity)
             })
             .await??
         };
-        let mut auth = Auth::new(&[], config.admin_key.as_deref(), config.no_auth);
-        auth.api_key_hashes = stored_hashes.into_iter().collect();
+        // The configured keys are the accepted keys: none is stored, so a key removed from
+        // the configuration is refused from the next start on.
+        let keys: Vec<String> = config
+            .api_keys
+            .iter()
+            .filter(|k| !k.is_empty())
+            .cloned()
+            .collect();
+        let auth = Auth::new(&keys, config.admin_key.as_deref(), config.no_auth);
         if auth.api_key_hashes.is_empty() && !auth.open {
             anyhow::bail!(
                 "refusing to start without authentication: give at least one --api-key \

@@ -3,8 +3,9 @@
 //!
 //! What is stored: graph artifacts by version, the active and previous version pointers (for
 //! rollback), the content hash of each imported OSM file (so a restart does not re-import),
-//! API keys (as SHA-256 hashes, never in clear), the node identity, the VRP plans and, when
-//! the agent syncs with a control plane, the [`outbox`] of events waiting for the center.
+//! the node identity, the VRP plans and, when the agent syncs with a control plane, the
+//! [`outbox`] of events waiting for the center. API keys are not stored: the keys configured
+//! at start are the accepted keys.
 //!
 //! Every method is synchronous and may touch the disk: call it from `spawn_blocking` on
 //! request paths.
@@ -68,7 +69,7 @@ pub struct GraphPointers {
     pub previous: Option<String>,
 }
 
-/// SHA-256 hex of an API key: what is stored and compared.
+/// SHA-256 hex of an API key: what is kept in memory and compared.
 pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
@@ -94,10 +95,6 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     fn graph_for_source(&self, source_sha256: &str) -> Result<Option<String>>;
     /// Remember that `version` was imported from an OSM file with this content hash.
     fn record_graph_source(&self, source_sha256: &str, version: &str) -> Result<()>;
-    /// Add an API key (stored hashed).
-    fn add_api_key(&self, key: &str) -> Result<()>;
-    /// Hashes of all stored API keys.
-    fn api_key_hashes(&self) -> Result<Vec<String>>;
     /// The node identity, created on the first call ever; each call counts a boot.
     fn boot(&self) -> Result<NodeIdentity>;
     /// Store a plan under the next sequence number (durable after [`Store::flush`]); with the

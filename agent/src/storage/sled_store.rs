@@ -14,7 +14,7 @@ use sled::{
 use edgeroute_protocol::sync::{EventKind, RawEvent};
 
 use super::{
-    Error, GraphPointers, NewPlan, NodeIdentity, Plan, Result, Store, hash_key,
+    Error, GraphPointers, NewPlan, NodeIdentity, Plan, Result, Store,
     outbox::{self, Abort},
 };
 
@@ -29,7 +29,8 @@ fn tx_error(e: TransactionError<Abort>) -> Error {
 const GRAPHS: &str = "graphs";
 const META: &str = "meta";
 const SOURCES: &str = "graph_sources";
-const API_KEYS: &str = "api_keys";
+/// Where earlier versions stored API keys; dropped at open (keys are configuration now).
+const LEGACY_API_KEYS: &str = "api_keys";
 /// Reserved for the VRP plans (`GET /plans/{id}`).
 pub const PLANS: &str = "plans";
 
@@ -45,7 +46,6 @@ pub struct SledStore {
     graphs: sled::Tree,
     meta: sled::Tree,
     sources: sled::Tree,
-    api_keys: sled::Tree,
     plans: sled::Tree,
     /// The sync outbox and its bound, when the agent syncs with a control plane.
     outbox: Option<(sled::Tree, u64)>,
@@ -55,11 +55,11 @@ impl SledStore {
     /// Open (or create) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         let db = sled::open(dir)?;
+        db.drop_tree(LEGACY_API_KEYS)?;
         Ok(Self {
             graphs: db.open_tree(GRAPHS)?,
             meta: db.open_tree(META)?,
             sources: db.open_tree(SOURCES)?,
-            api_keys: db.open_tree(API_KEYS)?,
             plans: db.open_tree(PLANS)?,
             outbox: None,
             db,
@@ -177,25 +177,6 @@ impl Store for SledStore {
         self.sources
             .insert(source_sha256.as_bytes(), version.as_bytes())?;
         Ok(())
-    }
-
-    fn add_api_key(&self, key: &str) -> Result<()> {
-        let hash = hash_key(key);
-        self.api_keys.insert(hash.as_bytes(), &[])?;
-        Ok(())
-    }
-
-    fn api_key_hashes(&self) -> Result<Vec<String>> {
-        self.api_keys
-            .iter()
-            .keys()
-            .map(|k| {
-                let k = k?;
-                String::from_utf8(k.to_vec()).map_err(|_| Error::Corrupt {
-                    key: "api_keys".into(),
-                })
-            })
-            .collect()
     }
 
     fn boot(&self) -> Result<NodeIdentity> {
@@ -340,6 +321,7 @@ fn decode_plan(bytes: &[u8]) -> Result<Plan> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::hash_key;
 
     #[test]
     fn activation_keeps_the_previous_version_for_rollback() {
@@ -366,11 +348,17 @@ mod tests {
     }
 
     #[test]
-    fn identity_keys_and_sources_survive_reopen() {
+    fn identity_and_sources_survive_reopen_and_legacy_keys_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let first = {
             let store = SledStore::open(dir.path()).unwrap();
-            store.add_api_key("secret").unwrap();
+            // As earlier versions stored keys given on the command line.
+            store
+                .db
+                .open_tree(LEGACY_API_KEYS)
+                .unwrap()
+                .insert(hash_key("secret"), &[])
+                .unwrap();
             store.record_graph_source("abc", "v1").unwrap();
             let id = store.boot().unwrap();
             store.flush().unwrap();
@@ -380,8 +368,13 @@ mod tests {
         let again = store.boot().unwrap();
         assert_eq!(again.id, first.id);
         assert_eq!(again.boot_count, 2);
-        assert_eq!(store.api_key_hashes().unwrap(), [hash_key("secret")]);
-        assert!(!store.api_key_hashes().unwrap()[0].contains("secret"));
+        assert!(
+            !store
+                .db
+                .tree_names()
+                .contains(&sled::IVec::from(LEGACY_API_KEYS)),
+            "stored key hashes are removed at open"
+        );
         assert_eq!(
             store.graph_for_source("abc").unwrap().as_deref(),
             Some("v1")
