@@ -2,6 +2,7 @@
 //! (version, swaps, size), build info, and the sync link (outbox depth, reports, failures,
 //! last acknowledgement).
 
+use axum::http::Method;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{
@@ -14,15 +15,30 @@ use prometheus_client::{
 };
 
 /// Labels of the HTTP metrics. `endpoint` is the route template (`/route/v1/{profile}/...`),
-/// never the raw path, so cardinality stays bounded.
+/// never the raw path, and `method` one of [`method_label`]'s values, never the raw method:
+/// the client chooses neither, so cardinality stays bounded.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     /// Route template, or `unmatched`.
     pub endpoint: String,
-    /// HTTP method.
+    /// HTTP method, from [`method_label`].
     pub method: String,
     /// Response status code.
     pub status: u16,
+}
+
+/// The `method` label of a request: a standard method by name, anything else `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }
 
 /// Labels of the graph info metric.

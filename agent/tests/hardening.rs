@@ -1,11 +1,14 @@
 //! Hardening (issue 16), in process and without a graph: keys are exactly the configured
-//! ones across restarts.
+//! ones across restarts, and metric labels come from fixed sets.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::{client, start_in_process};
+use std::collections::BTreeSet;
+
+use common::{client, metrics_text, start_in_process};
+use reqwest::Method;
 
 #[tokio::test]
 async fn a_key_removed_from_the_configuration_is_refused_after_restart() {
@@ -27,4 +30,36 @@ async fn a_key_removed_from_the_configuration_is_refused_after_restart() {
     assert_eq!(status(&agent, "k1").await.unwrap().status(), 401);
     assert_eq!(status(&agent, "k2").await.unwrap().status(), 200);
     agent.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn client_chosen_methods_do_not_become_metric_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_in_process(&dir.path().join("db"), &["--api-key", "k1"]).await;
+    let client = client();
+    for i in 0..50 {
+        let method = Method::from_bytes(format!("RANDOMXX{i:02}").as_bytes()).unwrap();
+        for path in ["/v1/status", "/no/such/path"] {
+            client
+                .request(method.clone(), format!("{}{path}", agent.url))
+                .bearer_auth("k1")
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let text = metrics_text(&client, &agent.url).await;
+    let methods: BTreeSet<&str> = text
+        .split("method=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    let fixed = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "other",
+    ];
+    assert!(methods.contains("other"), "{methods:?}");
+    assert!(
+        methods.iter().all(|m| fixed.contains(m)),
+        "method labels outside the fixed set: {methods:?}"
+    );
 }

@@ -42,7 +42,7 @@ use tracing::Level;
 use super::AppState;
 use crate::{
     error::{ApiError, InternalError, code_for_status},
-    metrics::HttpLabels,
+    metrics::{HttpLabels, method_label},
     storage::hash_key,
 };
 
@@ -119,7 +119,7 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method()).to_owned();
     let started = Instant::now();
     state.metrics.in_flight().inc();
     let response = next.run(request).await;
