@@ -1,5 +1,5 @@
 //! Hardening (issue 16), in process and without a graph: keys are exactly the configured
-//! ones across restarts, and metric labels come from fixed sets.
+//! ones across restarts, metric labels come from fixed sets, and `/optimize` takes JSON only.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 use common::{client, metrics_text, start_in_process};
 use reqwest::Method;
+use serde_json::Value;
 
 #[tokio::test]
 async fn a_key_removed_from_the_configuration_is_refused_after_restart() {
@@ -62,4 +63,47 @@ async fn client_chosen_methods_do_not_become_metric_labels() {
         methods.iter().all(|m| fixed.contains(m)),
         "method labels outside the fixed set: {methods:?}"
     );
+}
+
+#[tokio::test]
+async fn optimize_takes_json_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_in_process(&dir.path().join("db"), &["--no-auth"]).await;
+    let client = client();
+    let url = format!("{}/optimize", agent.url);
+    // A body that is not a valid problem: a JSON content type gets past the check (400),
+    // anything else is refused before the body is read (415), in VROOM's shape.
+    let post = |content_type: Option<&'static str>| {
+        let request = client.post(&url).body("{}");
+        match content_type {
+            Some(ct) => request.header("content-type", ct),
+            None => request,
+        }
+        .send()
+    };
+    for refused in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonx"),
+    ] {
+        let response = post(refused).await.unwrap();
+        assert_eq!(response.status(), 415, "{refused:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], 2, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("application/json"),
+            "{body}"
+        );
+    }
+    for accepted in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/vnd.vroom+json",
+    ] {
+        let response = post(Some(accepted)).await.unwrap();
+        assert_eq!(response.status(), 400, "{accepted}");
+    }
 }

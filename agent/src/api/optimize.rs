@@ -5,6 +5,10 @@
 //! errors, code 3 (HTTP 400) for routing errors (a location that does not snap, or two the graph
 //! cannot connect), code 1
 //! (HTTP 500, detail logged only) for internal failures.
+//!
+//! The body must be declared JSON (`application/json` or `application/*+json`): anything
+//! else is refused with 415 (`code: 2`) before it is read, so a web page on another origin
+//! cannot post a "simple" (form or `text/plain`) request to an open agent.
 
 use std::{
     collections::HashMap,
@@ -15,9 +19,9 @@ use std::{
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, Query, State, rejection::QueryRejection},
+    extract::{DefaultBodyLimit, Query, Request, State, rejection::QueryRejection},
     http::{HeaderValue, StatusCode, header},
-    middleware::map_response,
+    middleware::{Next, from_fn, map_response},
     response::{IntoResponse, Response},
     routing::post,
 };
@@ -60,6 +64,36 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .layer(map_response(move |response: Response| async move {
             too_large_as_vroom(response, limit)
         }))
+        .layer(from_fn(require_json))
+}
+
+/// Whether a `Content-Type` value declares JSON: `application/json` or
+/// `application/<anything>+json`, parameters (`; charset=utf-8`) allowed, case-insensitive.
+fn is_json_content_type(value: &HeaderValue) -> bool {
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    let subtype = subtype.to_ascii_lowercase();
+    kind.eq_ignore_ascii_case("application")
+        && (subtype == "json" || (subtype.len() > "+json".len() && subtype.ends_with("+json")))
+}
+
+/// Refuse a body not declared JSON with 415 in VROOM's shape, before it is read.
+async fn require_json(request: Request, next: Next) -> Response {
+    if request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(is_json_content_type)
+    {
+        return next.run(request).await;
+    }
+    let mut error = VroomError::input("Content-Type must be application/json");
+    error.status = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    error.into_response()
 }
 
 /// VROOM clients read `code` as a number, so a body refused for its size is answered in
@@ -208,6 +242,7 @@ struct Solved {
         (status = 200, description = "VROOM output plus `plan_id`; `Location: /plans/{id}`"),
         (status = 400, description = "`code: 2` input error or `code: 3` routing error"),
         (status = 413, description = "`code: 2`: body over `--max-optimize-body-bytes`"),
+        (status = 415, description = "`code: 2`: the body is not declared `application/json`"),
     ))]
 pub async fn optimize(
     State(state): State<AppState>,
