@@ -1,5 +1,6 @@
 //! Hardening (issue 16), in process and without a graph: keys are exactly the configured
-//! ones across restarts, metric labels come from fixed sets, and `/optimize` takes JSON only.
+//! ones across restarts, metric labels come from fixed sets, `/optimize` takes JSON only,
+//! and the `Bearer` scheme is case-insensitive.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{client, metrics_text, start_in_process};
-use reqwest::Method;
+use reqwest::{Method, header::HeaderValue};
 use serde_json::Value;
 
 #[tokio::test]
@@ -106,4 +107,30 @@ async fn optimize_takes_json_only() {
         let response = post(Some(accepted)).await.unwrap();
         assert_eq!(response.status(), 400, "{accepted}");
     }
+}
+
+#[tokio::test]
+async fn bearer_scheme_is_case_insensitive_and_bad_bytes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_in_process(&dir.path().join("db"), &["--api-key", "k1"]).await;
+    let client = client();
+    let url = format!("{}/v1/status", agent.url);
+    let with = |value: HeaderValue| client.get(&url).header("authorization", value).send();
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let r = with(HeaderValue::from_str(&format!("{scheme} k1")).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    let r = with(HeaderValue::from_bytes(b"Bearer k\xff1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(!message.contains("Missing"), "{message}");
+    assert!(message.contains("UTF-8"), "{message}");
+    // Another scheme is still a missing key.
+    let r = with(HeaderValue::from_static("Basic azE6")).await.unwrap();
+    assert_eq!(r.status(), 401);
 }

@@ -181,15 +181,33 @@ async fn json_errors(request: Request, next: Next) -> Response {
     Response::from_parts(parts, body)
 }
 
-fn bearer(request: &Request) -> Option<&str> {
-    request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+/// What the `Authorization` header holds.
+enum Credentials<'a> {
+    /// No header, or another scheme than `Bearer`.
+    Missing,
+    /// The header's bytes are not UTF-8, so no key can be read from it.
+    NotUtf8,
+    /// A `Bearer` token (the scheme is case-insensitive, RFC 9110 section 11.1).
+    Bearer(&'a str),
 }
+
+fn credentials(request: &Request) -> Credentials<'_> {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Credentials::Missing;
+    };
+    let Ok(value) = std::str::from_utf8(value.as_bytes()) else {
+        return Credentials::NotUtf8;
+    };
+    match value.trim().split_once([' ', '\t']) {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            Credentials::Bearer(token.trim())
+        }
+        _ => Credentials::Missing,
+    }
+}
+
+const NOT_UTF8: &str =
+    "Invalid Authorization header: it is not valid UTF-8, so no key can be read from it";
 
 fn unauthorized(message: &str) -> Response {
     let mut response = ApiError::new(ErrorCode::Unauthorized, message).into_response();
@@ -205,7 +223,12 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         return next.run(request).await;
     }
     let auth = &state.auth;
-    let presented = bearer(&request).map(hash_key);
+    let credentials = credentials(&request);
+    let not_utf8 = matches!(credentials, Credentials::NotUtf8);
+    let presented = match credentials {
+        Credentials::Bearer(token) => Some(hash_key(token)),
+        Credentials::Missing | Credentials::NotUtf8 => None,
+    };
     if path.starts_with("/admin") {
         let Some(admin) = &auth.admin_key_hash else {
             return ApiError::new(
@@ -215,6 +238,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
             .into_response();
         };
         return match presented {
+            None if not_utf8 => unauthorized(NOT_UTF8),
             None => unauthorized("Missing admin key: send Authorization: Bearer <key>"),
             Some(h) if &h == admin => {
                 request.extensions_mut().insert(KeyId(h[..16].to_owned()));
@@ -228,6 +252,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
             KeyId(h[..16].to_owned())
         }
         _ if auth.open => KeyId("anonymous".to_owned()),
+        None if not_utf8 => return unauthorized(NOT_UTF8),
         None => return unauthorized("Missing API key: send Authorization: Bearer <key>"),
         Some(_) => return unauthorized("Invalid API key"),
     };
