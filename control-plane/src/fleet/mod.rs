@@ -1,5 +1,8 @@
 //! The fleet JSON API operators read: `GET /api/v1/nodes` and the plans collected from the
-//! agents, `GET /api/v1/plans` and `GET /api/v1/plans/{node}/{seq}`.
+//! agents, `GET /api/v1/plans` and `GET /api/v1/plans/{node}/{seq}`, and the ranking of
+//! nearest-edge [`discovery`].
+
+pub mod discovery;
 
 use axum::{
     Json, Router,
