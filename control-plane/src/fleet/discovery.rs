@@ -9,13 +9,34 @@
 
 use std::cmp::Ordering;
 
-use edgeroute_protocol::sync::{Endpoint, Location, NodeState};
+use axum::{
+    Json, Router,
+    extract::{Query, State, rejection::QueryRejection},
+    http::StatusCode,
+    routing::get,
+};
+use edgeroute_protocol::sync::{Endpoint, EndpointList, Location, NodeState};
+use serde::Deserialize;
 
 use super::state_of;
-use crate::{serve::Settings, sync::store::NodeRecord};
+use crate::{
+    graphs::registry::now_ms,
+    serve::{Center, Settings, error::ApiError},
+    sync::store::NodeRecord,
+};
 
 /// Mean Earth radius in metres (the usual haversine constant).
 const EARTH_RADIUS_M: f64 = 6_371_008.8;
+
+/// Endpoints `GET /api/v1/endpoints` lists without `limit`.
+pub const DEFAULT_ENDPOINTS: usize = 3;
+/// The most endpoints one answer lists.
+pub const MAX_ENDPOINTS: usize = 100;
+
+/// Routes of discovery (no credentials: dispatch clients call them).
+pub fn router() -> Router<Center> {
+    Router::new().route("/api/v1/endpoints", get(endpoints))
+}
 
 /// Great-circle distance in metres between two points (haversine).
 pub fn haversine_m(a: Location, b: Location) -> f64 {
@@ -96,6 +117,67 @@ fn by_distance(a: Option<f64>, b: Option<f64>) -> Ordering {
         (None, Some(_)) => Ordering::Greater,
         (None, None) => Ordering::Equal,
     }
+}
+
+/// `GET /api/v1/endpoints` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointsQuery {
+    /// Latitude in degrees, -90 to 90.
+    pub lat: f64,
+    /// Longitude in degrees, -180 to 180.
+    pub lon: f64,
+    /// At most this many (1..=100, default 3).
+    pub limit: Option<usize>,
+}
+
+/// A point checked to be on the map.
+fn point(lat: f64, lon: f64) -> Result<Location, &'static str> {
+    if !(-90.0..=90.0).contains(&lat) {
+        return Err("lat must be a number from -90 to 90");
+    }
+    if !(-180.0..=180.0).contains(&lon) {
+        return Err("lon must be a number from -180 to 180");
+    }
+    Ok(Location { lat, lon })
+}
+
+/// The ranked agents for a point from the store.
+async fn ranked(center: &Center, at: Location) -> Result<Vec<Endpoint>, ApiError> {
+    let records = center.store.nodes().await.map_err(ApiError::storage)?;
+    Ok(rank(records, at, now_ms(), &center.settings))
+}
+
+/// `GET /api/v1/endpoints?lat=&lon=[&limit=k]`: the healthy agents covering the point, best
+/// first. This is what dispatch apps call to find their edge, so unlike the rest of
+/// `/api/v1/` it needs no admin key: it only reveals the advertise URLs clients are meant
+/// to call. 404 when no healthy agent covers the point.
+async fn endpoints(
+    State(center): State<Center>,
+    query: Result<Query<EndpointsQuery>, QueryRejection>,
+) -> Result<Json<EndpointList>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let limit = q.limit.unwrap_or(DEFAULT_ENDPOINTS);
+    if !(1..=MAX_ENDPOINTS).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be 1 to {MAX_ENDPOINTS}"
+        )));
+    }
+    let at = point(q.lat, q.lon).map_err(ApiError::invalid)?;
+    let mut endpoints = ranked(&center, at).await?;
+    if endpoints.is_empty() {
+        return Err(no_agent(at, "NotFound"));
+    }
+    endpoints.truncate(limit);
+    Ok(Json(EndpointList { endpoints }))
+}
+
+fn no_agent(at: Location, code: &'static str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        code,
+        format!("no healthy agent covers lat {}, lon {}", at.lat, at.lon),
+    )
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The fleet JSON API operators read: `GET /api/v1/nodes` and the plans collected from the
-//! agents, `GET /api/v1/plans` and `GET /api/v1/plans/{node}/{seq}`, and the ranking of
-//! nearest-edge [`discovery`].
+//! agents, `GET /api/v1/plans` and `GET /api/v1/plans/{node}/{seq}`; and nearest-edge
+//! [`discovery`] for clients, `GET /api/v1/endpoints`.
 
 pub mod discovery;
 
@@ -28,6 +28,7 @@ pub fn router() -> Router<Center> {
         .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/plans", get(plans))
         .route("/api/v1/plans/{node}/{seq}", get(plan))
+        .merge(discovery::router())
 }
 
 /// A node's state from the age of its last report.
