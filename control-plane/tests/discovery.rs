@@ -1,19 +1,21 @@
 //! Nearest-edge discovery on the center's HTTP API: `GET /api/v1/endpoints` in process
-//! (`Router::oneshot`).
+//! (`Router::oneshot`), the OSRM redirects, and a real OSRM client that follows a redirect
+//! from the center to an agent over TCP.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::{
-    Router,
+    Json, Router,
     body::Body,
     http::{Request, StatusCode, header},
+    routing::get,
 };
 use edgeroute_control_plane::serve::{Center, Settings, app, auth::CenterAuth};
 use edgeroute_protocol::sync::{
     EndpointCounts, EndpointList, GraphRef, Health, Location, MetricsWindow, Report,
 };
 use http_body_util::BodyExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tower::ServiceExt;
 
 const ADMIN: &str = "adm";
@@ -195,4 +197,114 @@ async fn an_uncovered_point_or_bad_query_says_why() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert_eq!(body["code"], "InvalidRequest", "{bad}: {body}");
     }
+}
+
+#[tokio::test]
+async fn osrm_paths_redirect_to_the_best_agent_for_the_first_coordinate() {
+    let c = center();
+    fleet(&c).await;
+    for path in [
+        "/route/v1/driving/7.425,43.735;7.42,43.74?overview=false&steps=true",
+        "/table/v1/driving/7.425,43.735;7.42,43.74;7.43,43.75",
+        "/nearest/v1/driving/7.425,43.735.json?number=2",
+        "/trip/v1/driving/7.425,43.735;7.42,43.74",
+        "/route/v1/driving/polyline(w~|iGgeil@g^f^)",
+    ] {
+        let (status, headers, body) = c.get(path).await;
+        assert_eq!(
+            status,
+            StatusCode::TEMPORARY_REDIRECT,
+            "{path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(
+            headers[header::LOCATION].to_str().unwrap(),
+            format!("http://near:5000{path}"),
+        );
+    }
+    // A first coordinate near the other agent goes there.
+    let (status, headers, _) = c.get("/route/v1/driving/7.43,43.75;7.425,43.735").await;
+    assert_eq!(status, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        headers[header::LOCATION],
+        "http://far:5000/route/v1/driving/7.43,43.75;7.425,43.735"
+    );
+    // Nobody covers Paris.
+    let (status, body) = c.get_json("/route/v1/driving/2.35,48.85;2.36,48.86").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "NoSegment");
+    // Garbage coordinates are the client's fault.
+    let (status, body) = c.get_json("/route/v1/driving/abc").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "InvalidUrl");
+}
+
+#[tokio::test]
+async fn an_osrm_client_follows_the_center_to_its_edge() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // A tiny agent answering OSRM routes with what it saw.
+    let agent = Router::new().route(
+        "/route/v1/driving/{coordinates}",
+        get(
+            |axum::extract::Path(coordinates): axum::extract::Path<String>,
+             uri: axum::http::Uri| async move {
+                Json(json!({"code": "Ok", "coordinates": coordinates, "query": uri.query()}))
+            },
+        ),
+    );
+    let agent_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let agent_url = format!("http://{}", agent_listener.local_addr().unwrap());
+    let (stop_agent, agent_stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent_task = tokio::spawn(edgeroute_server::serve(agent_listener, agent, async {
+        let _ = agent_stopped.await;
+    }));
+
+    let c = center();
+    c.ingest(&report("edge-1", &agent_url, Some((43.736, 7.426))))
+        .await;
+    let center_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let center_url = format!("http://{}", center_listener.local_addr().unwrap());
+    let (stop_center, center_stopped) = tokio::sync::oneshot::channel::<()>();
+    let center_task = tokio::spawn(edgeroute_server::serve(
+        center_listener,
+        c.app.clone(),
+        async {
+            let _ = center_stopped.await;
+        },
+    ));
+
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!(
+            "{center_url}/route/v1/driving/7.425,43.735;7.42,43.74?overview=false"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert_eq!(
+        response.url().as_str(),
+        format!("{agent_url}/route/v1/driving/7.425,43.735;7.42,43.74?overview=false")
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "Ok");
+    assert_eq!(body["coordinates"], "7.425,43.735;7.42,43.74");
+    assert_eq!(body["query"], "overview=false");
+
+    // Outside the agent's graph, the center itself answers 404 in OSRM's shape.
+    let response = client
+        .get(format!(
+            "{center_url}/route/v1/driving/2.35,48.85;2.36,48.86"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "NoSegment");
+
+    let _ = stop_center.send(());
+    let _ = stop_agent.send(());
+    center_task.await.unwrap().unwrap();
+    agent_task.await.unwrap().unwrap();
 }

@@ -11,8 +11,9 @@ use std::cmp::Ordering;
 
 use axum::{
     Json, Router,
-    extract::{Query, State, rejection::QueryRejection},
-    http::StatusCode,
+    extract::{Path, Query, State, rejection::QueryRejection},
+    http::{StatusCode, Uri},
+    response::Redirect,
     routing::get,
 };
 use edgeroute_protocol::sync::{Endpoint, EndpointList, Location, NodeState};
@@ -35,8 +36,18 @@ pub const MAX_ENDPOINTS: usize = 100;
 
 /// Routes of discovery (no credentials: dispatch clients call them).
 pub fn router() -> Router<Center> {
-    Router::new().route("/api/v1/endpoints", get(endpoints))
+    let mut router = Router::new().route("/api/v1/endpoints", get(endpoints));
+    for service in OSRM_SERVICES {
+        router = router.route(
+            &format!("/{service}/{{version}}/{{profile}}/{{coordinates}}"),
+            get(redirect),
+        );
+    }
+    router
 }
+
+/// OSRM services the center redirects to an agent.
+pub const OSRM_SERVICES: [&str; 4] = ["route", "table", "nearest", "trip"];
 
 /// Great-circle distance in metres between two points (haversine).
 pub fn haversine_m(a: Location, b: Location) -> f64 {
@@ -178,6 +189,80 @@ fn no_agent(at: Location, code: &'static str) -> ApiError {
         code,
         format!("no healthy agent covers lat {}, lon {}", at.lat, at.lon),
     )
+}
+
+/// The first coordinate of an OSRM `{coordinates}` segment: `lon,lat;lon,lat...` (an
+/// optional `.json` suffix), or `polyline(...)` / `polyline6(...)`.
+pub fn first_coordinate(raw: &str) -> Result<Location, String> {
+    let raw = raw.strip_suffix(".json").unwrap_or(raw);
+    for (prefix, precision) in [("polyline6(", 6), ("polyline(", 5)] {
+        if let Some(rest) = raw.strip_prefix(prefix) {
+            let encoded = rest
+                .strip_suffix(')')
+                .ok_or_else(|| format!("URL string malformed: missing ')' after {prefix}"))?;
+            let (lat, lon) = first_polyline_point(encoded, precision)
+                .ok_or("URL string malformed: invalid polyline")?;
+            return point(lat, lon).map_err(str::to_owned);
+        }
+    }
+    let first = raw.split(';').next().unwrap_or_default();
+    let malformed = || "URL string malformed close to position 0: expected lon,lat".to_owned();
+    let (lon, lat) = first.split_once(',').ok_or_else(malformed)?;
+    let lon: f64 = lon.trim().parse().map_err(|_| malformed())?;
+    let lat: f64 = lat.trim().parse().map_err(|_| malformed())?;
+    point(lat, lon).map_err(str::to_owned)
+}
+
+/// The first (lat, lon) of a Google encoded polyline.
+fn first_polyline_point(encoded: &str, precision: i32) -> Option<(f64, f64)> {
+    let mut bytes = encoded.bytes();
+    let mut value = || -> Option<i64> {
+        let mut result: i64 = 0;
+        let mut shift = 0;
+        loop {
+            let b = i64::from(bytes.next()?.checked_sub(63)?);
+            if shift > 60 {
+                return None;
+            }
+            result |= (b & 0x1f) << shift;
+            shift += 5;
+            if b < 0x20 {
+                break;
+            }
+        }
+        Some(if result & 1 == 1 {
+            !(result >> 1)
+        } else {
+            result >> 1
+        })
+    };
+    let lat = value()?;
+    let lon = value()?;
+    let scale = 10f64.powi(precision);
+    Some((lat as f64 / scale, lon as f64 / scale))
+}
+
+/// `GET /{service}/{version}/{profile}/{coordinates}` on the center: `307` to the best agent
+/// for the first coordinate, same path and query, so OSRM clients follow to their edge.
+async fn redirect(
+    State(center): State<Center>,
+    Path((_version, _profile, coordinates)): Path<(String, String, String)>,
+    uri: Uri,
+) -> Result<Redirect, ApiError> {
+    let at = first_coordinate(&coordinates)
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, "InvalidUrl", message))?;
+    let best = ranked(&center, at)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| no_agent(at, "NoSegment"))?;
+    let path = uri
+        .path_and_query()
+        .map_or_else(|| uri.path(), |p| p.as_str());
+    Ok(Redirect::temporary(&format!(
+        "{}{path}",
+        best.url.trim_end_matches('/')
+    )))
 }
 
 #[cfg(test)]

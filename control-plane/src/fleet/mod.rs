@@ -1,6 +1,6 @@
 //! The fleet JSON API operators read: `GET /api/v1/nodes` and the plans collected from the
 //! agents, `GET /api/v1/plans` and `GET /api/v1/plans/{node}/{seq}`; and nearest-edge
-//! [`discovery`] for clients, `GET /api/v1/endpoints`.
+//! [`discovery`] for clients, `GET /api/v1/endpoints` and the OSRM redirects.
 
 pub mod discovery;
 

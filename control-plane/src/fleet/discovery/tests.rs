@@ -207,3 +207,28 @@ fn p99_comes_from_the_last_window() {
     assert_eq!(ranked[0].p99_ms, Some(5.0));
     assert_eq!(ranked[1].p99_ms, None);
 }
+
+#[test]
+fn the_first_osrm_coordinate_is_parsed() {
+    let at = first_coordinate("7.425,43.735;7.43,43.75").unwrap();
+    assert_eq!((at.lat, at.lon), (43.735, 7.425));
+    let at = first_coordinate("7.425,43.735.json").unwrap();
+    assert_eq!((at.lat, at.lon), (43.735, 7.425));
+    // Google's example polyline: (38.5, -120.2), (40.7, -120.95), (43.252, -126.453).
+    let at = first_coordinate("polyline(_p~iF~ps|U_ulLnnqC_mqNvxq`@)").unwrap();
+    assert_eq!((at.lat, at.lon), (38.5, -120.2));
+    let at = first_coordinate("polyline6(_izlhA~rlgdF)").unwrap();
+    assert_eq!((at.lat, at.lon), (38.5, -120.2));
+    for bad in [
+        "",
+        "7.4",
+        "a,b",
+        "7.4,95",
+        "190,43",
+        "polyline(",
+        "polyline()",
+        "polyline(~)",
+    ] {
+        assert!(first_coordinate(bad).is_err(), "{bad:?}");
+    }
+}
