@@ -1,5 +1,8 @@
 //! The fleet JSON API operators read: `GET /api/v1/nodes` and the plans collected from the
-//! agents, `GET /api/v1/plans` and `GET /api/v1/plans/{node}/{seq}`.
+//! agents, `GET /api/v1/plans` and `GET /api/v1/plans/{node}/{seq}`; and nearest-edge
+//! [`discovery`] for clients, `GET /api/v1/endpoints` and the OSRM redirects.
+
+pub mod discovery;
 
 use axum::{
     Json, Router,
@@ -25,6 +28,7 @@ pub fn router() -> Router<Center> {
         .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/plans", get(plans))
         .route("/api/v1/plans/{node}/{seq}", get(plan))
+        .merge(discovery::router())
 }
 
 /// A node's state from the age of its last report.

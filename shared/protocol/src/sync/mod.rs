@@ -433,6 +433,33 @@ pub struct NodeList {
     pub nodes: Vec<NodeStatus>,
 }
 
+/// One agent of `GET /api/v1/endpoints?lat=&lon=`: a healthy agent whose graph covers the
+/// point, best first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Node name.
+    pub node: String,
+    /// Where clients reach it (its advertise URL).
+    pub url: String,
+    /// Region served.
+    pub region: String,
+    /// Great-circle distance in metres from the agent's location to the point; `None` when
+    /// the agent reports no location (those rank after the ones that do).
+    pub distance_m: Option<f64>,
+    /// Graph version it serves.
+    pub graph_version: String,
+    /// p99 latency of its last metrics window in milliseconds (the upper bound of the
+    /// histogram bucket), `None` when it answered nothing in that window.
+    pub p99_ms: Option<f64>,
+}
+
+/// `GET /api/v1/endpoints?lat=&lon=[&limit=]`: what a dispatch client calls to find its edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointList {
+    /// Best first: nearest, then least loaded, then by node name.
+    pub endpoints: Vec<Endpoint>,
+}
+
 /// One plan of `GET /api/v1/plans`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanSummary {
