@@ -200,9 +200,12 @@ pub fn first_coordinate(raw: &str) -> Result<Location, String> {
             let encoded = rest
                 .strip_suffix(')')
                 .ok_or_else(|| format!("URL string malformed: missing ')' after {prefix}"))?;
-            let (lat, lon) = first_polyline_point(encoded, precision)
+            // The engine's decoder, the one the agents use: same alphabet, same checks.
+            let first = edgeroute_engine::polyline::decode(encoded, precision)
+                .ok()
+                .and_then(|coords| coords.first().copied())
                 .ok_or("URL string malformed: invalid polyline")?;
-            return point(lat, lon).map_err(str::to_owned);
+            return point(first.lat, first.lon).map_err(str::to_owned);
         }
     }
     let first = raw.split(';').next().unwrap_or_default();
@@ -211,35 +214,6 @@ pub fn first_coordinate(raw: &str) -> Result<Location, String> {
     let lon: f64 = lon.trim().parse().map_err(|_| malformed())?;
     let lat: f64 = lat.trim().parse().map_err(|_| malformed())?;
     point(lat, lon).map_err(str::to_owned)
-}
-
-/// The first (lat, lon) of a Google encoded polyline.
-fn first_polyline_point(encoded: &str, precision: i32) -> Option<(f64, f64)> {
-    let mut bytes = encoded.bytes();
-    let mut value = || -> Option<i64> {
-        let mut result: i64 = 0;
-        let mut shift = 0;
-        loop {
-            let b = i64::from(bytes.next()?.checked_sub(63)?);
-            if shift > 60 {
-                return None;
-            }
-            result |= (b & 0x1f) << shift;
-            shift += 5;
-            if b < 0x20 {
-                break;
-            }
-        }
-        Some(if result & 1 == 1 {
-            !(result >> 1)
-        } else {
-            result >> 1
-        })
-    };
-    let lat = value()?;
-    let lon = value()?;
-    let scale = 10f64.powi(precision);
-    Some((lat as f64 / scale, lon as f64 / scale))
 }
 
 /// `GET /{service}/{version}/{profile}/{coordinates}` on the center: `307` to the best agent
