@@ -1,0 +1,78 @@
+//! Contraction hierarchies: preprocessing, point-to-point and many-to-many queries.
+//!
+//! Nodes are contracted one by one in the order of a lazily updated priority (edge
+//! difference, contracted neighbours, level). Contracting a node adds a shortcut between two
+//! of its neighbours unless a bounded witness search finds a path at least as good that
+//! avoids it. A query then runs two Dijkstra searches that only ever go "up" the order and
+//! meet at the highest node of the shortest path.
+//!
+//! Weights are the packed (duration, distance) [`Weight`], so ties are broken by distance
+//! exactly as in the oracle.
+
+//!
+//! # Layout
+//! - this module: the prepared hierarchy ([`Hierarchy`], [`UpwardGraph`]) and its arc marks;
+//! - [`contract`](mod@contract): preprocessing (node order, witness searches, shortcuts);
+//! - [`query`]: the upward searches of point-to-point and many-to-many queries.
+
+mod contract;
+mod query;
+
+pub(crate) use contract::contract;
+pub(crate) use query::{Found, Search};
+
+use crate::weight::Weight;
+
+/// Marks an arc that is an original edge, not a shortcut.
+const ORIGINAL: u32 = u32::MAX;
+const NONE: u32 = u32::MAX;
+/// Stall-on-demand pays off for the exhaustive searches of many-to-many tables, but in a
+/// point-to-point query its extra scans cost more than the few nodes it saves (measured on
+/// Porto: 40 -> 32 us per query without it).
+const STALL_P2P: bool = false;
+
+/// An upward adjacency in compressed-sparse-row form.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct UpwardGraph {
+    pub(crate) first: Vec<u32>,
+    pub(crate) head: Vec<u32>,
+    pub(crate) weight: Vec<Weight>,
+    pub(crate) arc: Vec<u32>,
+}
+
+impl UpwardGraph {
+    fn from_lists(lists: Vec<Vec<(u32, Weight, u32)>>) -> Self {
+        let mut g = UpwardGraph {
+            first: Vec::with_capacity(lists.len() + 1),
+            ..Default::default()
+        };
+        g.first.push(0);
+        for list in lists {
+            for (head, weight, arc) in list {
+                g.head.push(head);
+                g.weight.push(weight);
+                g.arc.push(arc);
+            }
+            g.first.push(g.head.len() as u32);
+        }
+        g
+    }
+
+    fn arcs(&self, node: u32) -> std::ops::Range<usize> {
+        self.first[node as usize] as usize..self.first[node as usize + 1] as usize
+    }
+}
+
+/// A prepared contraction hierarchy over nodes `0..node_count`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Hierarchy {
+    /// Arcs from a node to higher-ranked heads, in travel direction.
+    pub(crate) forward: UpwardGraph,
+    /// Arcs into a node from higher-ranked tails, stored from the node's side so a backward
+    /// search can walk them upwards.
+    pub(crate) backward: UpwardGraph,
+    /// For an original arc: the edge id, and `ORIGINAL` in `arc_b`. For a shortcut: the two
+    /// arcs it replaces, in travel order.
+    pub(crate) arc_a: Vec<u32>,
+    pub(crate) arc_b: Vec<u32>,
+}

@@ -1,0 +1,295 @@
+//! Queries: two searches that only go up the hierarchy and meet at the highest node of the
+//! shortest path, plus the unpacking of shortcuts into original edges.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::{Hierarchy, NONE, ORIGINAL, STALL_P2P, UpwardGraph};
+use crate::network::EdgeId;
+use crate::weight::Weight;
+
+/// Per-node state of one search direction. Kept together (one cache line access per node
+/// instead of three) because the searches are bound by memory latency, not arithmetic.
+#[derive(Debug, Clone, Copy)]
+struct NodeState {
+    dist: Weight,
+    parent: u32,
+    arc: u32,
+    stamp: u32,
+}
+
+/// One direction of a query: tentative distances and parent arcs, reset cheaply by stamp.
+#[derive(Debug)]
+pub(crate) struct Search {
+    state: Vec<NodeState>,
+    round: u32,
+    heap: BinaryHeap<Reverse<(Weight, u32)>>,
+    /// Nodes settled in the last run, in order (used by the many-to-many buckets).
+    pub(crate) settled: Vec<(u32, Weight)>,
+}
+
+impl Search {
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            state: vec![
+                NodeState {
+                    dist: Weight::INFINITY,
+                    parent: NONE,
+                    arc: NONE,
+                    stamp: 0,
+                };
+                n
+            ],
+            round: 0,
+            heap: BinaryHeap::new(),
+            settled: Vec::new(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.state.len()
+    }
+
+    fn reset(&mut self) {
+        self.round = self.round.wrapping_add(1);
+        if self.round == 0 {
+            self.state.iter_mut().for_each(|s| s.stamp = 0);
+            self.round = 1;
+        }
+        self.heap.clear();
+        self.settled.clear();
+    }
+
+    pub(crate) fn dist(&self, v: u32) -> Weight {
+        let s = &self.state[v as usize];
+        if s.stamp == self.round {
+            s.dist
+        } else {
+            Weight::INFINITY
+        }
+    }
+
+    fn set(&mut self, v: u32, dist: Weight, parent: u32, arc: u32) {
+        self.state[v as usize] = NodeState {
+            dist,
+            parent,
+            arc,
+            stamp: self.round,
+        };
+    }
+
+    fn seed(&mut self, v: u32, d: Weight) {
+        if d < self.dist(v) {
+            self.set(v, d, NONE, NONE);
+            self.heap.push(Reverse((d, v)));
+        }
+    }
+
+    fn min_key(&self) -> Weight {
+        self.heap
+            .peek()
+            .map_or(Weight::INFINITY, |Reverse((d, _))| *d)
+    }
+
+    /// Settles one node; returns it with its distance, or `None` when the queue is empty.
+    fn step(
+        &mut self,
+        graph: &UpwardGraph,
+        opposite: Option<&UpwardGraph>,
+    ) -> Option<(u32, Weight)> {
+        while let Some(Reverse((d, v))) = self.heap.pop() {
+            if d > self.dist(v) {
+                continue;
+            }
+            // Stall-on-demand: if a higher node reaches v more cheaply through an arc of the
+            // opposite direction, v's own distance is not the shortest and its arcs need not
+            // be relaxed. It is still reported, harmlessly, with a non-minimal distance.
+            let stalled = opposite.is_some_and(|opposite| {
+                opposite.arcs(v).any(|i| {
+                    let u = opposite.head[i];
+                    self.dist(u).add(opposite.weight[i]) < d
+                })
+            });
+            if !stalled {
+                for i in graph.arcs(v) {
+                    let w = graph.head[i];
+                    let nd = d.add(graph.weight[i]);
+                    if nd < self.dist(w) {
+                        self.set(w, nd, v, graph.arc[i]);
+                        self.heap.push(Reverse((nd, w)));
+                    }
+                }
+                self.settled.push((v, d));
+            }
+            return Some((v, d));
+        }
+        None
+    }
+
+    /// Runs a full upward search (no target), recording settled nodes.
+    pub(crate) fn run_all(
+        &mut self,
+        graph: &UpwardGraph,
+        opposite: &UpwardGraph,
+        seeds: &[(u32, Weight)],
+    ) {
+        self.reset();
+        for &(v, d) in seeds {
+            self.seed(v, d);
+        }
+        while self.step(graph, Some(opposite)).is_some() {}
+    }
+
+    /// Arcs from the seed to `v`, in the order this search walked them.
+    fn arcs_to(&self, mut v: u32) -> Vec<u32> {
+        let mut arcs = Vec::new();
+        while let Some(s) = self.state.get(v as usize) {
+            if s.parent == NONE {
+                break;
+            }
+            arcs.push(s.arc);
+            v = s.parent;
+        }
+        arcs
+    }
+
+    fn root_of(&self, mut v: u32) -> u32 {
+        while let Some(s) = self.state.get(v as usize) {
+            if s.parent == NONE {
+                break;
+            }
+            v = s.parent;
+        }
+        v
+    }
+}
+
+/// The best path found by [`Hierarchy::query`].
+pub(crate) struct Found {
+    pub(crate) weight: Weight,
+    /// Node the path starts from (one of the sources).
+    pub(crate) source: u32,
+    /// Node the path ends at (one of the targets).
+    pub(crate) target: u32,
+    /// Original edges in travel order.
+    pub(crate) edges: Vec<EdgeId>,
+}
+
+impl Hierarchy {
+    /// Expands arcs into original edges, in order.
+    fn unpack(&self, arcs: impl Iterator<Item = u32>, out: &mut Vec<EdgeId>) {
+        let mut stack: Vec<u32> = Vec::new();
+        for arc in arcs {
+            stack.push(arc);
+            while let Some(a) = stack.pop() {
+                let (x, y) = (self.arc_a[a as usize], self.arc_b[a as usize]);
+                if y == ORIGINAL {
+                    out.push(EdgeId(x));
+                } else {
+                    stack.push(y);
+                    stack.push(x);
+                }
+            }
+        }
+    }
+
+    /// Bidirectional upward search from several seeded sources to several seeded targets
+    /// (a snapped point is "on the way" to both ends of its road, at different offsets).
+    pub(crate) fn query(
+        &self,
+        fwd: &mut Search,
+        bwd: &mut Search,
+        sources: &[(u32, Weight)],
+        targets: &[(u32, Weight)],
+    ) -> Option<Found> {
+        fwd.reset();
+        bwd.reset();
+        for &(v, d) in sources {
+            fwd.seed(v, d);
+        }
+        for &(v, d) in targets {
+            bwd.seed(v, d);
+        }
+        let mut best = Weight::INFINITY;
+        let mut meet = NONE;
+        loop {
+            let (fk, bk) = (fwd.min_key(), bwd.min_key());
+            let f_done = fk >= best || fk.is_infinite();
+            let b_done = bk >= best || bk.is_infinite();
+            if f_done && b_done {
+                break;
+            }
+            let forward_turn = !f_done && (b_done || fk <= bk);
+            let settled = if forward_turn {
+                fwd.step(&self.forward, STALL_P2P.then_some(&self.backward))
+            } else {
+                bwd.step(&self.backward, STALL_P2P.then_some(&self.forward))
+            };
+            let Some((v, d)) = settled else { continue };
+            let other = if forward_turn {
+                bwd.dist(v)
+            } else {
+                fwd.dist(v)
+            };
+            let total = d.add(other);
+            if total < best {
+                best = total;
+                meet = v;
+            }
+        }
+        if meet == NONE {
+            return None;
+        }
+        let mut up = fwd.arcs_to(meet);
+        up.reverse();
+        let down = bwd.arcs_to(meet);
+        let mut edges = Vec::new();
+        self.unpack(up.into_iter().chain(down), &mut edges);
+        Some(Found {
+            weight: best,
+            source: fwd.root_of(meet),
+            target: bwd.root_of(meet),
+            edges,
+        })
+    }
+
+    /// Many-to-many shortest weights with buckets: one backward search per target leaves
+    /// (target, distance) entries at every node it settles; one forward search per source
+    /// then scans the buckets of the nodes it settles. Row-major result.
+    pub(crate) fn many_to_many(
+        &self,
+        fwd: &mut Search,
+        sources: &[Vec<(u32, Weight)>],
+        targets: &[Vec<(u32, Weight)>],
+    ) -> Vec<Weight> {
+        let n = fwd.len();
+        let mut entries: Vec<(u32, u32, Weight)> = Vec::new();
+        for (j, seeds) in targets.iter().enumerate() {
+            fwd.run_all(&self.backward, &self.forward, seeds);
+            entries.extend(fwd.settled.iter().map(|&(v, d)| (v, j as u32, d)));
+        }
+        entries.sort_unstable_by_key(|e| e.0);
+        let mut first = vec![0u32; n + 1];
+        for e in &entries {
+            first[e.0 as usize + 1] += 1;
+        }
+        for i in 0..n {
+            first[i + 1] += first[i];
+        }
+        let mut result = vec![Weight::INFINITY; sources.len() * targets.len()];
+        for (i, seeds) in sources.iter().enumerate() {
+            fwd.run_all(&self.forward, &self.backward, seeds);
+            let row = &mut result[i * targets.len()..(i + 1) * targets.len()];
+            for &(v, d) in &fwd.settled {
+                let range = first[v as usize] as usize..first[v as usize + 1] as usize;
+                for &(_, j, dj) in &entries[range] {
+                    let total = d.add(dj);
+                    if total < row[j as usize] {
+                        row[j as usize] = total;
+                    }
+                }
+            }
+        }
+        result
+    }
+}
