@@ -6,94 +6,27 @@
 use std::{io::Write, path::PathBuf, sync::OnceLock};
 
 use axum::{
-    Router,
     body::Body,
     http::{Request, StatusCode, header},
 };
-use edgeroute_control_plane::serve::{Center, Settings, app, auth::CenterAuth};
+use edgeroute_control_plane::serve::Settings;
 use edgeroute_engine::{BuildOptions, CarProfile, Graph};
 use edgeroute_protocol::{
     plans::{NewPlan, Plan},
-    sync::{Event, EventKind, Health, MetricsWindow, Report, ReportAck},
+    sync::{Event, EventKind, Health, MetricsWindow, Report},
 };
-use http_body_util::BodyExt;
-use serde_json::{Value, json};
-use tower::ServiceExt;
+use serde_json::json;
 
-const ADMIN: &str = "adm";
-const TOKEN: &str = "tok";
+mod support;
 
-struct TestCenter {
-    _dir: tempfile::TempDir,
-    app: Router,
-}
+use support::center::{ADMIN, TOKEN, TestCenter};
 
 fn center_with(settings: Settings) -> TestCenter {
-    let dir = tempfile::tempdir().unwrap();
-    let center = Center::open(
-        dir.path(),
-        CenterAuth::new(&[TOKEN.into()], Some(ADMIN), false),
-        settings,
-    )
-    .unwrap();
-    TestCenter {
-        app: app(center),
-        _dir: dir,
-    }
+    TestCenter::new(settings)
 }
 
 fn center() -> TestCenter {
-    center_with(Settings::default())
-}
-
-impl TestCenter {
-    async fn call(&self, request: Request<Body>) -> (StatusCode, Vec<u8>, axum::http::HeaderMap) {
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, body.to_vec(), headers)
-    }
-
-    async fn json(&self, request: Request<Body>) -> (StatusCode, Value) {
-        let (status, body, headers) = self.call(request).await;
-        assert_eq!(
-            headers
-                .get(header::CONTENT_TYPE)
-                .map(|v| v.to_str().unwrap()),
-            Some("application/json"),
-            "{status}: {}",
-            String::from_utf8_lossy(&body)
-        );
-        (status, serde_json::from_slice(&body).unwrap())
-    }
-
-    async fn report(&self, report: &Report) -> (StatusCode, Value) {
-        self.json(
-            Request::post("/sync/v1/report")
-                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(serde_json::to_vec(report).unwrap()))
-                .unwrap(),
-        )
-        .await
-    }
-
-    async fn ack(&self, report: &Report) -> ReportAck {
-        let (status, body) = self.report(report).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        serde_json::from_value(body).unwrap()
-    }
-
-    async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
-        self.json(
-            Request::get(path)
-                .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-    }
+    TestCenter::new(Settings::default())
 }
 
 fn plan_event(seq: u64, plan_seq: u64) -> Event {
@@ -397,14 +330,14 @@ async fn graphs_register_verified_and_download_with_ranges() {
     };
     let (status, _, _) = c.call(get(None, None, "wrong")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, full, headers) = c.call(get(None, None, TOKEN)).await;
+    let (status, headers, full) = c.call(get(None, None, TOKEN)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(full, bytes);
     assert_eq!(headers[header::ETAG], format!("\"{sha}\"").as_str());
     assert_eq!(headers[header::ACCEPT_RANGES], "bytes");
     let half = bytes.len() / 2;
     let etag = format!("\"{sha}\"");
-    let (status, rest, headers) = c
+    let (status, headers, rest) = c
         .call(get(Some(&format!("bytes={half}-")), Some(&etag), TOKEN))
         .await;
     assert_eq!(status, StatusCode::PARTIAL_CONTENT);
@@ -414,11 +347,11 @@ async fn graphs_register_verified_and_download_with_ranges() {
         format!("bytes {half}-{}/{}", bytes.len() - 1, bytes.len()).as_str()
     );
     // A resume against another artifact gets the whole file, never a splice.
-    let (status, whole, _) = c
+    let (status, _, whole) = c
         .call(get(Some("bytes=10-"), Some("\"other\""), TOKEN))
         .await;
     assert_eq!((status, whole.len()), (StatusCode::OK, bytes.len()));
-    let (status, _, headers) = c
+    let (status, headers, _) = c
         .call(get(Some(&format!("bytes={}-", bytes.len())), None, TOKEN))
         .await;
     assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);

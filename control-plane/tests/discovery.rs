@@ -6,40 +6,24 @@
 
 use axum::{
     Json, Router,
-    body::Body,
-    http::{Request, StatusCode, header},
+    http::{StatusCode, header},
     routing::get,
 };
-use edgeroute_control_plane::serve::{Center, Settings, app, auth::CenterAuth};
+use edgeroute_control_plane::serve::Settings;
 use edgeroute_protocol::sync::{
     EndpointCounts, EndpointList, GraphRef, Health, Location, MetricsWindow, Report,
 };
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-const ADMIN: &str = "adm";
-const TOKEN: &str = "tok";
+mod support;
+
+use support::center::TestCenter;
+
 /// Monaco's graph bbox, roughly: `[min_lon, min_lat, max_lon, max_lat]`.
 const MONACO: [f64; 4] = [7.40, 43.72, 7.44, 43.76];
 
-struct TestCenter {
-    _dir: tempfile::TempDir,
-    app: Router,
-}
-
 fn center() -> TestCenter {
-    let dir = tempfile::tempdir().unwrap();
-    let center = Center::open(
-        dir.path(),
-        CenterAuth::new(&[TOKEN.into()], Some(ADMIN), false),
-        Settings::default(),
-    )
-    .unwrap();
-    TestCenter {
-        app: app(center),
-        _dir: dir,
-    }
+    TestCenter::new(Settings::default())
 }
 
 /// A ready agent serving Monaco at `at` (lat, lon), reachable at `url`.
@@ -67,59 +51,16 @@ fn report(node: &str, url: &str, at: Option<(f64, f64)>) -> Report {
     }
 }
 
-impl TestCenter {
-    async fn call(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, headers, body.to_vec())
-    }
-
-    /// GET without credentials: discovery is for clients.
-    async fn get(&self, path: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-        self.call(Request::get(path).body(Body::empty()).unwrap())
-            .await
-    }
-
-    async fn get_json(&self, path: &str) -> (StatusCode, Value) {
-        let (status, headers, body) = self.get(path).await;
-        assert_eq!(
-            headers
-                .get(header::CONTENT_TYPE)
-                .map(|v| v.to_str().unwrap()),
-            Some("application/json"),
-            "{status}: {}",
-            String::from_utf8_lossy(&body)
-        );
-        (status, serde_json::from_slice(&body).unwrap())
-    }
-
-    async fn ingest(&self, report: &Report) {
-        let (status, _, body) = self
-            .call(
-                Request::post("/sync/v1/report")
-                    .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Body::from(serde_json::to_vec(report).unwrap()))
-                    .unwrap(),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
-    }
-}
-
 /// Three agents: near and far from the Port of Monaco, and one without a location.
 async fn fleet(c: &TestCenter) {
-    c.ingest(&report("far", "http://far:5000", Some((43.75, 7.43))))
+    c.ack(&report("far", "http://far:5000", Some((43.75, 7.43))))
         .await;
-    c.ingest(&report("near", "http://near:5000/", Some((43.736, 7.426))))
+    c.ack(&report("near", "http://near:5000/", Some((43.736, 7.426))))
         .await;
-    c.ingest(&report("nowhere", "http://nowhere:5000", None))
-        .await;
+    c.ack(&report("nowhere", "http://nowhere:5000", None)).await;
     let mut unready = report("unready", "http://unready:5000", Some((43.735, 7.425)));
     unready.health.ready = false;
-    c.ingest(&unready).await;
+    c.ack(&unready).await;
 }
 
 #[tokio::test]
@@ -163,8 +104,8 @@ async fn load_breaks_distance_ties() {
         .into(),
         ..MetricsWindow::default()
     };
-    c.ingest(&busy).await;
-    c.ingest(&report("b-idle", "http://b:5000", at)).await;
+    c.ack(&busy).await;
+    c.ack(&report("b-idle", "http://b:5000", at)).await;
     let (_, body) = c.get_json("/api/v1/endpoints?lat=43.735&lon=7.425").await;
     assert_eq!(body["endpoints"][0]["node"], "b-idle", "{body}");
     assert_eq!(body["endpoints"][1]["node"], "a-busy", "{body}");
@@ -260,7 +201,7 @@ async fn an_osrm_client_follows_the_center_to_its_edge() {
     }));
 
     let c = center();
-    c.ingest(&report("edge-1", &agent_url, Some((43.736, 7.426))))
+    c.ack(&report("edge-1", &agent_url, Some((43.736, 7.426))))
         .await;
     let center_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let center_url = format!("http://{}", center_listener.local_addr().unwrap());
