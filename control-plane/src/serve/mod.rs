@@ -5,9 +5,11 @@
 //! # Layout
 //! - [`auth`]: agent tokens, client certificates and the admin key.
 //! - [`error`]: the JSON error every handler returns.
+//! - [`metrics`]: `GET /metrics`, the center's Prometheus metrics.
 
 pub mod auth;
 pub mod error;
+pub mod metrics;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -132,6 +134,8 @@ pub struct Center {
     pub auth: Arc<CenterAuth>,
     /// Tunables.
     pub settings: Arc<Settings>,
+    /// Prometheus metrics.
+    pub metrics: Arc<metrics::CenterMetrics>,
 }
 
 impl std::fmt::Debug for Center {
@@ -159,6 +163,7 @@ impl Center {
             registry: Arc::new(registry),
             auth: Arc::new(auth),
             settings: Arc::new(settings),
+            metrics: Arc::new(metrics::CenterMetrics::new()),
         })
     }
 }
@@ -166,11 +171,17 @@ impl Center {
 /// The center's whole HTTP API.
 pub fn app(center: Center) -> Router {
     Router::new()
-        .merge(sync::router(&center))
+        .merge(
+            sync::router(&center).route_layer(axum::middleware::from_fn_with_state(
+                center.metrics.clone(),
+                metrics::track_sync,
+            )),
+        )
         .merge(graphs::api::router())
         .merge(crate::fleet::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::scrape))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

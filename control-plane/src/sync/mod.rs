@@ -89,11 +89,16 @@ async fn report(
     let Json(report) = body.map_err(json_rejection)?;
     let event_headers = validate(&report)?;
     let region = report.region.clone();
+    let pending = center
+        .metrics
+        .before_ingest(center.store.as_ref(), &report, &event_headers)
+        .await;
     let acked_seq = center
         .store
         .ingest(report, event_headers, now_ms())
         .await
         .map_err(ApiError::storage)?;
+    center.metrics.ingested(pending, acked_seq);
     let directives = directives(&center, &region).await?;
     Ok(Json(ReportAck {
         acked_seq,
