@@ -40,6 +40,9 @@ pub enum Command {
     Controller(ControllerArgs),
     /// Run the center: the sync API agents report to, the graph registry and the fleet API.
     Serve(crate::serve::ServeArgs),
+    /// Run a local fleet without a cluster: the center in this process and agents as
+    /// child processes, on the bundled map.
+    Dev(crate::dev::DevArgs),
     /// Print the EdgeRegion CustomResourceDefinition as YAML.
     Crd,
 }
@@ -95,6 +98,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(crate::serve::run(args))
+        }
+        Command::Dev(args) => {
+            edgeroute_server::init_tracing(log_format());
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            // On this thread: children get their parent-death signal from the thread that
+            // started them, and the main thread lives as long as the process.
+            runtime.block_on(crate::dev::run(args))
         }
         Command::Crd => {
             print!("{}", crdgen::crd_yaml()?);

@@ -8,16 +8,18 @@
 //! - [`serve`]: `serve`, the center's long-lived server: its state, auth and errors.
 //! - [`sync`]: the sync API agents report to, and the center's store behind a trait.
 //! - [`fleet`]: the fleet JSON API (nodes, collected plans).
+//! - [`dev`]: `dev`, a local fleet (the center in process, agents as child processes).
 //! - [`crdgen`]: renders the CRD YAML committed under `manifests/`.
 //! - [`metrics`]: Prometheus metrics of the controller.
 //!
-//! Coming next, each in its own module beside these: `rollout/` (canary analysis of agent
-//! and graph versions) and `dev.rs` (a local fleet without a cluster). Every server runs
+//! Coming next, in its own module beside these: `rollout/` (canary analysis of agent and
+//! graph versions). Every server runs
 //! through `edgeroute_server::serve(listener, app, shutdown)`.
 
 pub mod cli;
 pub mod controller;
 pub mod crdgen;
+pub mod dev;
 #[cfg(test)]
 mod fixtures;
 pub mod fleet;
