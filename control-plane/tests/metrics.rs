@@ -78,8 +78,19 @@ fn report(node: &str, region: &str, outbox_depth: u64, events: Vec<Event>) -> Re
     }
 }
 
+/// A scrape as Prometheus makes it (OpenMetrics).
 async fn scrape(c: &TestCenter) -> String {
-    let (status, headers, body) = c.get("/metrics").await;
+    let (status, headers, body) = c
+        .call(
+            Request::get("/metrics")
+                .header(
+                    header::ACCEPT,
+                    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+                )
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         headers[header::CONTENT_TYPE]
@@ -87,7 +98,9 @@ async fn scrape(c: &TestCenter) -> String {
             .unwrap()
             .starts_with("application/openmetrics-text"),
     );
-    String::from_utf8(body).unwrap()
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.ends_with("# EOF\n"));
+    text
 }
 
 /// The value of the sample `series` (name and labels exactly as exposed).
@@ -322,6 +335,25 @@ async fn silent_nodes_turn_stale_then_offline_at_scrape_time() {
         ),
         0.0,
         "offline nodes leave the staleness gauge (their count says they are gone)"
+    );
+}
+
+#[tokio::test]
+async fn without_an_openmetrics_accept_the_text_format_is_served() {
+    let c = TestCenter::new(Settings::default());
+    c.ack(&report("a-1", "monaco", 0, vec![])).await;
+    let (status, headers, body) = c.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = String::from_utf8(body).unwrap();
+    assert!(!text.contains("# EOF"));
+    assert!(text.contains("# TYPE edgeroute_center_sync_reports_total counter"));
+    assert_eq!(
+        value(&text, r#"edgeroute_center_sync_reports_total{result="ok"}"#),
+        1.0
     );
 }
 

@@ -19,7 +19,7 @@ use std::{
 
 use axum::{
     extract::{MatchedPath, Request, State},
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -408,23 +408,82 @@ pub async fn track_sync(
     response
 }
 
-/// `GET /metrics`: refresh the fleet gauges from the store, then render everything.
-pub async fn scrape(State(center): State<Center>) -> Result<Response, ApiError> {
+/// `GET /metrics`: refresh the fleet gauges from the store, then render everything, as
+/// OpenMetrics to a scraper that asks for it (Prometheus does) and as the Prometheus text
+/// format 0.0.4 otherwise (curl, `promtool check metrics`).
+pub async fn scrape(
+    State(center): State<Center>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let metrics = &center.metrics;
     let _one_at_a_time = metrics.scrape.lock().await;
     let records = center.store.nodes().await.map_err(ApiError::storage)?;
     metrics.refresh_fleet(&records, now_ms(), &center.settings);
-    let body = metrics
+    let open_metrics = metrics
         .encode()
         .map_err(|e| ApiError::internal("encoding metrics failed", e))?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = if wants_open_metrics(accept) {
+        (
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response())
+            open_metrics,
+        )
+    } else {
+        (
+            "text/plain; version=0.0.4; charset=utf-8",
+            open_metrics_to_text(&open_metrics),
+        )
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+/// Whether an `Accept` header names OpenMetrics (with a quality above zero).
+pub fn wants_open_metrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|accept| {
+        accept.split(',').any(|range| {
+            let mut params = range.split(';').map(str::trim);
+            let media = params.next().unwrap_or_default();
+            let refused = params.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+        })
+    })
+}
+
+/// The Prometheus text format 0.0.4 of an OpenMetrics exposition. The samples are the
+/// same; the metadata differs: OpenMetrics names a counter family without the `_total` its
+/// samples carry, 0.0.4 names the samples, so counters' `HELP` and `TYPE` lines get the
+/// suffix. `# EOF` and `# UNIT` have no 0.0.4 counterpart and go.
+pub fn open_metrics_to_text(open_metrics: &str) -> String {
+    let counters: BTreeSet<&str> = open_metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| Some((prefix, line.strip_prefix(prefix)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (family, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(family) {
+                    out.push_str(&format!("{prefix}{family}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -450,5 +509,28 @@ mod tests {
             let reason = error_reason(StatusCode::from_u16(status).unwrap()).unwrap();
             assert!(ERROR_REASONS.contains(&reason), "{reason}");
         }
+    }
+
+    #[test]
+    fn openmetrics_only_for_scrapers_that_ask() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert!(wants_open_metrics(Some(prometheus)));
+        assert!(!wants_open_metrics(None));
+        assert!(!wants_open_metrics(Some("*/*")));
+        assert!(!wants_open_metrics(Some(
+            "application/openmetrics-text;q=0"
+        )));
+    }
+
+    #[test]
+    fn counters_are_named_by_their_samples_in_the_text_format() {
+        let metrics = CenterMetrics::new();
+        metrics.sync_answered("report", StatusCode::OK);
+        let text = open_metrics_to_text(&metrics.encode().unwrap());
+        assert!(text.contains("# HELP edgeroute_center_sync_reports_total Sync reports"));
+        assert!(text.contains("# TYPE edgeroute_center_sync_reports_total counter"));
+        assert!(text.contains("edgeroute_center_sync_reports_total{result=\"ok\"} 1"));
+        assert!(text.contains("# TYPE edgeroute_center_sync_ingest_duration_seconds histogram"));
+        assert!(!text.contains("# EOF"));
     }
 }
