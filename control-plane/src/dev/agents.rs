@@ -157,6 +157,16 @@ async fn start_on(
         .stderr(stderr)
         // If this task is dropped before the supervisor owns the child, it must not linger.
         .kill_on_drop(true);
+    // dev configures agents by flags alone: an `EDGEROUTE_*` variable meant for dev (its
+    // admin key) or for a hand-started agent must not change them behind its back.
+    for (key, _) in std::env::vars_os() {
+        if key
+            .to_str()
+            .is_some_and(|k| k.starts_with("EDGEROUTE_") && k != "EDGEROUTE_LOG_FORMAT")
+        {
+            command.env_remove(key);
+        }
+    }
     #[cfg(unix)]
     command.process_group(0);
     let mut child = command

@@ -511,6 +511,50 @@ mod tests {
         }
     }
 
+    fn record(node: &str, region: &str, depth: u64) -> NodeRecord {
+        NodeRecord {
+            report: Report {
+                node: node.into(),
+                stream: node.into(),
+                region: region.into(),
+                boot_id: "b".into(),
+                agent_version: "0".into(),
+                graph: None,
+                health: Default::default(),
+                advertise_url: None,
+                location: None,
+                metrics: Default::default(),
+                outbox_depth: depth,
+                events: Vec::new(),
+            },
+            received_at_ms: 1_000,
+            acked_seq: 0,
+        }
+    }
+
+    #[test]
+    fn regions_beyond_the_cap_are_summed_under_other() {
+        let metrics = CenterMetrics::new();
+        let records: Vec<NodeRecord> = (0..MAX_REGIONS + 10)
+            .map(|i| record(&format!("n{i}"), &format!("r{i:04}"), 1))
+            .collect();
+        metrics.refresh_fleet(&records, 1_000, &Settings::default());
+        let text = metrics.encode().unwrap();
+        let regions: BTreeSet<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("edgeroute_center_region_outbox_events{"))
+            .filter_map(|l| l.split('"').nth(1))
+            .collect();
+        assert_eq!(regions.len(), MAX_REGIONS + 1);
+        assert!(text.contains("edgeroute_center_region_outbox_events{region=\"other\"} 10"));
+        assert!(text.contains("edgeroute_center_nodes{region=\"other\",state=\"online\"} 10"));
+        // A later scrape with fewer regions drops the ones that are gone.
+        metrics.refresh_fleet(&records[..1], 1_000, &Settings::default());
+        let text = metrics.encode().unwrap();
+        assert!(!text.contains("region=\"other\""));
+        assert!(!text.contains("r0001"));
+    }
+
     #[test]
     fn openmetrics_only_for_scrapers_that_ask() {
         let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
