@@ -7,7 +7,7 @@
 //! - [`graphs`]: graph artifacts: `graph build|route|info|push` and the center's registry.
 //! - [`serve`]: `serve`, the center's long-lived server: its state, auth and errors.
 //! - [`sync`]: the sync API agents report to, and the center's store behind a trait.
-//! - [`fleet`]: the fleet JSON API (nodes, collected plans).
+//! - [`fleet`]: the fleet JSON API (nodes, collected plans) and its in-memory view.
 //! - [`crdgen`]: renders the CRD YAML committed under `manifests/`.
 //! - [`metrics`]: Prometheus metrics of the controller.
 //!

@@ -89,11 +89,13 @@ async fn report(
     let Json(report) = body.map_err(json_rejection)?;
     let event_headers = validate(&report)?;
     let region = report.region.clone();
+    let (seen, received_at_ms) = (crate::fleet::view::Seen::of(&report), now_ms());
     let acked_seq = center
         .store
-        .ingest(report, event_headers, now_ms())
+        .ingest(report, event_headers, received_at_ms)
         .await
         .map_err(ApiError::storage)?;
+    center.fleet.record(seen, received_at_ms, acked_seq);
     let directives = directives(&center, &region).await?;
     Ok(Json(ReportAck {
         acked_seq,
