@@ -8,6 +8,7 @@
 //! - [`serve`]: `serve`, the center's long-lived server: its state, auth and errors.
 //! - [`sync`]: the sync API agents report to, and the center's store behind a trait.
 //! - [`fleet`]: the fleet JSON API (nodes, collected plans) and its in-memory view.
+//! - [`dashboard`]: the fleet dashboard's page and embedded assets.
 //! - [`crdgen`]: renders the CRD YAML committed under `manifests/`.
 //! - [`metrics`]: Prometheus metrics of the controller.
 //!
@@ -18,6 +19,7 @@
 pub mod cli;
 pub mod controller;
 pub mod crdgen;
+pub mod dashboard;
 #[cfg(test)]
 mod fixtures;
 pub mod fleet;

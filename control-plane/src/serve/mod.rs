@@ -187,6 +187,7 @@ pub fn app(center: Center) -> Router {
         .merge(sync::router(&center))
         .merge(graphs::api::router())
         .merge(crate::fleet::router())
+        .merge(crate::dashboard::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such endpoint") })
