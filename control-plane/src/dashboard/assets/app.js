@@ -77,6 +77,7 @@ function setStatus(text, bad) {
 // ---- formatting ----
 
 function duration(ms) {
+  if (ms < 1000) return Math.round(ms) + ' ms';
   const s = Math.floor(ms / 1000);
   if (s < 60) return s + ' s';
   const m = Math.floor(s / 60);
@@ -255,13 +256,14 @@ function renderFleet(page, p) {
 function chart(title, series, format, points) {
   const W = 320, H = 96, PAD = 4;
   const all = series.flatMap((s) => s.values).filter((v) => v !== null && v !== undefined);
-  const max = Math.max(...all, 0) || 1;
+  const max = Math.max(...all, 0);
+  const top = max || 1;
   const box = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': title });
   box.append(svg('line', { x1: 0, y1: H - PAD, x2: W, y2: H - PAD, class: 'axis' }));
   const times = points.map((p) => p.at_ms);
   const t0 = Math.min(...times), t1 = Math.max(...times);
   const x = (i) => (t1 > t0 ? ((times[i] - t0) / (t1 - t0)) * (W - 2 * PAD) + PAD : W / 2);
-  const y = (v) => H - PAD - (v / max) * (H - 2 * PAD);
+  const y = (v) => H - PAD - (v / top) * (H - 2 * PAD);
   for (const s of series) {
     let d = '';
     let pen = false;
@@ -332,7 +334,7 @@ function renderNode(detail, plans) {
 
   const rows = plans.plans.map((p) => {
     const s = p.summary || {};
-    return el('tr', {},
+    return el('tr', { 'data-plan': p.plan_id },
       el('td', { class: 'num', text: p.seq }), el('td', { text: p.plan_id }), el('td', { text: p.created_at }),
       el('td', { text: p.graph_version || '—' }),
       el('td', { class: 'num', text: s.routes !== undefined ? s.routes : '—' }),
