@@ -1,6 +1,6 @@
 //! The fleet dashboard in a real browser: the real center and three real agents on
 //! loopback, traffic on two of them, the third killed until it goes stale, then Debian's
-//! Chromium headless loads the page and its DOM is read after the script ran.
+//! Chromium headless loads the pages and their DOM is read after the script ran.
 //!
 //! Without a Chromium (`chromium`, `chromium-browser` or `EDGEROUTE_CHROMIUM`) the test
 //! prints a notice and passes; with `EDGEROUTE_REQUIRE_BROWSER=1` (as `.ci/run` sets it) it
@@ -170,9 +170,12 @@ async fn the_dashboard_shows_the_fleet_in_a_browser() {
             std::env::var("EDGEROUTE_REQUIRE_BROWSER").as_deref() != Ok("1"),
             "EDGEROUTE_REQUIRE_BROWSER=1 but no chromium on PATH (apt-get install chromium)"
         );
-        eprintln!(
-            "NOTICE: skipping the dashboard browser test: no chromium on PATH \
-             (apt-get install chromium, or set EDGEROUTE_CHROMIUM)"
+        // Straight to stderr: libtest captures eprintln! of passing tests, and a skip must
+        // be seen.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"NOTICE: skipping the dashboard browser test: no chromium on PATH \
+              (apt-get install chromium, or set EDGEROUTE_CHROMIUM)\n",
         );
         return;
     };
@@ -256,6 +259,14 @@ async fn the_dashboard_shows_the_fleet_in_a_browser() {
         tag_with(&node_dom, "data-plan=\"").is_some(),
         "no plan listed on the node page:\n{node_dom}"
     );
+
+    let unknown = browse(
+        &chromium,
+        &format!("{url}/nodes/nobody#key={ADMIN}"),
+        &["--dump-dom"],
+    )
+    .await;
+    assert!(unknown.contains("never reported"), "{unknown}");
 
     let no_key = browse(&chromium, &format!("{url}/"), &["--dump-dom"]).await;
     assert!(no_key.contains("class=\"keyform\""), "{no_key}");

@@ -29,6 +29,14 @@ function adminKey() {
 
 class AuthError extends Error {}
 
+// The center answered, with an error status (as opposed to not answering at all).
+class HttpError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
 async function api(path) {
   const res = await fetch(path, {
     headers: { Authorization: 'Bearer ' + adminKey(), Accept: 'application/json' },
@@ -41,7 +49,7 @@ async function api(path) {
   } catch (_) {
     throw new Error('HTTP ' + res.status + ': not JSON');
   }
-  if (!res.ok) throw new Error((body && body.message) || 'HTTP ' + res.status);
+  if (!res.ok) throw new HttpError(res.status, (body && body.message) || 'HTTP ' + res.status);
   return body;
 }
 
@@ -428,7 +436,15 @@ async function refresh() {
       showKeyForm('The center refused that key.');
       return;
     }
-    setStatus('cannot reach the center (' + e.message + '); retrying', true);
+    if (e instanceof HttpError && e.status === 404 && nodePath) {
+      replaceMain(el('main', { id: 'main' }, el('p', {}, el('a', { href: '/', text: '← fleet' })),
+        el('p', { class: 'notice', text: e.message })));
+      setStatus('live · updated ' + new Date().toLocaleTimeString(), false);
+    } else if (e instanceof HttpError) {
+      setStatus('the center answered ' + e.status + ': ' + e.message + '; retrying', true);
+    } else {
+      setStatus('cannot reach the center (' + e.message + '); retrying', true);
+    }
   }
   if (mine === generation) timer = setTimeout(refresh, POLL_MS);
 }
