@@ -9,6 +9,8 @@
 //! - [`sync`]: the sync API agents report to, and the center's store behind a trait.
 //! - [`fleet`]: the fleet JSON API (nodes, collected plans).
 //! - [`dev`]: `dev`, a local fleet (the center in process, agents as child processes).
+//! - [`fleet`]: the fleet JSON API (nodes, collected plans) and its in-memory view.
+//! - [`dashboard`]: the fleet dashboard's page and embedded assets.
 //! - [`crdgen`]: renders the CRD YAML committed under `manifests/`.
 //! - [`metrics`]: Prometheus metrics of the controller.
 //!
@@ -19,6 +21,7 @@
 pub mod cli;
 pub mod controller;
 pub mod crdgen;
+pub mod dashboard;
 pub mod dev;
 #[cfg(test)]
 mod fixtures;

@@ -153,10 +153,9 @@ fn point(lat: f64, lon: f64) -> Result<Location, &'static str> {
     Ok(Location { lat, lon })
 }
 
-/// The ranked agents for a point from the store.
+/// The ranked agents for a point, from the fleet view (the last reports, in memory).
 async fn ranked(center: &Center, at: Location) -> Result<Vec<Endpoint>, ApiError> {
-    let records = center.store.nodes().await.map_err(ApiError::storage)?;
-    Ok(rank(records, at, now_ms(), &center.settings))
+    Ok(rank(center.fleet.records(), at, now_ms(), &center.settings))
 }
 
 /// `GET /api/v1/endpoints?lat=&lon=[&limit=k]`: the healthy agents covering the point, best

@@ -1,8 +1,14 @@
-//! The fleet JSON API operators read: `GET /api/v1/nodes` and the plans collected from the
+//! The fleet JSON API operators read: `GET /api/v1/nodes` (paged, filtered, counted),
+//! `GET /api/v1/nodes/{node}` (with its recent history) and the plans collected from the
 //! agents, `GET /api/v1/plans` and `GET /api/v1/plans/{node}/{seq}`; and nearest-edge
 //! [`discovery`] for clients, `GET /api/v1/endpoints` and the OSRM redirects.
+//!
+//! # Layout
+//! - [`view`]: the fleet in memory (last reports and history), what the node API reads.
+//! - [`discovery`]: nearest-edge ranking and redirects.
 
 pub mod discovery;
+pub mod view;
 
 use axum::{
     Json, Router,
@@ -11,8 +17,9 @@ use axum::{
     routing::get,
 };
 use edgeroute_protocol::{
+    fleet::{NodeDetail, NodePage},
     plans::Plan,
-    sync::{NodeList, NodeState, NodeStatus, PlanList, PlanSummary, rfc3339},
+    sync::{NodeState, NodeStatus, PlanList, PlanSummary, rfc3339},
 };
 use serde::Deserialize;
 
@@ -26,6 +33,7 @@ use crate::{
 pub fn router() -> Router<Center> {
     Router::new()
         .route("/api/v1/nodes", get(nodes))
+        .route("/api/v1/nodes/{node}", get(node))
         .route("/api/v1/plans", get(plans))
         .route("/api/v1/plans/{node}/{seq}", get(plan))
         .merge(discovery::router())
@@ -67,21 +75,99 @@ pub fn node_status(record: NodeRecord, now_ms: u64, settings: &Settings) -> Node
     }
 }
 
+/// `GET /api/v1/nodes` query. Empty values (`region=`) mean no filter.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodesQuery {
+    /// Only this region.
+    pub region: Option<String>,
+    /// Only these states, comma-separated (`stale,offline`).
+    pub state: Option<String>,
+    /// Only nodes whose name contains this, case-insensitive.
+    pub q: Option<String>,
+    /// Only nodes needing attention (errors, a graph error, not ready).
+    #[serde(default)]
+    pub attention: bool,
+    /// Order: `node` (default), `region`, `state`, `age`, `rate`, `errors`, `p99`, `outbox`;
+    /// a leading `-` reverses it.
+    pub sort: Option<String>,
+    /// Skip this many matching nodes.
+    #[serde(default)]
+    pub offset: usize,
+    /// At most this many (1..=10000, default 10000).
+    pub limit: Option<usize>,
+}
+
+/// The most nodes one page lists, and the default page size: without `limit` the answer
+/// stays what it was before paging (every node) for any fleet up to this size.
+pub const MAX_NODES_PAGE: usize = 10_000;
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+impl NodesQuery {
+    /// The view's filter, or why the query is wrong.
+    pub fn filter(self) -> Result<view::NodeFilter, String> {
+        let limit = self.limit.unwrap_or(MAX_NODES_PAGE);
+        if !(1..=MAX_NODES_PAGE).contains(&limit) {
+            return Err(format!("limit must be 1 to {MAX_NODES_PAGE}"));
+        }
+        let states = match non_empty(self.state) {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|name| {
+                    NodeState::ALL
+                        .into_iter()
+                        .find(|s| s.as_str() == name.trim())
+                        .ok_or_else(|| {
+                            format!("unknown state {name:?}: expected online, stale or offline")
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let (sort, descending) = match non_empty(self.sort) {
+            None => (view::SortKey::Node, false),
+            Some(raw) => view::SortKey::parse(&raw).ok_or_else(|| {
+                format!("unknown sort {raw:?}: expected {}", view::SortKey::NAMES)
+            })?,
+        };
+        Ok(view::NodeFilter {
+            region: non_empty(self.region),
+            states,
+            name_contains: non_empty(self.q),
+            attention: self.attention,
+            sort,
+            descending,
+            offset: self.offset,
+            limit,
+        })
+    }
+}
+
 async fn nodes(
     State(center): State<Center>,
     headers: HeaderMap,
-) -> Result<Json<NodeList>, ApiError> {
+    query: Result<Query<NodesQuery>, QueryRejection>,
+) -> Result<Json<NodePage>, ApiError> {
     center.auth.admin(&headers)?;
-    let now = now_ms();
-    let nodes = center
-        .store
-        .nodes()
-        .await
-        .map_err(ApiError::storage)?
-        .into_iter()
-        .map(|r| node_status(r, now, &center.settings))
-        .collect();
-    Ok(Json(NodeList { nodes }))
+    let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let filter = q.filter().map_err(ApiError::invalid)?;
+    Ok(Json(center.fleet.page(&filter, now_ms())))
+}
+
+async fn node(
+    State(center): State<Center>,
+    headers: HeaderMap,
+    Path(node): Path<String>,
+) -> Result<Json<NodeDetail>, ApiError> {
+    center.auth.admin(&headers)?;
+    center
+        .fleet
+        .detail(&node, now_ms())
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("node {node:?} never reported to this center")))
 }
 
 /// `GET /api/v1/plans` query.
@@ -95,6 +181,8 @@ pub struct PlansQuery {
     pub since: u64,
     /// At most this many (1..=1000, default 100).
     pub limit: Option<usize>,
+    /// `asc` (default) or `desc`: newest first, which needs `node`.
+    pub order: Option<String>,
 }
 
 /// The most plans one page lists.
@@ -136,10 +224,21 @@ async fn plans(
             "limit must be 1 to {MAX_PLANS_PAGE}"
         )));
     }
-    let plans = center
-        .store
-        .plans(q.node.as_deref(), q.since, limit)
-        .await
+    let newest_first = match q.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "unknown order {other:?}: expected asc or desc"
+            )));
+        }
+    };
+    let stored = match (&q.node, newest_first) {
+        (Some(node), true) => center.store.latest_plans(node, q.since, limit).await,
+        (None, true) => return Err(ApiError::invalid("order=desc needs node=")),
+        (node, false) => center.store.plans(node.as_deref(), q.since, limit).await,
+    };
+    let plans = stored
         .map_err(ApiError::storage)?
         .into_iter()
         .map(summary)

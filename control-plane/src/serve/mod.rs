@@ -19,6 +19,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 
 use self::{auth::CenterAuth, error::ApiError};
 use crate::{
+    fleet::view::{FleetView, HistoryConfig},
     graphs::{self, registry::GraphRegistry},
     sync::{self, sled_store::SledCenterStore, store::CenterStore},
 };
@@ -72,6 +73,9 @@ pub struct ServeArgs {
     /// Largest graph artifact accepted by the registry.
     #[arg(long, env = "EDGEROUTE_MAX_GRAPH_BYTES", default_value_t = 4 << 30)]
     pub max_graph_bytes: u64,
+    /// Time one point of a node's in-memory history covers (120 points are kept).
+    #[arg(long, env = "EDGEROUTE_HISTORY_POINT_S", default_value_t = 30)]
+    pub history_point_s: u64,
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "EDGEROUTE_SHUTDOWN_GRACE_S", default_value_t = 10)]
     pub shutdown_grace_s: u64,
@@ -97,6 +101,8 @@ pub struct Settings {
     pub max_report_bytes: usize,
     /// Largest graph artifact.
     pub max_graph_bytes: u64,
+    /// How much node history the fleet view keeps.
+    pub history: HistoryConfig,
 }
 
 impl Default for Settings {
@@ -107,6 +113,7 @@ impl Default for Settings {
             agent_sync_interval_ms: None,
             max_report_bytes: 64 << 20,
             max_graph_bytes: 4 << 30,
+            history: HistoryConfig::default(),
         }
     }
 }
@@ -119,6 +126,10 @@ impl From<&ServeArgs> for Settings {
             agent_sync_interval_ms: a.agent_sync_interval_ms,
             max_report_bytes: a.max_report_bytes,
             max_graph_bytes: a.max_graph_bytes,
+            history: HistoryConfig {
+                point_ms: a.history_point_s.max(1).saturating_mul(1000),
+                ..HistoryConfig::default()
+            },
         }
     }
 }
@@ -136,6 +147,8 @@ pub struct Center {
     pub settings: Arc<Settings>,
     /// Prometheus metrics.
     pub metrics: Arc<metrics::CenterMetrics>,
+    /// The fleet in memory, kept current by every report.
+    pub fleet: Arc<FleetView>,
 }
 
 impl std::fmt::Debug for Center {
@@ -158,12 +171,17 @@ impl Center {
             .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
         let registry = GraphRegistry::open(&data_dir.join("graphs"))
             .with_context(|| format!("cannot open the graph registry in {}", data_dir.display()))?;
+        let records = store
+            .node_records()
+            .with_context(|| format!("cannot read the nodes in {}", data_dir.display()))?;
+        let fleet = FleetView::load(records, &settings, settings.history);
         Ok(Self {
             store: Arc::new(store),
             registry: Arc::new(registry),
             auth: Arc::new(auth),
             settings: Arc::new(settings),
             metrics: Arc::new(metrics::CenterMetrics::new()),
+            fleet: Arc::new(fleet),
         })
     }
 }
@@ -179,6 +197,7 @@ pub fn app(center: Center) -> Router {
         )
         .merge(graphs::api::router())
         .merge(crate::fleet::router())
+        .merge(crate::dashboard::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::scrape))

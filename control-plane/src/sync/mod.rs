@@ -93,12 +93,14 @@ async fn report(
         .metrics
         .before_ingest(center.store.as_ref(), &report, &event_headers)
         .await;
+    let (seen, received_at_ms) = (crate::fleet::view::Seen::of(&report), now_ms());
     let acked_seq = center
         .store
-        .ingest(report, event_headers, now_ms())
+        .ingest(report, event_headers, received_at_ms)
         .await
         .map_err(ApiError::storage)?;
     center.metrics.ingested(pending, acked_seq);
+    center.fleet.record(seen, received_at_ms, acked_seq);
     let directives = directives(&center, &region).await?;
     Ok(Json(ReportAck {
         acked_seq,

@@ -150,6 +150,15 @@ impl SledCenterStore {
         Ok(watermark)
     }
 
+    /// Every node record, read synchronously (what the center's fleet view loads at start).
+    pub fn node_records(&self) -> Result<Vec<NodeRecord>> {
+        self.nodes
+            .iter()
+            .values()
+            .map(|v| decode(&v?, "nodes"))
+            .collect()
+    }
+
     fn stored_plan(&self, node: &str, pointer: &[u8]) -> Result<Option<StoredPlan>> {
         let Some(bytes) = self.events.get(pointer)? else {
             return Ok(None);
@@ -183,14 +192,7 @@ impl CenterStore for SledCenterStore {
     }
 
     async fn nodes(&self) -> Result<Vec<NodeRecord>> {
-        self.blocking(|s| {
-            s.nodes
-                .iter()
-                .values()
-                .map(|v| decode(&v?, "nodes"))
-                .collect()
-        })
-        .await
+        self.blocking(|s| s.node_records()).await
     }
 
     async fn node(&self, name: &str) -> Result<Option<NodeRecord>> {
@@ -227,6 +229,31 @@ impl CenterStore for SledCenterStore {
                     continue;
                 }
                 if let Some(plan) = s.stored_plan(name, &pointer)? {
+                    out.push(plan);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn latest_plans(&self, node: &str, since: u64, limit: usize) -> Result<Vec<StoredPlan>> {
+        let node = node.to_owned();
+        self.blocking(move |s| {
+            let mut out = Vec::new();
+            let Some(from) = since.checked_add(1) else {
+                return Ok(out);
+            };
+            for item in s
+                .plans
+                .range(seq_key(&node, from)..=seq_key(&node, u64::MAX))
+                .rev()
+            {
+                if out.len() >= limit {
+                    break;
+                }
+                let (_, pointer) = item?;
+                if let Some(plan) = s.stored_plan(&node, &pointer)? {
                     out.push(plan);
                 }
             }

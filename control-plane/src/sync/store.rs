@@ -91,6 +91,9 @@ pub trait CenterStore: Send + Sync + 'static {
     /// Up to `limit` plans with a plan sequence number above `since`, of one node or of
     /// all, in (node, seq) order.
     async fn plans(&self, node: Option<&str>, since: u64, limit: usize) -> Result<Vec<StoredPlan>>;
+    /// Up to `limit` plans of `node` with a plan sequence number above `since`, newest
+    /// first (what a node's page shows).
+    async fn latest_plans(&self, node: &str, since: u64, limit: usize) -> Result<Vec<StoredPlan>>;
     /// One plan by node and plan sequence number.
     async fn plan(&self, node: &str, seq: u64) -> Result<Option<StoredPlan>>;
     /// Up to `limit` events of a stream above `since`, in order.

@@ -13,9 +13,11 @@
 //! - [`status`]: the agent's `GET /v1/status` body.
 //! - [`sync`]: agent <-> control-plane reports, acknowledgements and directives, and the
 //!   center's fleet API shapes built on them.
+//! - [`fleet`]: the center's paged node list, node detail and history (the dashboard's API).
 //! - [`crd`]: the `EdgeRegion` custom resource (behind the `kube` feature).
 
 pub mod admin;
+pub mod fleet;
 pub mod osrm;
 pub mod plans;
 pub mod status;
