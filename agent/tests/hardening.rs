@@ -134,3 +134,81 @@ async fn bearer_scheme_is_case_insensitive_and_bad_bytes_are_named() {
     let r = with(HeaderValue::from_static("Basic azE6")).await.unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// A problem small enough to solve at once, on a custom matrix (no graph needed).
+fn tiny_problem() -> Value {
+    serde_json::json!({
+        "vehicles": [{"id": 1, "start_index": 0, "end_index": 0}],
+        "jobs": [{"id": 10, "location_index": 1}],
+        "matrices": {"car": {"durations": [[0, 10], [10, 0]]}}
+    })
+}
+
+#[tokio::test]
+async fn plans_belong_to_the_key_that_made_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_in_process(
+        &dir.path().join("db"),
+        &["--api-key", "k1,k2", "--admin-key", "root"],
+    )
+    .await;
+    let client = client();
+    let make = |key: &'static str| {
+        client
+            .post(format!("{}/optimize?time_limit_ms=50", agent.url))
+            .bearer_auth(key)
+            .json(&tiny_problem())
+            .send()
+    };
+    let id_of = |body: Value| body["plan_id"].as_str().unwrap().to_owned();
+    let r1 = make("k1").await.unwrap();
+    assert_eq!(r1.status(), 200);
+    let p1 = id_of(r1.json().await.unwrap());
+    let p2 = id_of(make("k2").await.unwrap().json().await.unwrap());
+
+    let list = |key: &'static str| {
+        let request = client.get(format!("{}/plans", agent.url)).bearer_auth(key);
+        async move {
+            let body: Value = request.send().await.unwrap().json().await.unwrap();
+            body["plans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list("k1").await, [p1.clone()]);
+    assert_eq!(list("k2").await, [p2.clone()]);
+    assert_eq!(
+        list("root").await,
+        [p1.clone(), p2.clone()],
+        "admin sees all"
+    );
+
+    let one = |key: &'static str, id: &str| {
+        client
+            .get(format!("{}/plans/{id}", agent.url))
+            .bearer_auth(key)
+            .send()
+    };
+    assert_eq!(one("k1", &p1).await.unwrap().status(), 200);
+    let other = one("k2", &p1).await.unwrap();
+    assert_eq!(other.status(), 404, "another key's plan is not there");
+    let body: Value = other.json().await.unwrap();
+    assert_eq!(body["code"], "NotFound");
+    assert_eq!(one("root", &p1).await.unwrap().status(), 200);
+    agent.stop().await.unwrap();
+
+    // Under --no-auth everyone is one tenant, and sees plans made with keys before.
+    let agent = start_in_process(&dir.path().join("db"), &["--no-auth"]).await;
+    let body: Value = client
+        .get(format!("{}/plans", agent.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["plans"].as_array().unwrap().len(), 2, "{body}");
+}

@@ -14,8 +14,8 @@ pub mod outbox;
 pub mod plans;
 mod sled_store;
 
-pub use plans::{NewPlan, Plan};
-pub use sled_store::{PLANS, SledStore};
+pub use plans::{NewPlan, Plan, Tenant};
+pub use sled_store::{PLAN_OWNERS, PLANS, PLANS_BY_OWNER, SledStore};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -97,14 +97,15 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     fn record_graph_source(&self, source_sha256: &str, version: &str) -> Result<()>;
     /// The node identity, created on the first call ever; each call counts a boot.
     fn boot(&self) -> Result<NodeIdentity>;
-    /// Store a plan under the next sequence number (durable after [`Store::flush`]); with the
-    /// outbox on, its event is appended in the same transaction, and a full outbox refuses
-    /// the plan with [`Error::OutboxFull`].
-    fn put_plan(&self, plan: &NewPlan) -> Result<Plan>;
-    /// The plan with this sequence number.
-    fn plan(&self, seq: u64) -> Result<Option<Plan>>;
-    /// Up to `limit` plans with a sequence number above `since`, in order.
-    fn plans_since(&self, since: u64, limit: usize) -> Result<Vec<Plan>>;
+    /// Store a plan under the next sequence number (durable after [`Store::flush`]), owned by
+    /// `owner` (a key id, see [`plans`]; `None` when no key made it); with the outbox on, its
+    /// event is appended in the same transaction, and a full outbox refuses the plan with
+    /// [`Error::OutboxFull`].
+    fn put_plan(&self, plan: &NewPlan, owner: Option<&str>) -> Result<Plan>;
+    /// The plan with this sequence number, if `tenant` may see it.
+    fn plan(&self, seq: u64, tenant: Tenant<'_>) -> Result<Option<Plan>>;
+    /// Up to `limit` plans `tenant` may see with a sequence number above `since`, in order.
+    fn plans_since(&self, since: u64, limit: usize, tenant: Tenant<'_>) -> Result<Vec<Plan>>;
     /// Make everything written so far durable.
     fn flush(&self) -> Result<()>;
     /// Append an event to the outbox on its own (nothing else changes with it).
