@@ -212,3 +212,94 @@ async fn plans_belong_to_the_key_that_made_them() {
         .unwrap();
     assert_eq!(body["plans"].as_array().unwrap().len(), 2, "{body}");
 }
+
+/// Send the head of a `PUT /admin/graph` announcing `content_length` bytes, then `body`,
+/// and return what the agent answers without sending the rest.
+async fn partial_upload(url: &str, content_length: u64, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "PUT /admin/graph HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer root\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {content_length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The answer must come while most of the announced body is still unsent.
+    let read = async {
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("no answer before the body was complete");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn junk_uploads_are_refused_before_the_body_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let agent = start_in_process(&db, &["--no-auth", "--admin-key", "root"]).await;
+    // 300 MB announced, 64 KiB of it sent.
+    let answer = partial_upload(&agent.url, 300 << 20, &[b'j'; 64 << 10]).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"code\":\"InvalidValue\""), "{answer}");
+    assert!(answer.contains("magic"), "{answer}");
+    // A good header announcing more than the limit: 413 from the header alone.
+    let mut header = common::artifact_b()[..20].to_vec();
+    header[12..20].copy_from_slice(&(2u64 << 30).to_le_bytes());
+    let answer = partial_upload(&agent.url, 500 << 20, &header).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let spool = db.join("uploads");
+    let left = std::fs::read_dir(&spool).map_or(0, Iterator::count);
+    assert_eq!(left, 0, "nothing is left in {}", spool.display());
+}
+
+#[tokio::test]
+async fn uploads_over_the_limit_get_413_with_or_without_a_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_in_process(
+        &dir.path().join("db"),
+        &[
+            "--no-auth",
+            "--admin-key",
+            "root",
+            "--max-graph-bytes",
+            "4096",
+        ],
+    )
+    .await;
+    let client = client();
+    let url = format!("{}/admin/graph", agent.url);
+    let with_length = common::client()
+        .put(&url)
+        .bearer_auth("root")
+        .body(common::artifact_b().to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_length.status(), 413);
+    // Chunked: no Content-Length, so the artifact's header is what tells.
+    let chunks = common::artifact_b()
+        .chunks(1024)
+        .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+        .collect::<Vec<_>>();
+    let chunked = client
+        .put(&url)
+        .bearer_auth("root")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chunked.status(), 413);
+    let body: Value = chunked.json().await.unwrap();
+    assert_eq!(body["code"], "PayloadTooLarge");
+}

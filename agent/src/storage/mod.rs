@@ -1,8 +1,9 @@
 //! Durable agent state, behind the [`Store`] trait so handlers and tests do not depend on
 //! sled directly.
 //!
-//! What is stored: graph artifacts by version, the active and previous version pointers (for
-//! rollback), the content hash of each imported OSM file (so a restart does not re-import),
+//! What is stored: graph artifacts by version (only those still needed: see
+//! `routing::GraphService`), the active and previous version pointers (for rollback), the
+//! version the control plane last directed, the content hash of each imported OSM file (so a restart does not re-import),
 //! the node identity, the VRP plans and, when the agent syncs with a control plane, the
 //! [`outbox`] of events waiting for the center. API keys are not stored: the keys configured
 //! at start are the accepted keys.
@@ -91,6 +92,10 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// (`sha256` is the artifact's; `reason` says why: `upload`, `rollback`, `directive`,
     /// `map`, `artifact`, `stored`).
     fn activate_graph(&self, version: &str, sha256: &str, reason: &str) -> Result<GraphPointers>;
+    /// The version the control plane's last graph directive named, kept by retention.
+    fn directed_graph(&self) -> Result<Option<String>>;
+    /// Remember the version the control plane's last graph directive named.
+    fn set_directed_graph(&self, version: &str) -> Result<()>;
     /// The version imported from an OSM file with this content hash.
     fn graph_for_source(&self, source_sha256: &str) -> Result<Option<String>>;
     /// Remember that `version` was imported from an OSM file with this content hash.

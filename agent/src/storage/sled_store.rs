@@ -40,6 +40,7 @@ pub const PLANS_BY_OWNER: &str = "plans_by_owner";
 
 const ACTIVE: &[u8] = b"graph.active";
 const PREVIOUS: &[u8] = b"graph.previous";
+const DIRECTED: &[u8] = b"graph.directed";
 const IDENTITY: &[u8] = b"node.identity";
 const PLAN_SEQ: &[u8] = b"plans.seq";
 
@@ -175,6 +176,15 @@ impl Store for SledStore {
                 .map_err(tx_error)?,
         }
         self.graph_pointers()
+    }
+
+    fn directed_graph(&self) -> Result<Option<String>> {
+        self.string(&self.meta, DIRECTED)
+    }
+
+    fn set_directed_graph(&self, version: &str) -> Result<()> {
+        self.meta.insert(DIRECTED, version.as_bytes())?;
+        Ok(())
     }
 
     fn graph_for_source(&self, source_sha256: &str) -> Result<Option<String>> {
