@@ -3,7 +3,7 @@
 use axum::{
     Json, Router,
     extract::State,
-    http::header,
+    http::{HeaderMap, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::error::ApiError;
+use crate::{error::ApiError, metrics::Format};
 
 /// Liveness / readiness body.
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,17 +53,23 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
     }))
 }
 
-/// Prometheus metrics (OpenMetrics text).
+/// Prometheus metrics: OpenMetrics when the `Accept` header asks for
+/// `application/openmetrics-text`, else the Prometheus text format 0.0.4.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "OpenMetrics text exposition", body = String)))]
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let text = state.metrics.encode().map_err(ApiError::internal)?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+    responses((status = 200, description = "The metrics exposition",
+        content(
+            (String = "text/plain"),
+            (String = "application/openmetrics-text"),
+        ))))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let text = state
+        .metrics
+        .encode_as(format)
+        .map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
 }

@@ -137,7 +137,7 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
         &HttpLabels {
             endpoint,
             method,
-            status: response.status().as_u16(),
+            code: response.status().as_u16(),
         },
         started.elapsed().as_secs_f64(),
     );
