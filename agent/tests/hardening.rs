@@ -303,3 +303,63 @@ async fn uploads_over_the_limit_get_413_with_or_without_a_length() {
     let body: Value = chunked.json().await.unwrap();
     assert_eq!(body["code"], "PayloadTooLarge");
 }
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+// A current-thread runtime: every task of the agent runs on this thread, under the
+// subscriber set here.
+#[tokio::test(flavor = "current_thread")]
+async fn readiness_503s_are_not_logged_as_warnings() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // No graph: /readyz stays 503.
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_in_process(&dir.path().join("db"), &["--no-auth"]).await;
+    let client = client();
+    for _ in 0..3 {
+        let r = client
+            .get(format!("{}/readyz", agent.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+    }
+    let after_readyz = logs.text();
+    assert!(
+        !after_readyz.contains("response failed"),
+        "readiness 503s were logged as failures:\n{after_readyz}"
+    );
+    // Other 503s still are: the capture works.
+    let r = client
+        .get(format!("{}/route/v1/driving/7.4,43.7;7.5,43.8", agent.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(logs.text().contains("response failed"), "{}", logs.text());
+}

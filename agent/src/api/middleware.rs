@@ -62,7 +62,7 @@ pub fn stack(router: Router, state: &AppState) -> Router {
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(
-                TraceLayer::new_for_http()
+                TraceLayer::new(super::health::Classifier::layer())
                     .make_span_with(make_span)
                     .on_failure(DefaultOnFailure::new().level(Level::WARN)),
             )
