@@ -178,8 +178,8 @@ async fn plans_belong_to_the_key_that_made_them() {
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(list("k1").await, [p1.clone()]);
-    assert_eq!(list("k2").await, [p2.clone()]);
+    assert_eq!(list("k1").await, std::slice::from_ref(&p1));
+    assert_eq!(list("k2").await, std::slice::from_ref(&p2));
     assert_eq!(
         list("root").await,
         [p1.clone(), p2.clone()],

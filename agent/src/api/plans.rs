@@ -92,7 +92,10 @@ fn not_found(id: &str) -> ApiError {
 #[utoipa::path(get, path = "/plans/{id}", tag = "vroom",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Plan id (`<node>-<seq>`)")),
-    responses((status = 200, description = "The plan"), (status = 404, description = "No such plan")))]
+    responses(
+        (status = 200, description = "The plan", body = Plan),
+        (status = 404, description = "No such plan, or another key's", body = edgeroute_protocol::osrm::ErrorResponse),
+    ))]
 pub async fn one(
     State(state): State<AppState>,
     owner: PlanOwner,
@@ -119,7 +122,10 @@ pub async fn one(
         ("since" = Option<u64>, Query, description = "List plans with a greater sequence number (default 0)"),
         ("limit" = Option<usize>, Query, description = "At most this many (default 100, max 1000)"),
     ),
-    responses((status = 200, description = "Plans in sequence order")))]
+    responses(
+        (status = 200, description = "This key's plans (every plan for the admin key or under `--no-auth`) in sequence order", body = PlanList),
+        (status = 400, description = "`since` or `limit` is not a non-negative integer", body = edgeroute_protocol::osrm::ErrorResponse),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     owner: PlanOwner,
