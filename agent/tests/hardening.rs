@@ -363,3 +363,37 @@ async fn readiness_503s_are_not_logged_as_warnings() {
     assert_eq!(r.status(), 503);
     assert!(logs.text().contains("response failed"), "{}", logs.text());
 }
+
+#[tokio::test]
+async fn metrics_are_openmetrics_only_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_in_process(&dir.path().join("db"), &["--no-auth"]).await;
+    let client = client();
+    let scrape = |accept: Option<&'static str>| {
+        let mut request = client.get(format!("{}/metrics", agent.url));
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let content_type = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (content_type, response.text().await.unwrap())
+        }
+    };
+    for accept in [None, Some("text/plain"), Some("*/*")] {
+        let (content_type, text) = scrape(accept).await;
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{accept:?}: {content_type}"
+        );
+        assert!(!text.contains("# EOF"), "{accept:?}");
+        assert!(text.contains("# TYPE edgeroute_agent_graph_swaps_total counter"));
+        assert!(text.contains("# TYPE process_open_fds gauge"), "{text}");
+    }
+    let (content_type, text) = scrape(Some("application/openmetrics-text")).await;
+    assert!(content_type.starts_with("application/openmetrics-text"));
+    assert!(text.ends_with("# EOF\n"));
+}

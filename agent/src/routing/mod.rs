@@ -183,7 +183,9 @@ impl GraphService {
     pub async fn load_initial(&self, source: Source, force: bool) -> Result<Option<Activated>> {
         let _guard = self.changes.lock().await;
         let store = self.store.clone();
+        let spool_dir = self.spool_dir.clone();
         let graph = tokio::task::spawn_blocking(move || -> Result<Option<(Graph, &str)>> {
+            spool::remove_stale(&spool_dir);
             let source = match source {
                 Source::Map { .. } | Source::Artifact(_) if !force => {
                     match store.graph_pointers()?.active {

@@ -78,6 +78,26 @@ impl Drop for Spooled {
     }
 }
 
+/// Delete what uploads cut by a crash left in `dir` (blocking; call at start, before any
+/// upload can be in progress).
+pub fn remove_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("upload-") && name.ends_with(".part") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(file = %name, "removed an upload cut by a restart"),
+                Err(err) => {
+                    tracing::warn!(file = %name, error = %err, "cannot remove a stale upload")
+                }
+            }
+        }
+    }
+}
+
 /// Check the header of the artifact `stream` carries, then write it to a new file in `dir`,
 /// verifying its length and payload digest. `max_bytes` bounds the whole artifact.
 pub async fn spool<S, B, E>(stream: S, dir: &Path, max_bytes: u64) -> Result<Spooled, SpoolError>
@@ -200,6 +220,20 @@ fn check_prefix(header: &[u8], max_bytes: u64) -> Result<Option<u64>, SpoolError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_uploads_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("upload-00000000000000ab.part"), b"cut").unwrap();
+        std::fs::write(dir.path().join("keep.txt"), b"other").unwrap();
+        remove_stale(dir.path());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, ["keep.txt"]);
+        remove_stale(&dir.path().join("missing"));
+    }
 
     fn artifact(payload: &[u8]) -> Vec<u8> {
         let mut bytes = MAGIC.to_vec();
