@@ -192,9 +192,9 @@ impl Agent {
             (None, Some(path)) => Source::Artifact(path.clone()),
             (None, None) => Source::Stored,
         };
-        let config_force_graph = config.force_graph;
+        let force_graph = config.force_graph;
         tokio::spawn(async move {
-            match graphs.load_initial(source, config_force_graph).await {
+            match graphs.load_initial(source, force_graph).await {
                 Ok(Some(_)) => {}
                 Ok(None) => tracing::warn!(
                     "no graph stored yet: start with --map or --graph, upload one with PUT /admin/graph, \
