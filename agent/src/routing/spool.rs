@@ -244,11 +244,21 @@ mod tests {
         bytes
     }
 
-    async fn run(chunks: Vec<Vec<u8>>, max: u64) -> Result<Spooled, SpoolError> {
-        let dir = std::env::temp_dir().join("edgeroute-spool-tests");
+    /// Spool `chunks` into a fresh directory, returned with the outcome so it outlives the
+    /// spooled file.
+    async fn spool_chunks(
+        chunks: Vec<Vec<u8>>,
+        max: u64,
+    ) -> (tempfile::TempDir, Result<Spooled, SpoolError>) {
+        let dir = tempfile::tempdir().unwrap();
         let stream =
             futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
-        spool(stream, &dir, max).await
+        let outcome = spool(stream, dir.path(), max).await;
+        (dir, outcome)
+    }
+
+    async fn run(chunks: Vec<Vec<u8>>, max: u64) -> Result<Spooled, SpoolError> {
+        spool_chunks(chunks, max).await.1
     }
 
     #[tokio::test]
@@ -256,7 +266,8 @@ mod tests {
         let bytes = artifact(b"payload of some length");
         for size in [1, 3, 19, 20, 52, 53, 1000] {
             let chunks = bytes.chunks(size).map(<[u8]>::to_vec).collect();
-            let spooled = run(chunks, 1 << 20).await.unwrap();
+            let (_dir, spooled) = spool_chunks(chunks, 1 << 20).await;
+            let spooled = spooled.unwrap();
             assert_eq!(std::fs::read(spooled.path()).unwrap(), bytes);
             let path = spooled.path().to_owned();
             drop(spooled);
