@@ -84,7 +84,7 @@ async fn catchup(events: u64) {
                 .unwrap();
             store.boot().unwrap();
             for i in 0..events {
-                store.put_plan(&plan(node, i)).unwrap();
+                store.put_plan(&plan(node, i), None).unwrap();
             }
             store.flush().unwrap();
             let sample = store.outbox_batch(100, usize::MAX).unwrap();

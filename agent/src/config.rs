@@ -19,13 +19,21 @@ pub struct Config {
     #[arg(long, env = "EDGEROUTE_DATA_DIR")]
     pub data_dir: PathBuf,
 
-    /// OSM PBF file to import on first start (skipped when the same file was imported before).
+    /// OSM PBF file to import and serve when the database holds no graph yet. Once a graph
+    /// is active, the most recently activated one (an upload, a rollback, a control-plane
+    /// directive) is served after a restart instead; see `--force-graph`.
     #[arg(long, env = "EDGEROUTE_MAP", conflicts_with = "graph")]
     pub map: Option<PathBuf>,
 
-    /// Prepared graph artifact to serve (stored in the database, then activated).
+    /// Prepared graph artifact to store and serve when the database holds no graph yet (as
+    /// `--map`, the active graph survives restarts; see `--force-graph`).
     #[arg(long, env = "EDGEROUTE_GRAPH")]
     pub graph: Option<PathBuf>,
+
+    /// Activate the `--map` or `--graph` file at start even if another graph is active
+    /// (replacing, say, one uploaded since).
+    #[arg(long, env = "EDGEROUTE_FORCE_GRAPH")]
+    pub force_graph: bool,
 
     /// Version label for a graph imported with `--map` (default: file stem + content hash).
     #[arg(long, env = "EDGEROUTE_GRAPH_VERSION")]

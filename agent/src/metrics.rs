@@ -1,10 +1,18 @@
-//! Prometheus metrics: HTTP requests by route template and status, the served graph
-//! (version, swaps, size), build info, and the sync link (outbox depth, reports, failures,
-//! last acknowledgement).
+//! Prometheus metrics: HTTP requests by route template and status code, the served graph
+//! (version, swaps, size), build info, the sync link (outbox depth, reports, failures,
+//! last acknowledgement) and the standard `process_*` metrics ([`process`]).
+//!
+//! The exposition is OpenMetrics for scrapers that ask for it, and the Prometheus text
+//! format 0.0.4 for everyone else ([`Format`]).
+
+pub mod process;
 
 use axum::http::Method;
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    encoding::{
+        EncodeLabelSet,
+        text::{encode, encode_registry},
+    },
     metrics::{
         counter::Counter,
         family::Family,
@@ -23,8 +31,8 @@ pub struct HttpLabels {
     pub endpoint: String,
     /// HTTP method, from [`method_label`].
     pub method: String,
-    /// Response status code.
-    pub status: u16,
+    /// Response status code (`code`, as the Prometheus naming conventions call it).
+    pub code: u16,
 }
 
 /// The `method` label of a request: a standard method by name, anything else `other`.
@@ -98,7 +106,10 @@ impl Default for Metrics {
 impl Metrics {
     /// Register every metric.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("edgeroute_agent");
+        // The process metrics keep their standard names; everything else is the agent's.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector));
+        let registry = root.sub_registry_with_prefix("edgeroute_agent");
         let requests = Family::<HttpLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -187,7 +198,7 @@ impl Metrics {
             })
             .set(1);
         Self {
-            registry,
+            registry: root,
             requests,
             latency: latency_family,
             in_flight,
@@ -266,6 +277,108 @@ impl Metrics {
         encode(&mut out, &self.registry)?;
         Ok(out)
     }
+
+    /// The exposition in `format`.
+    pub fn encode_as(&self, format: Format) -> Result<String, std::fmt::Error> {
+        match format {
+            Format::OpenMetrics => self.encode(),
+            Format::Text => {
+                let mut open_metrics = String::new();
+                encode_registry(&mut open_metrics, &self.registry)?;
+                Ok(open_metrics_to_text(&open_metrics))
+            }
+        }
+    }
+}
+
+/// The two exposition formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text, for scrapers that ask for `application/openmetrics-text`.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4 (`text/plain`), for everyone else.
+    Text,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics only when it names it.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        let wants_open_metrics = accept.is_some_and(|accept| {
+            accept.split(',').any(|range| {
+                let mut params = range.split(';').map(str::trim);
+                let media = params.next().unwrap_or_default();
+                // `q=0` means "not this one".
+                let refused = params.any(|p| {
+                    p.strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                });
+                media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+            })
+        });
+        if wants_open_metrics {
+            Self::OpenMetrics
+        } else {
+            Self::Text
+        }
+    }
+
+    /// The `Content-Type` of an exposition in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Self::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// Rewrite an OpenMetrics exposition (without its `# EOF`) as Prometheus text 0.0.4.
+///
+/// The samples are the same in both; the metadata differs. In OpenMetrics a counter family
+/// is named without its `_total` suffix and its samples carry it, while in 0.0.4 the
+/// `HELP` and `TYPE` lines name the samples themselves, so a counter's metadata gets the
+/// suffix (likewise `_info` for an info family, a gauge in 0.0.4). `UNIT` lines have no
+/// 0.0.4 counterpart and are dropped, as is `unknown`, which 0.0.4 calls `untyped`.
+fn open_metrics_to_text(open_metrics: &str) -> String {
+    let renamed = |family: &str, kind: &str| match kind {
+        "counter" => Some((format!("{family}_total"), "counter")),
+        "info" => Some((format!("{family}_info"), "gauge")),
+        "unknown" => Some((family.to_owned(), "untyped")),
+        _ => None,
+    };
+    // Family name to (0.0.4 name, 0.0.4 type), from the `TYPE` lines, which follow `HELP`.
+    let mut families = std::collections::HashMap::new();
+    for line in open_metrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((family, kind)) = rest.split_once(' ')
+            && let Some(text) = renamed(family, kind)
+        {
+            families.insert(family.to_owned(), text);
+        }
+    }
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        let metadata = line
+            .strip_prefix("# HELP ")
+            .map(|rest| ("HELP", rest))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|rest| ("TYPE", rest)));
+        match metadata {
+            _ if line.starts_with("# UNIT ") || line == "# EOF" => continue,
+            Some((kind, rest)) => {
+                let (family, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                match families.get(family) {
+                    Some((name, text_type)) if kind == "TYPE" => {
+                        out.push_str(&format!("# TYPE {name} {text_type}"));
+                    }
+                    Some((name, _)) => out.push_str(&format!("# HELP {name} {tail}")),
+                    None => out.push_str(line),
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -278,14 +391,14 @@ mod tests {
         let labels = HttpLabels {
             endpoint: "/route/v1/{profile}/{coordinates}".into(),
             method: "GET".into(),
-            status: 200,
+            code: 200,
         };
         metrics.observe_request(&labels, 0.001);
         metrics.graph_activated("monaco-1", "abcd", 10);
         metrics.graph_activated("monaco-2", "ef01", 12);
         let text = metrics.encode().unwrap();
         assert!(text.contains(
-            "edgeroute_agent_http_requests_total{endpoint=\"/route/v1/{profile}/{coordinates}\",method=\"GET\",status=\"200\"} 1"
+            "edgeroute_agent_http_requests_total{endpoint=\"/route/v1/{profile}/{coordinates}\",method=\"GET\",code=\"200\"} 1"
         ));
         assert!(text.contains("edgeroute_agent_http_request_duration_seconds_bucket"));
         assert!(text.contains("edgeroute_agent_build_info{version="));
@@ -296,5 +409,70 @@ mod tests {
         assert!(
             text.contains("edgeroute_agent_graph_info{version=\"monaco-2\",checksum=\"ef01\"} 1")
         );
+    }
+
+    /// The families of a 0.0.4 exposition: every sample's family has `HELP` and `TYPE`.
+    fn text_is_complete(text: &str) -> Result<(), String> {
+        let mut help = std::collections::HashSet::new();
+        let mut typed = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                help.insert(rest.split(' ').next().unwrap_or_default().to_owned());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                typed.insert(rest.split(' ').next().unwrap_or_default().to_owned());
+            } else if line.starts_with('#') {
+                return Err(format!("unexpected comment line {line:?}"));
+            } else if !line.is_empty() {
+                let name = line.split(['{', ' ']).next().unwrap_or_default();
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+                    .unwrap_or(name);
+                if !help.contains(family) || !typed.contains(family) {
+                    return Err(format!("sample {name} has no HELP or TYPE for {family}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn text_format_names_every_family_and_has_no_eof() {
+        let metrics = Metrics::new();
+        metrics.observe_request(
+            &HttpLabels {
+                endpoint: "/healthz".into(),
+                method: "GET".into(),
+                code: 200,
+            },
+            0.01,
+        );
+        metrics.graph_activated("v", "abcd", 1);
+        let text = metrics.encode_as(Format::Text).unwrap();
+        text_is_complete(&text).unwrap();
+        assert!(!text.contains("# EOF"));
+        assert!(text.contains("# TYPE edgeroute_agent_http_requests_total counter"));
+        assert!(text.contains("# HELP edgeroute_agent_graph_swaps_total "));
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter"));
+        assert!(text.contains("process_resident_memory_bytes "));
+        let open = metrics.encode_as(Format::OpenMetrics).unwrap();
+        assert!(open.ends_with("# EOF\n"));
+        assert!(open.contains("# TYPE edgeroute_agent_http_requests counter"));
+    }
+
+    #[test]
+    fn open_metrics_only_when_asked() {
+        for (accept, format) in [
+            (None, Format::Text),
+            (Some("text/plain"), Format::Text),
+            (Some("*/*"), Format::Text),
+            (
+                Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
+                Format::OpenMetrics,
+            ),
+            (Some("application/openmetrics-text; q=0"), Format::Text),
+        ] {
+            assert_eq!(Format::negotiate(accept), format, "{accept:?}");
+        }
     }
 }

@@ -96,7 +96,10 @@ impl Agent {
 
         let metrics = Arc::new(Metrics::new());
         let holder = Arc::new(GraphHolder::default());
-        let graphs = Arc::new(GraphService::new(holder, store.clone(), metrics.clone()));
+        let graphs = Arc::new(
+            GraphService::new(holder, store.clone(), metrics.clone())
+                .with_spool_dir(config.data_dir.join("uploads")),
+        );
         let limits = config.limits();
         let state = AppState {
             graphs,
@@ -189,8 +192,9 @@ impl Agent {
             (None, Some(path)) => Source::Artifact(path.clone()),
             (None, None) => Source::Stored,
         };
+        let force_graph = config.force_graph;
         tokio::spawn(async move {
-            match graphs.load_initial(source).await {
+            match graphs.load_initial(source, force_graph).await {
                 Ok(Some(_)) => {}
                 Ok(None) => tracing::warn!(
                     "no graph stored yet: start with --map or --graph, upload one with PUT /admin/graph, \

@@ -189,7 +189,7 @@ async fn route_table_nearest_have_osrm_shapes() {
     assert_eq!(response.headers()["x-request-id"], "abc-123");
     let metrics = metrics_text(&client, url).await;
     assert!(metrics.contains(
-        "edgeroute_agent_http_requests_total{endpoint=\"/route/{version}/{profile}/{coordinates}\",method=\"GET\",status=\"200\"}"
+        "edgeroute_agent_http_requests_total{endpoint=\"/route/{version}/{profile}/{coordinates}\",method=\"GET\",code=\"200\"}"
     ), "{metrics}");
     assert!(metrics.contains("edgeroute_agent_graph_info{version=\"monaco-a\""));
     assert!(metrics.contains("edgeroute_agent_build_info"));

@@ -134,3 +134,266 @@ async fn bearer_scheme_is_case_insensitive_and_bad_bytes_are_named() {
     let r = with(HeaderValue::from_static("Basic azE6")).await.unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// A problem small enough to solve at once, on a custom matrix (no graph needed).
+fn tiny_problem() -> Value {
+    serde_json::json!({
+        "vehicles": [{"id": 1, "start_index": 0, "end_index": 0}],
+        "jobs": [{"id": 10, "location_index": 1}],
+        "matrices": {"car": {"durations": [[0, 10], [10, 0]]}}
+    })
+}
+
+#[tokio::test]
+async fn plans_belong_to_the_key_that_made_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_in_process(
+        &dir.path().join("db"),
+        &["--api-key", "k1,k2", "--admin-key", "root"],
+    )
+    .await;
+    let client = client();
+    let make = |key: &'static str| {
+        client
+            .post(format!("{}/optimize?time_limit_ms=50", agent.url))
+            .bearer_auth(key)
+            .json(&tiny_problem())
+            .send()
+    };
+    let id_of = |body: Value| body["plan_id"].as_str().unwrap().to_owned();
+    let r1 = make("k1").await.unwrap();
+    assert_eq!(r1.status(), 200);
+    let p1 = id_of(r1.json().await.unwrap());
+    let p2 = id_of(make("k2").await.unwrap().json().await.unwrap());
+
+    let list = |key: &'static str| {
+        let request = client.get(format!("{}/plans", agent.url)).bearer_auth(key);
+        async move {
+            let body: Value = request.send().await.unwrap().json().await.unwrap();
+            body["plans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list("k1").await, std::slice::from_ref(&p1));
+    assert_eq!(list("k2").await, std::slice::from_ref(&p2));
+    assert_eq!(
+        list("root").await,
+        [p1.clone(), p2.clone()],
+        "admin sees all"
+    );
+
+    let one = |key: &'static str, id: &str| {
+        client
+            .get(format!("{}/plans/{id}", agent.url))
+            .bearer_auth(key)
+            .send()
+    };
+    assert_eq!(one("k1", &p1).await.unwrap().status(), 200);
+    let other = one("k2", &p1).await.unwrap();
+    assert_eq!(other.status(), 404, "another key's plan is not there");
+    let body: Value = other.json().await.unwrap();
+    assert_eq!(body["code"], "NotFound");
+    assert_eq!(one("root", &p1).await.unwrap().status(), 200);
+    agent.stop().await.unwrap();
+
+    // Under --no-auth everyone is one tenant, and sees plans made with keys before.
+    let agent = start_in_process(&dir.path().join("db"), &["--no-auth"]).await;
+    let body: Value = client
+        .get(format!("{}/plans", agent.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["plans"].as_array().unwrap().len(), 2, "{body}");
+}
+
+/// Send the head of a `PUT /admin/graph` announcing `content_length` bytes, then `body`,
+/// and return what the agent answers without sending the rest.
+async fn partial_upload(url: &str, content_length: u64, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "PUT /admin/graph HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer root\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {content_length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The answer must come while most of the announced body is still unsent.
+    let read = async {
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("no answer before the body was complete");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn junk_uploads_are_refused_before_the_body_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let agent = start_in_process(&db, &["--no-auth", "--admin-key", "root"]).await;
+    // 300 MB announced, 64 KiB of it sent.
+    let answer = partial_upload(&agent.url, 300 << 20, &[b'j'; 64 << 10]).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"code\":\"InvalidValue\""), "{answer}");
+    assert!(answer.contains("magic"), "{answer}");
+    // A good header announcing more than the limit: 413 from the header alone.
+    let mut header = common::artifact_b()[..20].to_vec();
+    header[12..20].copy_from_slice(&(2u64 << 30).to_le_bytes());
+    let answer = partial_upload(&agent.url, 500 << 20, &header).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let spool = db.join("uploads");
+    let left = std::fs::read_dir(&spool).map_or(0, Iterator::count);
+    assert_eq!(left, 0, "nothing is left in {}", spool.display());
+}
+
+#[tokio::test]
+async fn uploads_over_the_limit_get_413_with_or_without_a_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_in_process(
+        &dir.path().join("db"),
+        &[
+            "--no-auth",
+            "--admin-key",
+            "root",
+            "--max-graph-bytes",
+            "4096",
+        ],
+    )
+    .await;
+    let client = client();
+    let url = format!("{}/admin/graph", agent.url);
+    let with_length = common::client()
+        .put(&url)
+        .bearer_auth("root")
+        .body(common::artifact_b().to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_length.status(), 413);
+    // Chunked: no Content-Length, so the artifact's header is what tells.
+    let chunks = common::artifact_b()
+        .chunks(1024)
+        .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+        .collect::<Vec<_>>();
+    let chunked = client
+        .put(&url)
+        .bearer_auth("root")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chunked.status(), 413);
+    let body: Value = chunked.json().await.unwrap();
+    assert_eq!(body["code"], "PayloadTooLarge");
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+// A current-thread runtime: every task of the agent runs on this thread, under the
+// subscriber set here.
+#[tokio::test(flavor = "current_thread")]
+async fn readiness_503s_are_not_logged_as_warnings() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // No graph: /readyz stays 503.
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_in_process(&dir.path().join("db"), &["--no-auth"]).await;
+    let client = client();
+    for _ in 0..3 {
+        let r = client
+            .get(format!("{}/readyz", agent.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+    }
+    let after_readyz = logs.text();
+    assert!(
+        !after_readyz.contains("response failed"),
+        "readiness 503s were logged as failures:\n{after_readyz}"
+    );
+    // Other 503s still are: the capture works.
+    let r = client
+        .get(format!("{}/route/v1/driving/7.4,43.7;7.5,43.8", agent.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(logs.text().contains("response failed"), "{}", logs.text());
+}
+
+#[tokio::test]
+async fn metrics_are_openmetrics_only_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_in_process(&dir.path().join("db"), &["--no-auth"]).await;
+    let client = client();
+    let scrape = |accept: Option<&'static str>| {
+        let mut request = client.get(format!("{}/metrics", agent.url));
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let content_type = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (content_type, response.text().await.unwrap())
+        }
+    };
+    for accept in [None, Some("text/plain"), Some("*/*")] {
+        let (content_type, text) = scrape(accept).await;
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{accept:?}: {content_type}"
+        );
+        assert!(!text.contains("# EOF"), "{accept:?}");
+        assert!(text.contains("# TYPE edgeroute_agent_graph_swaps_total counter"));
+        assert!(text.contains("# TYPE process_open_fds gauge"), "{text}");
+    }
+    let (content_type, text) = scrape(Some("application/openmetrics-text")).await;
+    assert!(content_type.starts_with("application/openmetrics-text"));
+    assert!(text.ends_with("# EOF\n"));
+}

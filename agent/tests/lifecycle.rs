@@ -17,7 +17,7 @@ use std::{
 
 use common::{
     A, B, Served, artifact_a, artifact_b, client, get_json, metrics_text, monaco_pbf, serve_monaco,
-    start,
+    start, start_in_process,
 };
 use serde_json::Value;
 
@@ -116,10 +116,148 @@ async fn restart_serves_from_sled_without_reimporting() {
     assert_eq!(status_body["boot_count"], 2);
     drop(second);
 
-    // --map again with the same file: recognised, not re-imported.
+    // --map again with the same file: the stored graph is served, nothing is imported.
     let third = start(&db, &["--map", monaco_pbf().to_str().unwrap(), "--no-auth"]);
     third.ready(&client).await;
-    assert!(third.log().contains("already imported"), "{}", third.log());
+    assert!(
+        third.log().contains("serving the stored active graph"),
+        "{}",
+        third.log()
+    );
+    assert!(!third.log().contains("importing"), "{}", third.log());
+    drop(third);
+
+    // --force-graph: the same file is recognised, not re-imported, and activated.
+    let fourth = start(
+        &db,
+        &[
+            "--map",
+            monaco_pbf().to_str().unwrap(),
+            "--no-auth",
+            "--force-graph",
+        ],
+    );
+    fourth.ready(&client).await;
+    assert!(
+        fourth.log().contains("already imported"),
+        "{}",
+        fourth.log()
+    );
+}
+
+/// The version served, from `/v1/status`.
+async fn served_version(client: &reqwest::Client, base: &str) -> String {
+    let (_, s) = get_json(client, &format!("{base}/v1/status")).await;
+    s["graph"]["version"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_the_graph_uploaded_since_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let client = client();
+    let seed = [
+        "--graph",
+        artifact_a().to_str().unwrap(),
+        "--admin-key",
+        "root",
+        "--no-auth",
+    ];
+    let agent = start_in_process(&db, &seed).await;
+    agent.ready(&client).await;
+    let r = client
+        .put(format!("{}/admin/graph", agent.url))
+        .bearer_auth("root")
+        .body(artifact_b().to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    agent.stop().await.unwrap();
+
+    // The same --graph again: the upload stays active.
+    let agent = start_in_process(&db, &seed).await;
+    agent.ready(&client).await;
+    assert_eq!(served_version(&client, &agent.url).await, "monaco-b");
+    agent.stop().await.unwrap();
+
+    // Unless the operator forces the seed.
+    let mut forced = seed.to_vec();
+    forced.push("--force-graph");
+    let agent = start_in_process(&db, &forced).await;
+    agent.ready(&client).await;
+    assert_eq!(served_version(&client, &agent.url).await, "monaco-a");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_active_and_previous_graphs_are_kept() {
+    // Three more versions of Monaco, built while the agent starts.
+    let extra = tokio::task::spawn_blocking(|| {
+        ["monaco-c", "monaco-d", "monaco-e"].map(|version| {
+            let options = edgeroute_engine::BuildOptions {
+                version: version.to_owned(),
+                ..edgeroute_engine::BuildOptions::default()
+            };
+            edgeroute_engine::Graph::from_osm_file(
+                &monaco_pbf(),
+                &edgeroute_engine::CarProfile::default(),
+                &options,
+            )
+            .unwrap()
+            .to_artifact()
+        })
+    });
+    let Served {
+        agent,
+        client,
+        dir: _dir,
+    } = serve_monaco(&["--no-auth", "--admin-key", "root"]).await;
+    let base = agent.url.clone();
+    let mut uploads = vec![artifact_b().to_vec()];
+    uploads.extend(extra.await.unwrap());
+    for bytes in uploads {
+        let r = client
+            .put(format!("{base}/admin/graph"))
+            .bearer_auth("root")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let stored = || async {
+        let r = client
+            .get(format!("{base}/admin/graph"))
+            .bearer_auth("root")
+            .send()
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap()
+    };
+    let versions = stored().await;
+    assert_eq!(
+        versions["versions"],
+        serde_json::json!(["monaco-d", "monaco-e"]),
+        "{versions}"
+    );
+    assert_eq!(versions["active"], "monaco-e");
+    assert_eq!(versions["previous"], "monaco-d");
+
+    // Rollback still has its target, and what it leaves is the same pair.
+    let r = client
+        .post(format!("{base}/admin/graph/rollback"))
+        .bearer_auth("root")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(served_version(&client, &base).await, "monaco-d");
+    let versions = stored().await;
+    assert_eq!(
+        versions["versions"],
+        serde_json::json!(["monaco-d", "monaco-e"]),
+        "{versions}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,15 @@
 //! Graph management, behind the admin key: upload (verified, stored, swapped atomically),
 //! rollback to the previous version, and the list of stored versions.
+//!
+//! An upload is streamed: its header is checked from the first bytes, so junk is refused
+//! before the rest of it is read, and the artifact is spooled to a file under the data
+//! directory rather than held in memory while it arrives (see `routing::spool`).
 
 use axum::{
     Json, Router,
-    body::Bytes,
-    extract::{DefaultBodyLimit, State},
+    body::Body,
+    extract::State,
+    http::{HeaderMap, header},
     routing::{post, put},
 };
 use edgeroute_protocol::{
@@ -16,16 +21,16 @@ use tower_http::limit::RequestBodyLimitLayer;
 use super::AppState;
 use crate::{
     error::ApiError,
-    routing::{Activated, Error as GraphError},
+    routing::{
+        Activated, Error as GraphError,
+        spool::{SpoolError, spool},
+    },
 };
 
-/// Routes of this module; the upload route alone accepts large bodies.
+/// Routes of this module; the upload route alone accepts large bodies, and enforces its
+/// limit itself (from `Content-Length` and from the artifact's header) as it streams.
 pub fn router(state: &AppState) -> Router<AppState> {
-    let limit = state.limits.max_graph_bytes;
-    let graph = Router::new()
-        .route("/admin/graph", put(upload).get(versions))
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(RequestBodyLimitLayer::new(limit));
+    let graph = Router::new().route("/admin/graph", put(upload).get(versions));
     let rollback = Router::new()
         .route("/admin/graph/rollback", post(rollback))
         .layer(RequestBodyLimitLayer::new(state.limits.max_body_bytes));
@@ -52,6 +57,7 @@ fn graph_error(err: GraphError) -> ApiError {
             ApiError::invalid_value(format!("Invalid graph artifact: {detail}"))
         }
         GraphError::VersionConflict(_) => ApiError::new(ErrorCode::Conflict, err.to_string()),
+        GraphError::Read { .. } => ApiError::internal_chain(&err),
         GraphError::NoPrevious => ApiError::new(ErrorCode::Conflict, err.to_string()),
         _ => ApiError::internal_chain(&err),
     }
@@ -70,19 +76,50 @@ fn graph_error(err: GraphError) -> ApiError {
     ))]
 pub async fn upload(
     State(state): State<AppState>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<GraphChange>, ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::invalid_value(
-            "Empty body: send the graph artifact bytes",
-        ));
+    let max = u64::try_from(state.limits.max_graph_bytes).unwrap_or(u64::MAX);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(0) => {
+            return Err(ApiError::invalid_value(
+                "Empty body: send the graph artifact bytes",
+            ));
+        }
+        Some(size) if size > max => return Err(too_large(size, max)),
+        _ => {}
     }
+    let spooled = spool(body.into_data_stream(), state.graphs.spool_dir(), max)
+        .await
+        .map_err(|err| match err {
+            SpoolError::Invalid(inner) => {
+                ApiError::invalid_value(format!("Invalid graph artifact: {inner}"))
+            }
+            SpoolError::TooLarge { size, max } => too_large(size, max),
+            SpoolError::Stream(_) => {
+                ApiError::invalid_value("The upload was cut before the artifact was complete")
+            }
+            err @ SpoolError::Io { .. } => ApiError::internal_chain(&err),
+        })?;
     let activated = state
         .graphs
-        .upload(body, "upload")
+        .upload_spooled(spooled, "upload")
         .await
         .map_err(graph_error)?;
     Ok(Json(activated.into()))
+}
+
+fn too_large(size: u64, max: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!(
+            "The artifact is {size} bytes; this agent accepts at most {max} (--max-graph-bytes)"
+        ),
+    )
 }
 
 /// Swap back to the previously served version.

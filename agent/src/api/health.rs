@@ -1,17 +1,25 @@
 //! The open endpoints: liveness, readiness and Prometheus metrics.
+//!
+//! A 503 from `/readyz` is an answer, not a failure: it is how a starting agent says "not
+//! yet", and probes ask many times a minute. [`Classifier`] tells the trace layer so, which
+//! would otherwise log each one as a warning.
 
 use axum::{
     Json, Router,
     extract::State,
-    http::header,
+    http::{HeaderMap, header},
     response::{IntoResponse, Response},
     routing::get,
 };
 use serde::Serialize;
+use tower_http::classify::{
+    ClassifiedResponse, ClassifyResponse, NeverClassifyEos, ServerErrorsAsFailures,
+    ServerErrorsFailureClass, SharedClassifier,
+};
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::error::ApiError;
+use crate::{error::ApiError, metrics::Format};
 
 /// Liveness / readiness body.
 #[derive(Debug, Serialize, ToSchema)]
@@ -41,29 +49,80 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
+/// Marks an error response that answers the question asked (`/readyz`'s 503): it is not
+/// logged as a failure.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpectedStatus;
+
+/// The trace layer's classifier: server errors are failures, except [`ExpectedStatus`]es.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Classifier;
+
+impl Classifier {
+    /// For `TraceLayer::new`.
+    pub fn layer() -> SharedClassifier<Self> {
+        SharedClassifier::new(Self)
+    }
+}
+
+impl ClassifyResponse for Classifier {
+    type FailureClass = ServerErrorsFailureClass;
+    type ClassifyEos = NeverClassifyEos<ServerErrorsFailureClass>;
+
+    fn classify_response<B>(
+        self,
+        res: &axum::http::Response<B>,
+    ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
+        if res.extensions().get::<ExpectedStatus>().is_some() {
+            return ClassifiedResponse::Ready(Ok(()));
+        }
+        ServerErrorsAsFailures::new().classify_response(res)
+    }
+
+    fn classify_error<E>(self, error: &E) -> Self::FailureClass
+    where
+        E: std::fmt::Display + 'static,
+    {
+        ServerErrorsAsFailures::new().classify_error(error)
+    }
+}
+
 /// A graph is loaded and requests can be answered.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses(
     (status = 200, description = "A graph is loaded", body = Health),
     (status = 503, description = "No graph yet", body = edgeroute_protocol::osrm::ErrorResponse)))]
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    let graph = state.graph()?;
-    Ok(Json(Health {
-        status: "ready",
-        graph_version: Some(graph.info().version.clone()),
-    }))
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.graph() {
+        Ok(graph) => Json(Health {
+            status: "ready",
+            graph_version: Some(graph.info().version.clone()),
+        })
+        .into_response(),
+        Err(not_ready) => {
+            let mut response = not_ready.into_response();
+            response.extensions_mut().insert(ExpectedStatus);
+            response
+        }
+    }
 }
 
-/// Prometheus metrics (OpenMetrics text).
+/// Prometheus metrics: OpenMetrics when the `Accept` header asks for
+/// `application/openmetrics-text`, else the Prometheus text format 0.0.4.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "OpenMetrics text exposition", body = String)))]
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let text = state.metrics.encode().map_err(ApiError::internal)?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+    responses((status = 200, description = "The metrics exposition",
+        content(
+            (String = "text/plain"),
+            (String = "application/openmetrics-text"),
+        ))))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let text = state
+        .metrics
+        .encode_as(format)
+        .map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
 }

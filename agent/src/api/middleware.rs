@@ -62,7 +62,7 @@ pub fn stack(router: Router, state: &AppState) -> Router {
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(
-                TraceLayer::new_for_http()
+                TraceLayer::new(super::health::Classifier::layer())
                     .make_span_with(make_span)
                     .on_failure(DefaultOnFailure::new().level(Level::WARN)),
             )
@@ -137,7 +137,7 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
         &HttpLabels {
             endpoint,
             method,
-            status: response.status().as_u16(),
+            code: response.status().as_u16(),
         },
         started.elapsed().as_secs_f64(),
     );

@@ -246,6 +246,7 @@ struct Solved {
     ))]
 pub async fn optimize(
     State(state): State<AppState>,
+    owner: super::plans::PlanOwner,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     body: Bytes,
 ) -> Result<Response, VroomError> {
@@ -314,7 +315,7 @@ pub async fn optimize(
     };
     let store = Arc::clone(&state.store);
     let plan = tokio::task::spawn_blocking(move || {
-        let plan = store.put_plan(&new_plan)?;
+        let plan = store.put_plan(&new_plan, owner.id())?;
         store.flush()?;
         Ok::<_, crate::storage::Error>(plan)
     })

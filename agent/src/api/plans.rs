@@ -1,19 +1,26 @@
 //! `GET /plans/{id}` and `GET /plans?since=<seq>&limit=<n>`: the stored `/optimize` results.
+//!
+//! A plan belongs to the key that made it ([`PlanOwner`]); `/plans` answers with the
+//! caller's plans only, and someone else's plan id is a 404 like an unknown one, so ids
+//! reveal nothing. The admin key sees every plan; under `--no-auth` every caller is one
+//! tenant and sees every plan. Plans stored before owners were recorded have none and are
+//! seen by those readers only.
 
 use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State, rejection::QueryRejection},
+    extract::{FromRequestParts, Path, Query, State, rejection::QueryRejection},
+    http::request::Parts,
     routing::get,
 };
 use edgeroute_protocol::{osrm::ErrorCode, plans::PlanList};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::AppState;
+use super::{AppState, middleware::KeyId};
 use crate::{
     error::ApiError,
-    storage::{Plan, plans::seq_of},
+    storage::{Plan, Tenant, plans::seq_of},
 };
 
 /// Plans listed when no `limit` is given.
@@ -29,6 +36,54 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .layer(RequestBodyLimitLayer::new(state.limits.max_body_bytes))
 }
 
+/// Who is asking for or storing plans, from the key the request was authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanOwner {
+    /// The key id (a hash prefix, never the key); `None` without a key (`--no-auth`).
+    key: Option<String>,
+    /// The caller may read every plan: the admin key, or anyone under `--no-auth`.
+    sees_all: bool,
+}
+
+impl PlanOwner {
+    /// The owner to store with a plan this caller makes.
+    pub fn id(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// Whose plans this caller may read.
+    pub fn tenant(&self) -> Tenant<'_> {
+        match (&self.key, self.sees_all) {
+            (Some(key), false) => Tenant::Owner(key),
+            // A caller without a key passed authentication only because it is off.
+            _ => Tenant::All,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for PlanOwner {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        // The middleware's anonymous id under `--no-auth` is not a key: it owns nothing.
+        let key = parts
+            .extensions
+            .get::<KeyId>()
+            .map(|KeyId(id)| id.clone())
+            .filter(|id| id != "anonymous");
+        let admin = state
+            .auth
+            .admin_key_hash
+            .as_deref()
+            .and_then(|h| h.get(..16));
+        let sees_all = state.auth.open || (key.is_some() && key.as_deref() == admin);
+        Ok(Self { key, sees_all })
+    }
+}
+
 fn not_found(id: &str) -> ApiError {
     ApiError::new(ErrorCode::NotFound, format!("No plan with id {id:?}"))
 }
@@ -37,16 +92,20 @@ fn not_found(id: &str) -> ApiError {
 #[utoipa::path(get, path = "/plans/{id}", tag = "vroom",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Plan id (`<node>-<seq>`)")),
-    responses((status = 200, description = "The plan"), (status = 404, description = "No such plan")))]
+    responses(
+        (status = 200, description = "The plan", body = Plan),
+        (status = 404, description = "No such plan, or another key's", body = edgeroute_protocol::osrm::ErrorResponse),
+    ))]
 pub async fn one(
     State(state): State<AppState>,
+    owner: PlanOwner,
     Path(id): Path<String>,
 ) -> Result<Json<Plan>, ApiError> {
     let Some(seq) = seq_of(&id) else {
         return Err(not_found(&id));
     };
     let store = Arc::clone(&state.store);
-    let plan = tokio::task::spawn_blocking(move || store.plan(seq))
+    let plan = tokio::task::spawn_blocking(move || store.plan(seq, owner.tenant()))
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| ApiError::internal_chain(&e))?;
@@ -63,9 +122,13 @@ pub async fn one(
         ("since" = Option<u64>, Query, description = "List plans with a greater sequence number (default 0)"),
         ("limit" = Option<usize>, Query, description = "At most this many (default 100, max 1000)"),
     ),
-    responses((status = 200, description = "Plans in sequence order")))]
+    responses(
+        (status = 200, description = "This key's plans (every plan for the admin key or under `--no-auth`) in sequence order", body = PlanList),
+        (status = 400, description = "`since` or `limit` is not a non-negative integer", body = edgeroute_protocol::osrm::ErrorResponse),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
+    owner: PlanOwner,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<PlanList>, ApiError> {
     let Query(query) = query.map_err(|_| ApiError::invalid_query("Query string malformed"))?;
@@ -80,10 +143,11 @@ pub async fn list(
     let limit = number("limit", DEFAULT_LIMIT as u64)?;
     let limit = usize::try_from(limit).unwrap_or(MAX_LIMIT).min(MAX_LIMIT);
     let store = Arc::clone(&state.store);
-    let plans = tokio::task::spawn_blocking(move || store.plans_since(since, limit))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::internal_chain(&e))?;
+    let plans =
+        tokio::task::spawn_blocking(move || store.plans_since(since, limit, owner.tenant()))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| ApiError::internal_chain(&e))?;
     let next_since = plans.last().map_or(since, |p| p.seq);
     Ok(Json(PlanList { plans, next_since }))
 }

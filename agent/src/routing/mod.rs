@@ -5,12 +5,24 @@
 //! in-flight request, and the old graph is freed when its last request drops it.
 //! [`GraphService`] verifies, stores and activates artifacts (startup, upload, rollback).
 //!
+//! # What is kept
+//!
+//! The most recently activated version stays active across restarts: `--map` and `--graph`
+//! only seed an empty store, unless `--force-graph` says to activate them again. After
+//! each activation the stored versions are pruned to the active one, the previous one (the
+//! rollback target) and the one the control plane's last directive named; the rest are
+//! deleted.
+//!
 //! Nothing here knows HTTP: the API turns [`Error`]s into responses and shapes engine
 //! results into OSRM objects itself (`api::osrm`).
 
 pub mod matrix;
+pub mod spool;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use arc_swap::ArcSwapOption;
 use edgeroute_engine::{BuildOptions, CarProfile, Graph};
@@ -99,6 +111,7 @@ pub struct GraphService {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     changes: Mutex<()>,
+    spool_dir: PathBuf,
 }
 
 impl std::fmt::Debug for GraphService {
@@ -131,7 +144,21 @@ impl GraphService {
             store,
             metrics,
             changes: Mutex::new(()),
+            spool_dir: std::env::temp_dir(),
         }
+    }
+
+    /// Spool streamed uploads into `dir` (default: the system's temporary directory). The
+    /// agent puts it under its data directory, where the graphs end up anyway.
+    #[must_use]
+    pub fn with_spool_dir(mut self, dir: PathBuf) -> Self {
+        self.spool_dir = dir;
+        self
+    }
+
+    /// Where streamed uploads are spooled.
+    pub fn spool_dir(&self) -> &Path {
+        &self.spool_dir
     }
 
     /// The holder requests read from.
@@ -149,78 +176,42 @@ impl GraphService {
     }
 
     /// Load the first graph. Returns `None` when there is nothing to serve yet.
-    pub async fn load_initial(&self, source: Source) -> Result<Option<Activated>> {
+    ///
+    /// A map or an artifact only seeds an empty store: once a version is active, it is what
+    /// is served after a restart (an upload or a directive may have replaced the seed),
+    /// unless `force` says to activate the given source again.
+    pub async fn load_initial(&self, source: Source, force: bool) -> Result<Option<Activated>> {
         let _guard = self.changes.lock().await;
         let store = self.store.clone();
-        let reason = match &source {
-            Source::Map { .. } => "map",
-            Source::Artifact(_) => "artifact",
-            Source::Stored => "stored",
-        };
-        let graph = tokio::task::spawn_blocking(move || -> Result<Option<Graph>> {
-            match source {
-                Source::Stored => {
-                    let Some(version) = store.graph_pointers()?.active else {
-                        return Ok(None);
-                    };
-                    let bytes = store
-                        .graph(&version)?
-                        .ok_or(storage::Error::UnknownVersion(version))?;
-                    let graph = Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
-                    Ok(Some(graph))
-                }
-                Source::Artifact(path) => {
-                    let bytes = std::fs::read(&path).map_err(|source| Error::Read {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    let graph = Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
-                    store_graph(store.as_ref(), &graph, &bytes)?;
-                    Ok(Some(graph))
-                }
-                Source::Map { path, version } => {
-                    let pbf = std::fs::read(&path).map_err(|source| Error::Read {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    let source_sha = hex::encode(Sha256::digest(&pbf));
-                    drop(pbf);
-                    if let Some(stored) = store.graph_for_source(&source_sha)?
-                        && let Some(bytes) = store.graph(&stored)?
-                    {
-                        tracing::info!(version = %stored, "map already imported; serving the stored graph");
-                        let graph = Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
-                        return Ok(Some(graph));
+        let spool_dir = self.spool_dir.clone();
+        let graph = tokio::task::spawn_blocking(move || -> Result<Option<(Graph, &str)>> {
+            spool::remove_stale(&spool_dir);
+            let source = match source {
+                Source::Map { .. } | Source::Artifact(_) if !force => {
+                    match store.graph_pointers()?.active {
+                        Some(active) => {
+                            tracing::info!(
+                                version = %active,
+                                "serving the stored active graph; --map and --graph only seed an \
+                                 empty store (--force-graph activates them again)"
+                            );
+                            Source::Stored
+                        }
+                        None => source,
                     }
-                    let stem = path
-                        .file_stem()
-                        .and_then(|s| s.to_str())
-                        .unwrap_or("map")
-                        .trim_end_matches(".osm");
-                    let version =
-                        version.unwrap_or_else(|| format!("{stem}-{}", &source_sha[..12]));
-                    tracing::info!(map = %path.display(), %version, "importing and preprocessing the map");
-                    let started = std::time::Instant::now();
-                    let options = BuildOptions {
-                        version,
-                        ..BuildOptions::default()
-                    };
-                    let graph = Graph::from_osm_file(&path, &CarProfile::default(), &options)
-                        .map_err(|source| Error::Import {
-                            path: path.clone(),
-                            source,
-                        })?;
-                    tracing::info!(elapsed_s = started.elapsed().as_secs_f64(), "map imported");
-                    let bytes = graph.to_artifact();
-                    store_graph(store.as_ref(), &graph, &bytes)?;
-                    store.record_graph_source(&source_sha, &graph.info().version)?;
-                    store.flush()?;
-                    Ok(Some(graph))
                 }
-            }
+                source => source,
+            };
+            let reason = match &source {
+                Source::Map { .. } => "map",
+                Source::Artifact(_) => "artifact",
+                Source::Stored => "stored",
+            };
+            let graph = load_source(store.as_ref(), source)?;
+            Ok(graph.map(|graph| (graph, reason)))
         })
         .await??;
-        let Some(graph) = graph else {
+        let Some((graph, reason)) = graph else {
             return Ok(None);
         };
         let store = self.store.clone();
@@ -228,6 +219,7 @@ impl GraphService {
         let sha256 = graph.sha256().to_owned();
         let pointers = tokio::task::spawn_blocking(move || {
             let pointers = store.activate_graph(&version, &sha256, reason)?;
+            prune(store.as_ref(), &pointers)?;
             store.flush()?;
             Ok::<_, storage::Error>(pointers)
         })
@@ -246,11 +238,28 @@ impl GraphService {
         let store = self.store.clone();
         let (graph, pointers) = tokio::task::spawn_blocking(move || -> Result<_> {
             let bytes = bytes.as_ref();
-            let graph = Graph::from_artifact(bytes).map_err(Error::InvalidArtifact)?;
-            store_graph(store.as_ref(), &graph, bytes)?;
-            let pointers = store.activate_graph(&graph.info().version, graph.sha256(), reason)?;
-            store.flush()?;
-            Ok((graph, pointers))
+            activate_bytes(store.as_ref(), bytes, reason)
+        })
+        .await??;
+        Ok(self.install(Arc::new(graph), pointers))
+    }
+
+    /// [`GraphService::upload`] from a spooled file (see [`spool`]), which is deleted
+    /// afterwards whatever happens.
+    pub async fn upload_spooled(
+        &self,
+        spooled: spool::Spooled,
+        reason: &'static str,
+    ) -> Result<Activated> {
+        let _guard = self.changes.lock().await;
+        let store = self.store.clone();
+        let (graph, pointers) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let bytes = std::fs::read(spooled.path()).map_err(|source| Error::Read {
+                path: spooled.path().to_owned(),
+                source,
+            })?;
+            drop(spooled);
+            activate_bytes(store.as_ref(), &bytes, reason)
         })
         .await??;
         Ok(self.install(Arc::new(graph), pointers))
@@ -267,6 +276,7 @@ impl GraphService {
                 .ok_or_else(|| storage::Error::UnknownVersion(previous.clone()))?;
             let graph = Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
             let pointers = store.activate_graph(&previous, graph.sha256(), "rollback")?;
+            prune(store.as_ref(), &pointers)?;
             store.flush()?;
             Ok((graph, pointers))
         })
@@ -297,6 +307,106 @@ impl GraphService {
     }
 }
 
+/// Read, import or store the graph of `source` (blocking).
+fn load_source(store: &dyn Store, source: Source) -> Result<Option<Graph>> {
+    match source {
+        Source::Stored => {
+            let Some(version) = store.graph_pointers()?.active else {
+                return Ok(None);
+            };
+            let bytes = store
+                .graph(&version)?
+                .ok_or(storage::Error::UnknownVersion(version))?;
+            let graph = Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
+            Ok(Some(graph))
+        }
+        Source::Artifact(path) => {
+            let bytes = std::fs::read(&path).map_err(|source| Error::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let graph = Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
+            store_graph(store, &graph, &bytes)?;
+            Ok(Some(graph))
+        }
+        Source::Map { path, version } => {
+            let pbf = std::fs::read(&path).map_err(|source| Error::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let source_sha = hex::encode(Sha256::digest(&pbf));
+            drop(pbf);
+            if let Some(stored) = store.graph_for_source(&source_sha)?
+                && let Some(bytes) = store.graph(&stored)?
+            {
+                tracing::info!(version = %stored, "map already imported; serving the stored graph");
+                let graph = Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
+                return Ok(Some(graph));
+            }
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("map")
+                .trim_end_matches(".osm");
+            let version = version.unwrap_or_else(|| format!("{stem}-{}", &source_sha[..12]));
+            tracing::info!(map = %path.display(), %version, "importing and preprocessing the map");
+            let started = std::time::Instant::now();
+            let options = BuildOptions {
+                version,
+                ..BuildOptions::default()
+            };
+            let graph = Graph::from_osm_file(&path, &CarProfile::default(), &options).map_err(
+                |source| Error::Import {
+                    path: path.clone(),
+                    source,
+                },
+            )?;
+            tracing::info!(elapsed_s = started.elapsed().as_secs_f64(), "map imported");
+            let bytes = graph.to_artifact();
+            store_graph(store, &graph, &bytes)?;
+            store.record_graph_source(&source_sha, &graph.info().version)?;
+            store.flush()?;
+            Ok(Some(graph))
+        }
+    }
+}
+
+/// Why a graph directive activates a version: the version it names is kept by [`prune`].
+pub const DIRECTIVE: &str = "directive";
+
+/// Verify, store and activate an artifact, then prune; `reason` as in
+/// [`GraphService::upload`].
+fn activate_bytes(
+    store: &dyn Store,
+    bytes: &[u8],
+    reason: &'static str,
+) -> Result<(Graph, GraphPointers)> {
+    let graph = Graph::from_artifact(bytes).map_err(Error::InvalidArtifact)?;
+    store_graph(store, &graph, bytes)?;
+    let version = &graph.info().version;
+    if reason == DIRECTIVE {
+        store.set_directed_graph(version)?;
+    }
+    let pointers = store.activate_graph(version, graph.sha256(), reason)?;
+    prune(store, &pointers)?;
+    store.flush()?;
+    Ok((graph, pointers))
+}
+
+/// Delete every stored version but the active one, the previous one (the rollback target)
+/// and the one the control plane's last directive named, which it may direct again.
+fn prune(store: &dyn Store, pointers: &GraphPointers) -> storage::Result<()> {
+    let directed = store.directed_graph()?;
+    let keep = [&pointers.active, &pointers.previous, &directed];
+    for version in store.graph_versions()? {
+        if keep.iter().all(|k| k.as_deref() != Some(version.as_str())) {
+            store.delete_graph(&version)?;
+            tracing::info!(%version, "stored graph version deleted (neither active, previous nor directed)");
+        }
+    }
+    Ok(())
+}
+
 /// Store `bytes` under the graph's version unless an identical artifact is there already.
 fn store_graph(store: &dyn Store, graph: &Graph, bytes: &[u8]) -> Result<()> {
     let version = &graph.info().version;
@@ -308,4 +418,28 @@ fn store_graph(store: &dyn Store, graph: &Graph, bytes: &[u8]) -> Result<()> {
     }
     store.put_graph(version, bytes)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::SledStore;
+
+    #[test]
+    fn pruning_keeps_active_previous_and_directed_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        for v in ["v1", "v2", "v3", "v4", "v5"] {
+            store.put_graph(v, v.as_bytes()).unwrap();
+        }
+        store.set_directed_graph("v2").unwrap();
+        store.activate_graph("v4", "sha", "upload").unwrap();
+        let pointers = store.activate_graph("v5", "sha", "upload").unwrap();
+        prune(&store, &pointers).unwrap();
+        assert_eq!(store.graph_versions().unwrap(), ["v2", "v4", "v5"]);
+        // A later directive moves the pin: the old directed version goes with the next prune.
+        store.set_directed_graph("v5").unwrap();
+        prune(&store, &pointers).unwrap();
+        assert_eq!(store.graph_versions().unwrap(), ["v4", "v5"]);
+    }
 }

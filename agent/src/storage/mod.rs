@@ -1,8 +1,9 @@
 //! Durable agent state, behind the [`Store`] trait so handlers and tests do not depend on
 //! sled directly.
 //!
-//! What is stored: graph artifacts by version, the active and previous version pointers (for
-//! rollback), the content hash of each imported OSM file (so a restart does not re-import),
+//! What is stored: graph artifacts by version (only those still needed: see
+//! `routing::GraphService`), the active and previous version pointers (for rollback), the
+//! version the control plane last directed, the content hash of each imported OSM file (so a restart does not re-import),
 //! the node identity, the VRP plans and, when the agent syncs with a control plane, the
 //! [`outbox`] of events waiting for the center. API keys are not stored: the keys configured
 //! at start are the accepted keys.
@@ -14,8 +15,8 @@ pub mod outbox;
 pub mod plans;
 mod sled_store;
 
-pub use plans::{NewPlan, Plan};
-pub use sled_store::{PLANS, SledStore};
+pub use plans::{NewPlan, Plan, Tenant};
+pub use sled_store::{PLAN_OWNERS, PLANS, PLANS_BY_OWNER, SledStore};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -91,20 +92,25 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// (`sha256` is the artifact's; `reason` says why: `upload`, `rollback`, `directive`,
     /// `map`, `artifact`, `stored`).
     fn activate_graph(&self, version: &str, sha256: &str, reason: &str) -> Result<GraphPointers>;
+    /// The version the control plane's last graph directive named, kept by retention.
+    fn directed_graph(&self) -> Result<Option<String>>;
+    /// Remember the version the control plane's last graph directive named.
+    fn set_directed_graph(&self, version: &str) -> Result<()>;
     /// The version imported from an OSM file with this content hash.
     fn graph_for_source(&self, source_sha256: &str) -> Result<Option<String>>;
     /// Remember that `version` was imported from an OSM file with this content hash.
     fn record_graph_source(&self, source_sha256: &str, version: &str) -> Result<()>;
     /// The node identity, created on the first call ever; each call counts a boot.
     fn boot(&self) -> Result<NodeIdentity>;
-    /// Store a plan under the next sequence number (durable after [`Store::flush`]); with the
-    /// outbox on, its event is appended in the same transaction, and a full outbox refuses
-    /// the plan with [`Error::OutboxFull`].
-    fn put_plan(&self, plan: &NewPlan) -> Result<Plan>;
-    /// The plan with this sequence number.
-    fn plan(&self, seq: u64) -> Result<Option<Plan>>;
-    /// Up to `limit` plans with a sequence number above `since`, in order.
-    fn plans_since(&self, since: u64, limit: usize) -> Result<Vec<Plan>>;
+    /// Store a plan under the next sequence number (durable after [`Store::flush`]), owned by
+    /// `owner` (a key id, see [`plans`]; `None` when no key made it); with the outbox on, its
+    /// event is appended in the same transaction, and a full outbox refuses the plan with
+    /// [`Error::OutboxFull`].
+    fn put_plan(&self, plan: &NewPlan, owner: Option<&str>) -> Result<Plan>;
+    /// The plan with this sequence number, if `tenant` may see it.
+    fn plan(&self, seq: u64, tenant: Tenant<'_>) -> Result<Option<Plan>>;
+    /// Up to `limit` plans `tenant` may see with a sequence number above `since`, in order.
+    fn plans_since(&self, since: u64, limit: usize, tenant: Tenant<'_>) -> Result<Vec<Plan>>;
     /// Make everything written so far durable.
     fn flush(&self) -> Result<()>;
     /// Append an event to the outbox on its own (nothing else changes with it).

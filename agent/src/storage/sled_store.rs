@@ -14,7 +14,7 @@ use sled::{
 use edgeroute_protocol::sync::{EventKind, RawEvent};
 
 use super::{
-    Error, GraphPointers, NewPlan, NodeIdentity, Plan, Result, Store,
+    Error, GraphPointers, NewPlan, NodeIdentity, Plan, Result, Store, Tenant,
     outbox::{self, Abort},
 };
 
@@ -33,9 +33,14 @@ const SOURCES: &str = "graph_sources";
 const LEGACY_API_KEYS: &str = "api_keys";
 /// Reserved for the VRP plans (`GET /plans/{id}`).
 pub const PLANS: &str = "plans";
+/// The owner of each plan, by sequence number (see [`super::plans`]).
+pub const PLAN_OWNERS: &str = "plan_owners";
+/// Each owner's plans: keys are the owner id, a NUL byte and the sequence number.
+pub const PLANS_BY_OWNER: &str = "plans_by_owner";
 
 const ACTIVE: &[u8] = b"graph.active";
 const PREVIOUS: &[u8] = b"graph.previous";
+const DIRECTED: &[u8] = b"graph.directed";
 const IDENTITY: &[u8] = b"node.identity";
 const PLAN_SEQ: &[u8] = b"plans.seq";
 
@@ -47,6 +52,8 @@ pub struct SledStore {
     meta: sled::Tree,
     sources: sled::Tree,
     plans: sled::Tree,
+    plan_owners: sled::Tree,
+    plans_by_owner: sled::Tree,
     /// The sync outbox and its bound, when the agent syncs with a control plane.
     outbox: Option<(sled::Tree, u64)>,
 }
@@ -61,6 +68,8 @@ impl SledStore {
             meta: db.open_tree(META)?,
             sources: db.open_tree(SOURCES)?,
             plans: db.open_tree(PLANS)?,
+            plan_owners: db.open_tree(PLAN_OWNERS)?,
+            plans_by_owner: db.open_tree(PLANS_BY_OWNER)?,
             outbox: None,
             db,
         })
@@ -169,6 +178,15 @@ impl Store for SledStore {
         self.graph_pointers()
     }
 
+    fn directed_graph(&self) -> Result<Option<String>> {
+        self.string(&self.meta, DIRECTED)
+    }
+
+    fn set_directed_graph(&self, version: &str) -> Result<()> {
+        self.meta.insert(DIRECTED, version.as_bytes())?;
+        Ok(())
+    }
+
     fn graph_for_source(&self, source_sha256: &str) -> Result<Option<String>> {
         self.string(&self.sources, source_sha256.as_bytes())
     }
@@ -213,11 +231,15 @@ impl Store for SledStore {
         Ok(identity)
     }
 
-    fn put_plan(&self, plan: &NewPlan) -> Result<Plan> {
+    fn put_plan(&self, plan: &NewPlan, owner: Option<&str>) -> Result<Plan> {
         let created_at_ms = outbox::now_ms();
         let corrupt = || ConflictableTransactionError::Abort(Abort::Corrupt("plans.seq"));
-        let store = |plans: &sled::transaction::TransactionalTree,
-                     meta: &sled::transaction::TransactionalTree| {
+        let store = |(plans, meta, owners, by_owner): (
+            &sled::transaction::TransactionalTree,
+            &sled::transaction::TransactionalTree,
+            &sled::transaction::TransactionalTree,
+            &sled::transaction::TransactionalTree,
+        )| {
             let last = match meta.get(PLAN_SEQ)? {
                 None => 0,
                 Some(v) => {
@@ -234,15 +256,27 @@ impl Store for SledStore {
             let bytes = serde_json::to_vec(&stored).map_err(|_| corrupt())?;
             meta.insert(PLAN_SEQ, &seq.to_be_bytes())?;
             plans.insert(&seq.to_be_bytes(), bytes)?;
+            if let Some(owner) = owner {
+                owners.insert(&seq.to_be_bytes(), owner.as_bytes())?;
+                by_owner.insert(owner_key(owner, seq), &[])?;
+            }
             Ok(stored)
         };
+        let trees = (
+            &self.plans,
+            &self.meta,
+            &self.plan_owners,
+            &self.plans_by_owner,
+        );
         match &self.outbox {
-            None => (&self.plans, &self.meta)
-                .transaction(|(plans, meta)| store(plans, meta))
+            None => trees
+                .transaction(|(plans, meta, owners, by_owner)| {
+                    store((plans, meta, owners, by_owner))
+                })
                 .map_err(tx_error),
-            Some((tree, max)) => (&self.plans, &self.meta, tree)
-                .transaction(|(plans, meta, outbox)| {
-                    let stored = store(plans, meta)?;
+            Some((tree, max)) => (trees.0, trees.1, trees.2, trees.3, tree)
+                .transaction(|(plans, meta, owners, by_owner, outbox)| {
+                    let stored = store((plans, meta, owners, by_owner))?;
                     outbox::append(
                         outbox,
                         meta,
@@ -257,23 +291,50 @@ impl Store for SledStore {
         }
     }
 
-    fn plan(&self, seq: u64) -> Result<Option<Plan>> {
+    fn plan(&self, seq: u64, tenant: Tenant<'_>) -> Result<Option<Plan>> {
+        if let Tenant::Owner(owner) = tenant
+            && self.plan_owners.get(seq.to_be_bytes())?.as_deref() != Some(owner.as_bytes())
+        {
+            return Ok(None);
+        }
         self.plans
             .get(seq.to_be_bytes())?
             .map(|v| decode_plan(&v))
             .transpose()
     }
 
-    fn plans_since(&self, since: u64, limit: usize) -> Result<Vec<Plan>> {
+    fn plans_since(&self, since: u64, limit: usize, tenant: Tenant<'_>) -> Result<Vec<Plan>> {
         let Some(from) = since.checked_add(1) else {
             return Ok(Vec::new());
         };
-        self.plans
-            .range(from.to_be_bytes()..)
-            .values()
-            .take(limit)
-            .map(|v| decode_plan(&v?))
-            .collect()
+        match tenant {
+            Tenant::All => self
+                .plans
+                .range(from.to_be_bytes()..)
+                .values()
+                .take(limit)
+                .map(|v| decode_plan(&v?))
+                .collect(),
+            // The owner's index, not a filtered scan: a key with few plans among many
+            // reads only its own.
+            Tenant::Owner(owner) => {
+                let mut plans = Vec::new();
+                let index = self
+                    .plans_by_owner
+                    .range(owner_key(owner, from)..=owner_key(owner, u64::MAX))
+                    .keys();
+                for key in index {
+                    if plans.len() == limit {
+                        break;
+                    }
+                    let seq = seq_of_owner_key(&key?)?;
+                    if let Some(bytes) = self.plans.get(seq.to_be_bytes())? {
+                        plans.push(decode_plan(&bytes)?);
+                    }
+                }
+                Ok(plans)
+            }
+        }
     }
 
     fn flush(&self) -> Result<()> {
@@ -310,6 +371,27 @@ impl Store for SledStore {
             None => Ok(0),
         }
     }
+}
+
+/// The [`PLANS_BY_OWNER`] key of `owner`'s plan `seq`. Key ids are hex, so the NUL
+/// separator keeps one owner's keys from running into another's.
+fn owner_key(owner: &str, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(owner.len() + 9);
+    key.extend_from_slice(owner.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The sequence number at the end of a [`PLANS_BY_OWNER`] key.
+fn seq_of_owner_key(key: &[u8]) -> Result<u64> {
+    key.len()
+        .checked_sub(8)
+        .and_then(|at| <[u8; 8]>::try_from(&key[at..]).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| Error::Corrupt {
+            key: PLANS_BY_OWNER.into(),
+        })
 }
 
 fn decode_plan(bytes: &[u8]) -> Result<Plan> {
@@ -404,26 +486,71 @@ mod tests {
         };
         {
             let store = SledStore::open(dir.path()).unwrap();
-            let a = store.put_plan(&plan).unwrap();
-            let b = store.put_plan(&plan).unwrap();
+            let a = store.put_plan(&plan, None).unwrap();
+            let b = store.put_plan(&plan, None).unwrap();
             assert_eq!((a.seq, b.seq), (1, 2));
             assert_eq!(b.id, "abc-2");
             store.flush().unwrap();
         }
         let store = SledStore::open(dir.path()).unwrap();
-        let c = store.put_plan(&plan).unwrap();
+        let c = store.put_plan(&plan, None).unwrap();
         assert_eq!(c.seq, 3);
-        assert_eq!(store.plan(2).unwrap().unwrap().id, "abc-2");
-        assert_eq!(store.plan(9).unwrap(), None);
+        assert_eq!(store.plan(2, Tenant::All).unwrap().unwrap().id, "abc-2");
+        assert_eq!(store.plan(9, Tenant::All).unwrap(), None);
         let seqs: Vec<_> = store
-            .plans_since(1, 10)
+            .plans_since(1, 10, Tenant::All)
             .unwrap()
             .iter()
             .map(|p| p.seq)
             .collect();
         assert_eq!(seqs, [2, 3]);
-        assert_eq!(store.plans_since(0, 1).unwrap().len(), 1);
-        assert_eq!(store.plans_since(u64::MAX, 1).unwrap(), []);
+        assert_eq!(store.plans_since(0, 1, Tenant::All).unwrap().len(), 1);
+        assert_eq!(store.plans_since(u64::MAX, 1, Tenant::All).unwrap(), []);
         assert_eq!(super::super::plans::seq_of("abc-3"), Some(3));
+    }
+
+    #[test]
+    fn plans_are_seen_by_their_owner_and_by_all_readers_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let plan = NewPlan {
+            node: "n".into(),
+            graph_version: None,
+            graph_checksum: None,
+            solver_version: "test".into(),
+            jobs: 1,
+            shipments: 0,
+            vehicles: 1,
+            output: serde_json::json!({"code": 0}),
+        };
+        let legacy = store.put_plan(&plan, None).unwrap();
+        let a1 = store.put_plan(&plan, Some("aaaa")).unwrap();
+        let b1 = store.put_plan(&plan, Some("bbbb")).unwrap();
+        let a2 = store.put_plan(&plan, Some("aaaa")).unwrap();
+        let seqs = |tenant, since, limit| -> Vec<u64> {
+            store
+                .plans_since(since, limit, tenant)
+                .unwrap()
+                .iter()
+                .map(|p| p.seq)
+                .collect()
+        };
+        assert_eq!(seqs(Tenant::Owner("aaaa"), 0, 10), [a1.seq, a2.seq]);
+        assert_eq!(seqs(Tenant::Owner("aaaa"), a1.seq, 10), [a2.seq]);
+        assert_eq!(seqs(Tenant::Owner("aaaa"), 0, 1), [a1.seq]);
+        assert_eq!(seqs(Tenant::Owner("bbbb"), 0, 10), [b1.seq]);
+        assert_eq!(
+            seqs(Tenant::Owner("aa"), 0, 10),
+            [0u64; 0],
+            "no prefix match"
+        );
+        assert_eq!(
+            seqs(Tenant::All, 0, 10),
+            [legacy.seq, a1.seq, b1.seq, a2.seq]
+        );
+        assert!(store.plan(a1.seq, Tenant::Owner("aaaa")).unwrap().is_some());
+        assert_eq!(store.plan(a1.seq, Tenant::Owner("bbbb")).unwrap(), None);
+        assert_eq!(store.plan(legacy.seq, Tenant::Owner("aaaa")).unwrap(), None);
+        assert!(store.plan(legacy.seq, Tenant::All).unwrap().is_some());
     }
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A plan to store; the store assigns its sequence number, id and timestamp.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewPlan {
     /// This node's id: plan ids are `<node>-<seq>`.
@@ -22,10 +23,12 @@ pub struct NewPlan {
     pub vehicles: usize,
     /// The full VROOM output, kept as the JSON it was answered with: a stored plan stays
     /// readable even if [`crate::vroom::Output`] gains fields later.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::vroom::Output))]
     pub output: serde_json::Value,
 }
 
 /// A stored plan.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// `<node>-<seq>`.
@@ -40,6 +43,7 @@ pub struct Plan {
 }
 
 /// A page of plans (`GET /plans`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanList {
     /// Plans with `seq > since`, in sequence order.

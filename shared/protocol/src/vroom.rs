@@ -16,6 +16,7 @@ pub type Location = [f64; 2];
 pub type TimeWindow = [u64; 2];
 
 /// The request body of `POST /optimize`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Input {
@@ -36,6 +37,7 @@ pub struct Input {
 }
 
 /// Custom matrices of one profile.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Matrices {
@@ -48,6 +50,7 @@ pub struct Matrices {
 }
 
 /// Request options.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
@@ -57,6 +60,7 @@ pub struct Options {
 }
 
 /// A vehicle.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Vehicle {
@@ -67,12 +71,14 @@ pub struct Vehicle {
     pub profile: Option<String>,
     /// Start coordinates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<f64>>))]
     pub start: Option<Location>,
     /// Start as an index into the custom matrices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_index: Option<usize>,
     /// End coordinates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<f64>>))]
     pub end: Option<Location>,
     /// End as an index into the custom matrices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,6 +91,7 @@ pub struct Vehicle {
     pub skills: Option<Vec<u32>>,
     /// Working hours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<u64>>))]
     pub time_window: Option<TimeWindow>,
     /// Maximum number of tasks in the route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,6 +108,7 @@ pub struct Vehicle {
 }
 
 /// A vehicle's costs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VehicleCosts {
@@ -113,6 +121,7 @@ pub struct VehicleCosts {
 }
 
 /// A vehicle break.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Break {
@@ -120,6 +129,7 @@ pub struct Break {
     pub id: u64,
     /// When the break may start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<u64>>))]
     pub time_windows: Vec<TimeWindow>,
     /// Break duration.
     #[serde(default)]
@@ -127,6 +137,7 @@ pub struct Break {
 }
 
 /// A single-stop task.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Job {
@@ -134,6 +145,7 @@ pub struct Job {
     pub id: u64,
     /// Coordinates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<f64>>))]
     pub location: Option<Location>,
     /// Index into the custom matrices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,10 +167,12 @@ pub struct Job {
     pub priority: u32,
     /// When the service may start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<u64>>))]
     pub time_windows: Vec<TimeWindow>,
 }
 
 /// One end of a shipment.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShipmentStep {
@@ -166,6 +180,7 @@ pub struct ShipmentStep {
     pub id: u64,
     /// Coordinates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<f64>>))]
     pub location: Option<Location>,
     /// Index into the custom matrices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,10 +190,12 @@ pub struct ShipmentStep {
     pub service: u64,
     /// When the service may start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<u64>>))]
     pub time_windows: Vec<TimeWindow>,
 }
 
 /// A pickup/delivery pair served by one vehicle, pickup first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Shipment {
@@ -210,6 +227,7 @@ pub mod code {
 }
 
 /// The response body of `POST /optimize`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Output {
     /// See [`code`].
@@ -230,6 +248,7 @@ pub struct Output {
 
 /// The agent's `POST /optimize` answer: VROOM's output plus the id of the plan it was
 /// stored as (`GET /plans/{plan_id}`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptimizeResponse {
     /// The VROOM output, its fields at the top level.
@@ -240,6 +259,7 @@ pub struct OptimizeResponse {
 }
 
 /// Totals over all routes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Summary {
     /// Total cost.
@@ -272,6 +292,7 @@ pub struct Summary {
 }
 
 /// Milliseconds spent per phase.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ComputingTimes {
     /// Parsing and validation.
@@ -283,6 +304,7 @@ pub struct ComputingTimes {
 }
 
 /// Kind of an unassigned task or of a step.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepType {
@@ -301,6 +323,7 @@ pub enum StepType {
 }
 
 /// A task no vehicle serves.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnassignedTask {
     /// The task's id.
@@ -310,6 +333,7 @@ pub struct UnassignedTask {
     pub kind: StepType,
     /// Its coordinates, when given in the input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<f64>>))]
     pub location: Option<Location>,
     /// Its matrix index, when given in the input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -317,6 +341,7 @@ pub struct UnassignedTask {
 }
 
 /// A vehicle's route.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Route {
     /// Vehicle id.
@@ -349,6 +374,7 @@ pub struct Route {
 }
 
 /// One step of a route.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     /// What happens.
@@ -359,6 +385,7 @@ pub struct Step {
     pub id: Option<u64>,
     /// Coordinates, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<f64>>))]
     pub location: Option<Location>,
     /// Matrix index, when given in the input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
