@@ -327,6 +327,7 @@ impl Config {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms.max(1)),
             max_requests_per_connection: (self.max_requests_per_connection > 0)
                 .then_some(self.max_requests_per_connection),
+            protocol_error_body: Some(crate::api::middleware::protocol_error_body),
             ..edgeroute_server::ServerLimits::default()
         };
         match fd_limit {

@@ -51,6 +51,24 @@ fn is_open(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
 }
 
+/// The OSRM-style body of a request the HTTP layer refused before it reached the router
+/// (see `edgeroute_server::protocol_errors`): 414 for a URL too long, 431 for headers too
+/// large, 400 for a malformed request line or header.
+pub fn protocol_error_body(status: u16) -> String {
+    let (code, message) = match status {
+        414 => (
+            ErrorCode::InvalidUrl,
+            "URL too long: at most 65,534 bytes (send long coordinate lists as polyline(...))",
+        ),
+        431 => (ErrorCode::TooBig, "Request headers too large"),
+        _ => (
+            ErrorCode::InvalidUrl,
+            "Malformed request: the request line or a header (such as Content-Length) is not valid HTTP",
+        ),
+    };
+    serde_json::json!({"code": code.as_str(), "message": message}).to_string()
+}
+
 /// The key a request was authenticated with (a short hash prefix), for rate limiting.
 #[derive(Debug, Clone)]
 pub struct KeyId(pub String);

@@ -42,7 +42,7 @@ use tower::ServiceExt;
 use crate::Result;
 
 /// Bounds on the connections a server keeps. [`Default`] suits a public-facing edge node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServerLimits {
     /// Connections open at once; further clients wait in the listen backlog until one closes.
     pub max_connections: usize,
@@ -62,6 +62,9 @@ pub struct ServerLimits {
     pub http2_keep_alive_interval: Duration,
     /// Pause of the accept loop after an error such as `EMFILE` (no descriptor left).
     pub accept_backoff: Duration,
+    /// Body of the 400/414/431 responses hyper sends for requests it cannot parse (which
+    /// never reach the application); `None` leaves them empty.
+    pub protocol_error_body: Option<crate::protocol_errors::ProtocolErrorBody>,
 }
 
 impl Default for ServerLimits {
@@ -74,6 +77,7 @@ impl Default for ServerLimits {
             http2_max_concurrent_streams: 128,
             http2_keep_alive_interval: Duration::from_secs(30),
             accept_backoff: Duration::from_millis(100),
+            protocol_error_body: None,
         }
     }
 }
@@ -335,6 +339,7 @@ async fn connection<A: Accept>(
             }
         })
     };
+    let io = crate::protocol_errors::ErrorBodies::new(io, limits.protocol_error_body);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut closing = false;

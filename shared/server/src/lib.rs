@@ -12,12 +12,15 @@
 //! - [`conn`]: the accept loop they share with [`serve_tls`], bounded by [`ServerLimits`]
 //!   (connection cap, header-read and idle timeouts, keep-alive limits, back-off on
 //!   `EMFILE`), and [`raise_fd_limit`].
+//! - [`protocol_errors`]: bodies for the errors hyper answers before the application sees
+//!   the request (400, 414, 431).
 //! - [`tls`] (feature `tls`): [`serve_tls`] (HTTPS, with a grace period for in-flight
 //!   requests) and the rustls (ring) server configuration, optionally asking for client
 //!   certificates against a CA; each request then carries a [`tls::ClientCert`] extension
 //!   saying whether its client presented a verified one.
 
 pub mod conn;
+pub mod protocol_errors;
 #[cfg(feature = "tls")]
 pub mod tls;
 
