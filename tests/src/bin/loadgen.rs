@@ -57,6 +57,11 @@ struct Args {
     /// The agent's process id, to sample its memory, threads and descriptors from `/proc`.
     #[arg(long)]
     pid: Option<u32>,
+    /// Fixed rate only: requests in flight at most (so connections at most), as a client
+    /// with a bounded pool; a request waiting for one still counts its latency from its
+    /// scheduled time. 0: unbounded (a new connection whenever all are busy).
+    #[arg(long, default_value_t = 0)]
+    max_in_flight: usize,
     /// Seconds to wait after the run before the last `/proc` sample.
     #[arg(long, default_value_t = 60)]
     settle: u64,
@@ -231,6 +236,8 @@ async fn main() -> anyhow::Result<()> {
             latencies.extend(w.await?);
         }
     } else {
+        let pool = (args.max_in_flight > 0)
+            .then(|| Arc::new(tokio::sync::Semaphore::new(args.max_in_flight)));
         let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate));
         let total = (duration.as_secs_f64() * f64::from(args.rate)) as usize;
         let mut tasks = Vec::with_capacity(total);
@@ -238,7 +245,12 @@ async fn main() -> anyhow::Result<()> {
             let scheduled = started + interval * u32::try_from(i)?;
             tokio::time::sleep_until(scheduled.into()).await;
             let request = get(urls[i % urls.len()].clone());
+            let pool = pool.clone();
             tasks.push(tokio::spawn(async move {
+                let _permit = match &pool {
+                    Some(pool) => Some(pool.clone().acquire_owned().await),
+                    None => None,
+                };
                 match request.send().await {
                     Ok(r) if r.status().is_success() => match r.bytes().await {
                         Ok(_) => Outcome::Ok(scheduled.elapsed()),
