@@ -166,7 +166,7 @@ async fn errors_raised_below_the_router_are_json() {
     let long = format!("GET /route/v1/driving/{coordinates} HTTP/1.1\r\nhost: x\r\n\r\n");
     let big_header = format!(
         "GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
-        "a".repeat(420 * 1024)
+        "a".repeat(600 * 1024)
     );
     let cases: [(&[u8], u16, &str); 4] = [
         (long.as_bytes(), 414, "InvalidUrl"),
