@@ -108,9 +108,50 @@ pub struct Config {
     #[arg(long, env = "EDGEROUTE_MAX_GRAPH_BYTES", default_value_t = 1 << 30)]
     pub max_graph_bytes: usize,
 
-    /// Requests processed at once; beyond it requests are shed with 503.
-    #[arg(long, env = "EDGEROUTE_CONCURRENCY_LIMIT", default_value_t = 1024)]
+    /// Routing API requests processed at once (a request computed on the blocking pool holds
+    /// its slot until the work ends); more wait in the admission queue.
+    #[arg(long, env = "EDGEROUTE_CONCURRENCY_LIMIT", default_value_t = 64)]
     pub concurrency_limit: usize,
+
+    /// Requests that may wait for a `--concurrency-limit` slot; beyond, 503 at once.
+    #[arg(long, env = "EDGEROUTE_ADMISSION_QUEUE", default_value_t = 256)]
+    pub admission_queue: usize,
+
+    /// Longest wait for a `--concurrency-limit` slot, in milliseconds; then 503.
+    #[arg(long, env = "EDGEROUTE_ADMISSION_MAX_WAIT_MS", default_value_t = 50)]
+    pub admission_max_wait_ms: u64,
+
+    /// Refuse new routing and optimisation requests with 503 while runtime workers pick up
+    /// ready work this many milliseconds late (every request waits about that long before it
+    /// is even read); 0 turns the check off.
+    #[arg(long, env = "EDGEROUTE_MAX_RUNTIME_LAG_MS", default_value_t = 50)]
+    pub max_runtime_lag_ms: u64,
+
+    /// Open connections at most (lowered to fit the open-file limit); further clients wait
+    /// in the listen backlog.
+    #[arg(long, env = "EDGEROUTE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Time a client has to send a request head (and to finish a TLS handshake), in
+    /// milliseconds; also the longest wait for the next request on an HTTP/1 connection.
+    #[arg(
+        long,
+        env = "EDGEROUTE_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub header_read_timeout_ms: u64,
+
+    /// A connection without a request in flight for this many milliseconds is closed.
+    #[arg(long, env = "EDGEROUTE_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+
+    /// Requests one HTTP/1 connection may carry before it is closed (0: unlimited).
+    #[arg(
+        long,
+        env = "EDGEROUTE_MAX_REQUESTS_PER_CONNECTION",
+        default_value_t = 10_000
+    )]
+    pub max_requests_per_connection: u64,
 
     /// Origins allowed by CORS (`*` for any; repeatable; comma separated in env).
     #[arg(
@@ -128,11 +169,15 @@ pub struct Config {
     #[arg(long, env = "EDGEROUTE_MAX_VRP_JOBS", default_value_t = 2000)]
     pub max_vrp_jobs: usize,
 
-    /// `POST /optimize` solves running at once; more wait their turn (within the request
-    /// timeout). Each solve keeps two cores busy for its whole time budget, so the default
-    /// leaves route and table requests room to breathe on a small edge node.
-    #[arg(long, env = "EDGEROUTE_MAX_CONCURRENT_SOLVES", default_value_t = 1)]
+    /// `POST /optimize` solves running at once (0: one per core); more wait in the solve
+    /// queue (within the request timeout). Small problems stop as soon as the search has
+    /// converged, large ones use their time budget.
+    #[arg(long, env = "EDGEROUTE_MAX_CONCURRENT_SOLVES", default_value_t = 0)]
     pub max_concurrent_solves: usize,
+
+    /// `POST /optimize` requests that may wait for a solve slot; beyond, 503 at once.
+    #[arg(long, env = "EDGEROUTE_SOLVE_QUEUE", default_value_t = 64)]
+    pub solve_queue: usize,
 
     /// Largest `time_limit_ms` a `POST /optimize` request may ask for.
     #[arg(
@@ -225,8 +270,16 @@ pub struct Limits {
     pub max_graph_bytes: usize,
     /// Per-request timeout.
     pub request_timeout: Duration,
-    /// Concurrent requests before shedding.
+    /// Routing API requests past admission at once.
     pub concurrency_limit: usize,
+    /// Requests waiting for admission at most.
+    pub admission_queue: usize,
+    /// Longest wait for admission.
+    pub admission_max_wait: Duration,
+    /// Runtime lag above which requests are refused (`None`: never).
+    pub max_runtime_lag: Option<Duration>,
+    /// `POST /optimize` requests waiting for a solve slot at most.
+    pub solve_queue: usize,
     /// Per-key requests per second (0: unlimited).
     pub rate_limit: f64,
     /// Per-key burst.
@@ -253,15 +306,47 @@ impl Config {
             max_graph_bytes: self.max_graph_bytes,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             concurrency_limit: self.concurrency_limit.max(1),
+            admission_queue: self.admission_queue,
+            admission_max_wait: Duration::from_millis(self.admission_max_wait_ms),
+            max_runtime_lag: (self.max_runtime_lag_ms > 0)
+                .then(|| Duration::from_millis(self.max_runtime_lag_ms)),
+            solve_queue: self.solve_queue,
             rate_limit: self.rate_limit,
             rate_burst: self.rate_burst.max(1),
             max_vrp_jobs: self.max_vrp_jobs,
-            max_concurrent_solves: self.max_concurrent_solves.max(1),
+            max_concurrent_solves: match self.max_concurrent_solves {
+                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                n => n,
+            },
             max_vrp_time_limit: Duration::from_millis(self.max_vrp_time_limit_ms),
             max_optimize_body_bytes: self.max_optimize_body_bytes,
         }
     }
 }
+
+impl Config {
+    /// The connection bounds of this configuration, with the connection cap lowered to fit
+    /// `fd_limit` (the soft open-file limit, when known) less a reserve for the database,
+    /// graph files and outgoing connections.
+    pub fn server_limits(&self, fd_limit: Option<u64>) -> edgeroute_server::ServerLimits {
+        let limits = edgeroute_server::ServerLimits {
+            max_connections: self.max_connections.max(1),
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms.max(1)),
+            max_requests_per_connection: (self.max_requests_per_connection > 0)
+                .then_some(self.max_requests_per_connection),
+            protocol_error_body: Some(crate::api::middleware::protocol_error_body),
+            ..edgeroute_server::ServerLimits::default()
+        };
+        match fd_limit {
+            Some(fds) => limits.within_fd_limit(fds, FD_RESERVE),
+            None => limits,
+        }
+    }
+}
+
+/// Descriptors kept free of client connections.
+const FD_RESERVE: u64 = 256;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -273,11 +358,15 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
             max_graph_bytes: 1 << 30,
             request_timeout: Duration::from_secs(30),
-            concurrency_limit: 1024,
+            concurrency_limit: 64,
+            admission_queue: 256,
+            admission_max_wait: Duration::from_millis(50),
+            max_runtime_lag: None,
+            solve_queue: 64,
             rate_limit: 0.0,
             rate_burst: 1,
             max_vrp_jobs: 2000,
-            max_concurrent_solves: 1,
+            max_concurrent_solves: 2,
             max_vrp_time_limit: Duration::from_secs(10),
             max_optimize_body_bytes: 32 << 20,
         }

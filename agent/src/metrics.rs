@@ -31,9 +31,14 @@ pub struct HttpLabels {
     pub endpoint: String,
     /// HTTP method, from [`method_label`].
     pub method: String,
-    /// Response status code (`code`, as the Prometheus naming conventions call it).
+    /// Response status code; [`CLIENT_CLOSED`] for a request whose client went away first.
     pub code: u16,
 }
+
+/// The status label of a request cancelled before its response was ready (the client closed
+/// the connection, or the server dropped it at the end of a shutdown grace). 499 is nginx's
+/// "client closed request"; no response with it is ever sent.
+pub const CLIENT_CLOSED: u16 = 499;
 
 /// The `method` label of a request: a standard method by name, anything else `other`.
 pub fn method_label(method: &Method) -> &'static str {
@@ -77,6 +82,7 @@ pub struct Metrics {
     graph_swaps: Counter,
     graph_nodes: Gauge,
     sync: SyncMetrics,
+    overload: OverloadMetrics,
 }
 
 /// Metrics of the link to the control plane.
@@ -90,6 +96,71 @@ struct SyncMetrics {
     bytes_received: Counter,
     plans_refused: Counter,
     download_failures: Counter,
+}
+
+/// Labels of shed requests.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShedLabels {
+    /// `queue_full`, `queue_timeout` or `runtime_lag` (see `api::admission::Shed`).
+    pub reason: &'static str,
+}
+
+/// Admission control (see `api::admission`): requests shed, the request queue, the solve
+/// queue. Registered in one block by [`OverloadMetrics::register`].
+#[derive(Debug, Default, Clone)]
+pub struct OverloadMetrics {
+    /// Requests refused with 503 before any work, by reason.
+    pub shed: Family<ShedLabels, Counter>,
+    /// Routing API requests waiting for a slot.
+    pub queue_depth: Gauge,
+    /// Routing API requests holding a slot.
+    pub admitted: Gauge,
+    /// `POST /optimize` requests waiting for a solve slot.
+    pub solve_queue_depth: Gauge,
+    /// Solves running.
+    pub solves_running: Gauge,
+    /// `POST /optimize` requests refused because the solve queue was full.
+    pub solves_rejected: Counter,
+}
+
+impl OverloadMetrics {
+    /// Count one request shed for `reason`.
+    pub fn shed_for(&self, reason: &'static str) {
+        self.shed.get_or_create(&ShedLabels { reason }).inc();
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "http_shed",
+            "Requests refused with 503 by admission control, by reason",
+            self.shed.clone(),
+        );
+        registry.register(
+            "admission_queue_depth",
+            "Routing API requests waiting for an admission slot",
+            self.queue_depth.clone(),
+        );
+        registry.register(
+            "admission_running",
+            "Routing API requests holding an admission slot",
+            self.admitted.clone(),
+        );
+        registry.register(
+            "solve_queue_depth",
+            "POST /optimize requests waiting for a solve slot",
+            self.solve_queue_depth.clone(),
+        );
+        registry.register(
+            "solves_running",
+            "POST /optimize solves running",
+            self.solves_running.clone(),
+        );
+        registry.register(
+            "solves_rejected",
+            "POST /optimize requests refused with 503 because the solve queue was full",
+            self.solves_rejected.clone(),
+        );
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -190,6 +261,8 @@ impl Metrics {
             "Graph downloads or verifications that failed (the served graph stays)",
             sync.download_failures.clone(),
         );
+        let overload = OverloadMetrics::default();
+        overload.register(registry);
         let build = Family::<BuildLabels, Gauge>::default();
         registry.register("build_info", "Agent build (value 1)", build.clone());
         build
@@ -206,7 +279,13 @@ impl Metrics {
             graph_swaps,
             graph_nodes,
             sync,
+            overload,
         }
+    }
+
+    /// Admission-control metrics.
+    pub fn overload(&self) -> &OverloadMetrics {
+        &self.overload
     }
 
     /// A report the center acknowledged.

@@ -104,9 +104,9 @@ impl Agent {
         let state = AppState {
             graphs,
             store: store.clone(),
+            admission: Arc::new(api::admission(&limits, &metrics)),
             metrics,
             rate: Arc::new(RateLimiter::new(limits.rate_limit, limits.rate_burst)),
-            solves: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_solves)),
             limits: Arc::new(limits),
             auth: Arc::new(auth),
             cors_origins: Arc::new(config.cors_origins.clone()),
@@ -173,6 +173,9 @@ impl Agent {
             sync,
         } = self;
         let graphs = state.graphs.clone();
+        if state.admission.max_lag.is_some() {
+            tokio::spawn(state.admission.lag.clone().run());
+        }
         let app = api::app(state);
         let addr = listener.local_addr()?;
         let scheme = if config.tls_cert.is_some() {
@@ -217,6 +220,18 @@ impl Agent {
             }));
         }
         let grace = Duration::from_secs(config.shutdown_grace_s);
+        // A flood of connections must not exhaust the descriptors the database and the
+        // health probes need: raise the soft limit as far as allowed, and cap connections
+        // below it.
+        let fd_limit = edgeroute_server::raise_fd_limit();
+        let server_limits = config.server_limits(fd_limit);
+        if server_limits.max_connections < config.max_connections {
+            tracing::warn!(
+                max_connections = server_limits.max_connections,
+                fd_limit,
+                "--max-connections lowered to fit the open-file limit"
+            );
+        }
         let shutdown = {
             let mut fatal_rx = fatal_rx.clone();
             async move {
@@ -237,13 +252,26 @@ impl Agent {
             (Some(cert), Some(key)) => {
                 edgeroute_server::tls::install_provider();
                 let tls = edgeroute_server::tls::server_config(cert, key)?;
-                edgeroute_server::serve_tls(listener, app, Arc::new(tls), shutdown, grace)
-                    .await
-                    .context("HTTPS server failed")?;
-            }
-            _ => edgeroute_server::serve_with_grace(listener, app, shutdown, grace)
+                edgeroute_server::serve_tls_with_limits(
+                    listener,
+                    app,
+                    Arc::new(tls),
+                    shutdown,
+                    grace,
+                    server_limits,
+                )
                 .await
-                .context("HTTP server failed")?,
+                .context("HTTPS server failed")?;
+            }
+            _ => edgeroute_server::serve_with_limits(
+                listener,
+                app,
+                shutdown,
+                Some(grace),
+                server_limits,
+            )
+            .await
+            .context("HTTP server failed")?,
         }
         store.flush().context("flushing the database")?;
         let fatal = fatal_rx.borrow_and_update().clone();

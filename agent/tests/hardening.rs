@@ -397,3 +397,58 @@ async fn metrics_are_openmetrics_only_when_asked_for() {
     assert!(content_type.starts_with("application/openmetrics-text"));
     assert!(text.ends_with("# EOF\n"));
 }
+
+/// Sends `request` on a raw socket and returns the status and the parsed JSON body.
+async fn raw(url: &str, request: &[u8]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The server may answer and close before it has read everything: ignore write errors.
+    let _ = stream.write_all(request).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut out),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let json = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
+    (status, json)
+}
+
+#[tokio::test]
+async fn errors_raised_below_the_router_are_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_in_process(&dir.path().join("db"), &["--no-auth"]).await;
+    let coordinates = vec!["7.4197,43.7314"; 10_000].join(";");
+    let long = format!("GET /route/v1/driving/{coordinates} HTTP/1.1\r\nhost: x\r\n\r\n");
+    let big_header = format!(
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(600 * 1024)
+    );
+    let cases: [(&[u8], u16, &str); 4] = [
+        (long.as_bytes(), 414, "InvalidUrl"),
+        (big_header.as_bytes(), 431, "TooBig"),
+        (
+            b"GET /route/v1/\x01bad HTTP/1.1\r\nhost: x\r\n\r\n",
+            400,
+            "InvalidUrl",
+        ),
+        (
+            b"POST /optimize HTTP/1.1\r\nhost: x\r\ncontent-length: 12x\r\n\r\n",
+            400,
+            "InvalidUrl",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let (got, body) = raw(&agent.url, request).await;
+        assert_eq!(got, status, "{body}");
+        assert_eq!(body["code"], code, "{body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+}

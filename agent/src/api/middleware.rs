@@ -2,15 +2,18 @@
 //!
 //! 1. request id: accept `x-request-id` or make one (UUID), echo it on the response;
 //! 2. trace span per request (request id, method, path, endpoint template);
-//! 3. metrics (count and latency by endpoint template and final status);
+//! 3. metrics (count and latency by endpoint template and final status; a request whose
+//!    client went away first is counted with status [`CLIENT_CLOSED`]);
 //! 4. CORS, above everything that can refuse, so 401/429/503/504 carry CORS headers;
-//! 5. compression;
-//! 6. JSON errors: any bare error status from below (404/405/413...) becomes an OSRM-style
+//! 5. admission control ([`super::admission`]): 503 + `Retry-After` at once when the
+//!    runtime lags or the admission queue is full, before any other work;
+//! 6. compression;
+//! 7. JSON errors: any bare error status from below (404/405/413...) becomes an OSRM-style
 //!    JSON body, and internal error details are logged here, never sent;
-//! 7. API-key auth (401; health, readiness, metrics and the OpenAPI document stay open);
-//! 8. per-key token-bucket rate limit (429 + `Retry-After`);
-//! 9. timeout (504) and load shedding at the concurrency limit (503), as JSON;
-//! 10. panic catcher (500 JSON and a log line).
+//! 8. API-key auth (401; health, readiness, metrics and the OpenAPI document stay open);
+//! 9. per-key token-bucket rate limit (429 + `Retry-After`);
+//! 10. timeout (504), as JSON;
+//! 11. panic catcher (500 JSON and a log line).
 //!
 //! Body-size limits are per route (see each module's `router()`).
 
@@ -26,10 +29,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use edgeroute_protocol::osrm::ErrorCode;
-use tower::{
-    BoxError, ServiceBuilder, limit::GlobalConcurrencyLimitLayer, load_shed::LoadShedLayer,
-    timeout::TimeoutLayer,
-};
+use tower::{BoxError, ServiceBuilder, timeout::TimeoutLayer};
 use tower_http::{
     catch_panic::CatchPanicLayer,
     compression::CompressionLayer,
@@ -39,16 +39,34 @@ use tower_http::{
 };
 use tracing::Level;
 
-use super::AppState;
+use super::{AppState, admission::Shed};
 use crate::{
     error::{ApiError, InternalError, code_for_status},
-    metrics::{HttpLabels, method_label},
+    metrics::{CLIENT_CLOSED, HttpLabels, method_label},
     storage::hash_key,
 };
 
 /// Paths that need no key and are not rate limited.
 fn is_open(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
+}
+
+/// The OSRM-style body of a request the HTTP layer refused before it reached the router
+/// (see `edgeroute_server::protocol_errors`): 414 for a URL too long, 431 for headers too
+/// large, 400 for a malformed request line or header.
+pub fn protocol_error_body(status: u16) -> String {
+    let (code, message) = match status {
+        414 => (
+            ErrorCode::InvalidUrl,
+            "URL too long: at most 65,534 bytes (send long coordinate lists as polyline(...))",
+        ),
+        431 => (ErrorCode::TooBig, "Request headers too large"),
+        _ => (
+            ErrorCode::InvalidUrl,
+            "Malformed request: the request line or a header (such as Content-Length) is not valid HTTP",
+        ),
+    };
+    serde_json::json!({"code": code.as_str(), "message": message}).to_string()
 }
 
 /// The key a request was authenticated with (a short hash prefix), for rate limiting.
@@ -69,14 +87,13 @@ pub fn stack(router: Router, state: &AppState) -> Router {
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(from_fn_with_state(state.clone(), record_metrics))
             .layer(cors(&state.cors_origins))
+            .layer(from_fn_with_state(state.clone(), admit))
             .layer(CompressionLayer::new())
             .layer(from_fn(json_errors))
             .layer(from_fn_with_state(state.clone(), authenticate))
             .layer(from_fn_with_state(state.clone(), rate_limit))
             .layer(HandleErrorLayer::new(handle_error))
             .layer(TimeoutLayer::new(limits.request_timeout))
-            .layer(LoadShedLayer::new())
-            .layer(GlobalConcurrencyLimitLayer::new(limits.concurrency_limit))
             .layer(CatchPanicLayer::custom(panic_response)),
     )
 }
@@ -114,33 +131,112 @@ fn cors(origins: &[String]) -> CorsLayer {
     }
 }
 
+/// Counts a request as in flight until dropped. A request whose future is dropped before it
+/// answers (its client closed the connection) is counted with status [`CLIENT_CLOSED`], so
+/// the gauge never leaks and every request appears in the counter.
+struct Recording {
+    state: AppState,
+    endpoint: String,
+    method: &'static str,
+    started: Instant,
+    answered: bool,
+}
+
+impl Recording {
+    fn start(state: AppState, endpoint: String, method: &'static str) -> Self {
+        state.metrics.in_flight().inc();
+        Self {
+            state,
+            endpoint,
+            method,
+            started: Instant::now(),
+            answered: false,
+        }
+    }
+
+    fn observe(&self, status: u16) {
+        self.state.metrics.observe_request(
+            &HttpLabels {
+                endpoint: self.endpoint.clone(),
+                method: self.method.to_owned(),
+                code: status,
+            },
+            self.started.elapsed().as_secs_f64(),
+        );
+    }
+
+    fn answered(mut self, response: &Response) {
+        self.answered = true;
+        self.state.window.record(
+            &self.endpoint,
+            response.status().as_u16(),
+            response
+                .extensions()
+                .get::<crate::error::ResponseCode>()
+                .map(|c| c.0),
+            self.started.elapsed(),
+        );
+        self.observe(response.status().as_u16());
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        self.state.metrics.in_flight().dec();
+        if !self.answered {
+            self.observe(CLIENT_CLOSED);
+        }
+    }
+}
+
 async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let endpoint = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = method_label(request.method()).to_owned();
-    let started = Instant::now();
-    state.metrics.in_flight().inc();
+    let recording = Recording::start(state, endpoint, method_label(request.method()));
     let response = next.run(request).await;
-    state.metrics.in_flight().dec();
-    state.window.record(
-        &endpoint,
-        response.status().as_u16(),
-        response
-            .extensions()
-            .get::<crate::error::ResponseCode>()
-            .map(|c| c.0),
-        started.elapsed(),
-    );
-    state.metrics.observe_request(
-        &HttpLabels {
-            endpoint,
-            method,
-            code: response.status().as_u16(),
-        },
-        started.elapsed().as_secs_f64(),
-    );
+    recording.answered(&response);
+    response
+}
+
+/// Paths admission control never refuses: probes and metrics must answer under overload,
+/// admin uploads are the operator's, and `/optimize` has its own queue (answered in VROOM's
+/// shape).
+fn bypasses_admission(path: &str) -> bool {
+    is_open(path) || path.starts_with("/admin") || path == "/optimize"
+}
+
+async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if bypasses_admission(request.uri().path()) || request.method() == Method::OPTIONS {
+        return next.run(request).await;
+    }
+    let admission = &state.admission;
+    let entered = match admission.check_lag() {
+        Ok(()) => admission.requests.enter().await,
+        Err(reason) => Err(reason),
+    };
+    match entered {
+        Ok(slot) => {
+            let response = next.run(request).await;
+            drop(slot);
+            response
+        }
+        Err(reason) => shed(&state, reason),
+    }
+}
+
+/// 503 + `Retry-After`, counted by reason.
+fn shed(state: &AppState, reason: Shed) -> Response {
+    state.metrics.overload().shed_for(reason.label());
+    let mut response = ApiError::new(
+        ErrorCode::Overloaded,
+        "The agent is overloaded; retry shortly",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(1));
     response
 }
 
@@ -319,16 +415,6 @@ async fn handle_error(err: BoxError) -> Response {
             "The request took too long and was cancelled",
         )
         .into_response()
-    } else if err.is::<tower::load_shed::error::Overloaded>() {
-        let mut response = ApiError::new(
-            ErrorCode::Overloaded,
-            "The agent is at its concurrency limit; retry shortly",
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(1));
-        response
     } else {
         ApiError::internal(err).into_response()
     }
@@ -371,9 +457,9 @@ mod tests {
                 metrics.clone(),
             )),
             store,
+            admission: Arc::new(crate::api::admission(&limits, &metrics)),
             metrics,
             rate: Arc::new(RateLimiter::new(limits.rate_limit, limits.rate_burst)),
-            solves: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_solves)),
             limits: Arc::new(limits),
             auth: Arc::new(Auth::new(&[], None, true)),
             cors_origins: Arc::new(vec!["*".to_owned()]),
@@ -476,13 +562,22 @@ mod tests {
                 }
             }),
         );
+        let router = router.route("/healthz", get(|| async { axum::Json("ok") }));
         let app = stack(router, &state);
         let first = tokio::spawn(call(app.clone(), "/hold"));
         entered_rx.await.unwrap();
-        let (status, headers, body) = call(app, "/hold").await;
+        let (status, headers, body) = call(app.clone(), "/hold").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["code"], "Overloaded");
         assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert!(headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+        let (status, _, _) = call(app, "/healthz").await;
+        assert_eq!(status, StatusCode::OK, "probes are never shed");
+        let text = state.metrics.encode().unwrap();
+        assert!(
+            text.contains("edgeroute_agent_http_shed_total{reason=\"queue_timeout\"} 1"),
+            "{text}"
+        );
         let _ = first.await;
     }
 

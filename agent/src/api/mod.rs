@@ -13,6 +13,7 @@
 //! and limits.
 
 pub mod admin;
+pub mod admission;
 pub mod health;
 pub mod middleware;
 pub mod nearest;
@@ -95,12 +96,36 @@ pub struct AppState {
     pub cors_origins: Arc<Vec<String>>,
     /// This node.
     pub node: Arc<NodeInfo>,
-    /// Permits for `POST /optimize` solves (`Limits::max_concurrent_solves`).
-    pub solves: Arc<tokio::sync::Semaphore>,
+    /// Admission control: the request gate, the solve queue, the runtime-lag probe.
+    pub admission: Arc<admission::Admission>,
     /// Requests answered since the last report to the control plane.
     pub window: Arc<crate::sync::window::WindowRecorder>,
     /// The link to the control plane, when there is one.
     pub sync: Option<Arc<crate::sync::SyncHandle>>,
+}
+
+/// Admission control sized by `limits`, reporting to `metrics`.
+pub fn admission(limits: &Limits, metrics: &Metrics) -> admission::Admission {
+    let m = metrics.overload();
+    admission::Admission {
+        requests: admission::Gate::new(
+            limits.concurrency_limit,
+            limits.admission_queue,
+            Some(limits.admission_max_wait),
+            m.queue_depth.clone(),
+            m.admitted.clone(),
+        ),
+        // No wait limit of its own: a queued solve waits within the request timeout.
+        solves: admission::Gate::new(
+            limits.max_concurrent_solves,
+            limits.solve_queue,
+            None,
+            m.solve_queue_depth.clone(),
+            m.solves_running.clone(),
+        ),
+        lag: Arc::default(),
+        max_lag: limits.max_runtime_lag,
+    }
 }
 
 impl AppState {

@@ -147,6 +147,17 @@ impl VroomError {
         }
     }
 
+    /// `code: 1`, HTTP 503 with `Retry-After`: refused by admission control before any work.
+    fn overloaded(message: impl Into<String>) -> Self {
+        Self {
+            code: vroom::code::INTERNAL,
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+            internal: None,
+            outbox_full: false,
+        }
+    }
+
     /// `code: 1`, HTTP 503 with `Retry-After`: the sync outbox is full, so the plan cannot be
     /// recorded for the control plane and is refused rather than lost.
     fn outbox_full(max: u64) -> Self {
@@ -189,6 +200,7 @@ impl IntoResponse for VroomError {
         };
         let label = match self.code {
             _ if self.outbox_full => "OutboxFull",
+            vroom::code::INTERNAL if self.status == StatusCode::SERVICE_UNAVAILABLE => "Overloaded",
             vroom::code::INPUT => "InvalidInput",
             vroom::code::ROUTING => "RoutingError",
             _ => "InternalError",
@@ -196,9 +208,10 @@ impl IntoResponse for VroomError {
         let mut response = (self.status, Json(body)).into_response();
         response.extensions_mut().insert(ResponseCode(label));
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            let retry_after = if label == "Overloaded" { "1" } else { "5" };
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
         }
         if let Some(detail) = self.internal {
             response.extensions_mut().insert(InternalError(detail));
@@ -280,14 +293,25 @@ pub async fn optimize(
         input.shipments.len(),
         input.vehicles.len(),
     );
+    let admission = &state.admission;
+    if let Err(reason) = admission.check_lag() {
+        state.metrics.overload().shed_for(reason.label());
+        return Err(VroomError::overloaded(
+            "The agent is overloaded; retry shortly.",
+        ));
+    }
     // Held by the blocking task, so the slot stays taken until the solver really stops,
     // even if the client has gone away.
-    let permit = Arc::clone(&state.solves)
-        .acquire_owned()
-        .await
-        .map_err(VroomError::internal)?;
+    let slot = admission.solves.enter().await.map_err(|_| {
+        state.metrics.overload().solves_rejected.inc();
+        VroomError::overloaded(format!(
+            "The solve queue is full ({} solves waiting for {} slots); retry shortly.",
+            admission.solves.queued(),
+            admission.solves.size()
+        ))
+    })?;
     let solved = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+        let _slot = slot;
         compute(
             &input,
             &places,

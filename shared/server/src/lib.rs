@@ -6,24 +6,33 @@
 //! real binaries.
 //!
 //! # Layout
-//! - this module: [`serve`] (plain HTTP/1.1 and HTTP/2), [`shutdown_signal`] (SIGTERM or
-//!   SIGINT), [`init_tracing`] and [`LogFormat`].
+//! - this module: [`serve`], [`serve_with_grace`] and [`serve_with_limits`] (plain HTTP/1.1
+//!   and HTTP/2), [`shutdown_signal`] (SIGTERM or SIGINT), [`init_tracing`] and
+//!   [`LogFormat`].
+//! - [`conn`]: the accept loop they share with [`serve_tls`], bounded by [`ServerLimits`]
+//!   (connection cap, header-read and idle timeouts, keep-alive limits, back-off on
+//!   `EMFILE`), and [`raise_fd_limit`].
+//! - [`protocol_errors`]: bodies for the errors hyper answers before the application sees
+//!   the request (400, 414, 431).
 //! - [`tls`] (feature `tls`): [`serve_tls`] (HTTPS, with a grace period for in-flight
 //!   requests) and the rustls (ring) server configuration, optionally asking for client
 //!   certificates against a CA; each request then carries a [`tls::ClientCert`] extension
 //!   saying whether its client presented a verified one.
 
+pub mod conn;
+pub mod protocol_errors;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-use std::future::Future;
+use std::{future::Future, time::Duration};
 
-use axum::{Router, serve::ListenerExt};
+use axum::Router;
 use tokio::net::TcpListener;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
+pub use conn::{ServerLimits, raise_fd_limit};
 #[cfg(feature = "tls")]
-pub use tls::serve_tls;
+pub use tls::{serve_tls, serve_tls_with_limits};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -41,23 +50,13 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Serves `app` over plain HTTP on `listener` until `shutdown` resolves, then stops accepting
-/// and waits for in-flight requests to finish.
-///
-/// Accepted sockets get `TCP_NODELAY`: small responses must not wait for Nagle plus a delayed
-/// ACK (about 40 ms).
+/// and waits for in-flight requests to finish. Connections are bounded by
+/// [`ServerLimits::default`].
 pub async fn serve<F>(listener: TcpListener, app: Router, shutdown: F) -> Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %err, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+    serve_with_limits(listener, app, shutdown, None, ServerLimits::default()).await
 }
 
 /// [`serve`], but once `shutdown` resolves, in-flight requests get at most `grace` to finish;
@@ -67,29 +66,37 @@ pub async fn serve_with_grace<F>(
     listener: TcpListener,
     app: Router,
     shutdown: F,
-    grace: std::time::Duration,
+    grace: Duration,
 ) -> Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let (signalled, mut signal) = tokio::sync::watch::channel(false);
-    let shutdown = async move {
-        shutdown.await;
-        let _ = signalled.send(true);
-    };
-    let deadline = async move {
-        if signal.wait_for(|s| *s).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        served = serve(listener, app, shutdown) => served,
-        () = deadline => {
-            tracing::warn!(grace_s = grace.as_secs_f64(), "shutdown grace period over; dropping open connections");
-            Ok(())
-        }
-    }
+    serve_with_limits(
+        listener,
+        app,
+        shutdown,
+        Some(grace),
+        ServerLimits::default(),
+    )
+    .await
+}
+
+/// [`serve_with_grace`] with the connection bounds of `limits`; `grace: None` waits for
+/// in-flight requests however long they take.
+///
+/// Accepted sockets get `TCP_NODELAY`: small responses must not wait for Nagle plus a delayed
+/// ACK (about 40 ms).
+pub async fn serve_with_limits<F>(
+    listener: TcpListener,
+    app: Router,
+    shutdown: F,
+    grace: Option<Duration>,
+    limits: ServerLimits,
+) -> Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    conn::run(listener, app, shutdown, grace, limits, conn::PlainTcp).await
 }
 
 /// Resolves on SIGINT or SIGTERM (SIGINT only where there is no SIGTERM). If a signal

@@ -7,7 +7,7 @@ use rustls::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::net::TcpListener;
 
-use crate::Result;
+use crate::{Result, ServerLimits};
 
 /// Why a TLS server configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -124,39 +124,42 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-/// Accepts TLS with TCP_NODELAY and tags each connection's requests with [`ClientCert`].
+/// TLS handshakes in the shared accept loop; each connection's requests carry its
+/// [`ClientCert`].
 #[derive(Clone)]
-struct ClientCertAcceptor {
-    inner: axum_server::tls_rustls::RustlsAcceptor<axum_server::accept::NoDelayAcceptor>,
+struct TlsAccept {
+    acceptor: tokio_rustls::TlsAcceptor,
 }
 
-impl<S: Send + 'static> axum_server::accept::Accept<tokio::net::TcpStream, S>
-    for ClientCertAcceptor
-{
-    type Stream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Service = axum::middleware::AddExtension<S, ClientCert>;
-    type Future = std::pin::Pin<
-        Box<dyn Future<Output = std::io::Result<(Self::Stream, Self::Service)>> + Send>,
-    >;
+impl crate::conn::Accept for TlsAccept {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
 
-    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
-        let inner = self.inner.clone();
-        Box::pin(async move {
-            let (stream, service) = inner.accept(stream, service).await?;
-            // rustls has verified any certificate it kept against the client CA.
-            let verified = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .is_some_and(|c| !c.is_empty());
-            let service = tower::Layer::layer(&axum::Extension(ClientCert { verified }), service);
-            Ok((stream, service))
-        })
+    async fn accept(
+        &self,
+        tcp: tokio::net::TcpStream,
+    ) -> Option<(Self::Io, axum::http::Extensions)> {
+        let stream = match self.acceptor.accept(tcp).await {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::debug!(error = %err, "TLS handshake failed");
+                return None;
+            }
+        };
+        // rustls has verified any certificate it kept against the client CA.
+        let verified = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .is_some_and(|c| !c.is_empty());
+        let mut extensions = axum::http::Extensions::new();
+        extensions.insert(ClientCert { verified });
+        Some((stream, extensions))
     }
 }
 
 /// Serves `app` over HTTPS on `listener` until `shutdown` resolves, then stops accepting and
-/// lets in-flight requests finish for at most `grace`.
+/// lets in-flight requests finish for at most `grace`. Connections are bounded by
+/// [`ServerLimits::default`].
 ///
 /// Accepted sockets get `TCP_NODELAY`, as in [`crate::serve`].
 pub async fn serve_tls<F>(
@@ -169,23 +172,33 @@ pub async fn serve_tls<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    serve_tls_with_limits(
+        listener,
+        app,
+        config,
+        shutdown,
+        grace,
+        ServerLimits::default(),
+    )
+    .await
+}
+
+/// [`serve_tls`] with the connection bounds of `limits`; the TLS handshake must end within
+/// [`ServerLimits::header_read_timeout`].
+pub async fn serve_tls_with_limits<F>(
+    listener: TcpListener,
+    app: Router,
+    config: Arc<ServerConfig>,
+    shutdown: F,
+    grace: Duration,
+    limits: ServerLimits,
+) -> Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     install_provider();
-    let rustls = axum_server::tls_rustls::RustlsConfig::from_config(config);
-    let handle = axum_server::Handle::new();
-    let shutdown_handle = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        shutdown_handle.graceful_shutdown(Some(grace));
-    });
-    let std_listener = listener.into_std()?;
-    let acceptor = ClientCertAcceptor {
-        inner: axum_server::tls_rustls::RustlsAcceptor::new(rustls)
-            .acceptor(axum_server::accept::NoDelayAcceptor::new()),
+    let acceptor = TlsAccept {
+        acceptor: tokio_rustls::TlsAcceptor::from(config),
     };
-    axum_server::from_tcp(std_listener)
-        .acceptor(acceptor)
-        .handle(handle)
-        .serve(app.into_make_service())
-        .await?;
-    Ok(())
+    crate::conn::run(listener, app, shutdown, Some(grace), limits, acceptor).await
 }

@@ -58,6 +58,31 @@ fn served_jobs(route: &Route) -> Vec<usize> {
 }
 
 #[test]
+fn a_small_problem_stops_once_converged_not_at_its_time_limit() {
+    let p = problem(
+        3,
+        vec![Vehicle::new(1, Some(0), Some(0), vec![10])],
+        vec![job(1, 1, 1), job(2, 2, 1)],
+    );
+    let options = SolveOptions {
+        time_limit: Duration::from_secs(20),
+        seed: 7,
+        threads: 2,
+        max_iterations: None,
+    };
+    let started = std::time::Instant::now();
+    let s = solve(&p, &options).unwrap();
+    // Generous for a debug build on a busy machine; without the early stop it takes 20 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let stats = check_feasibility(&p, &s).unwrap();
+    assert_eq!(stats.cost, 40, "0 -> 1 -> 2 -> 0 on the line");
+}
+
+#[test]
 fn capacity_limits_what_one_vehicle_serves() {
     let jobs = vec![job(1, 1, 4), job(2, 2, 4), job(3, 3, 4)];
     let p = problem(

@@ -6,7 +6,11 @@
 //!   send time, so a stalled server cannot hide queueing), or
 //! - saturates (`--rate 0`) with `--connections` closed-loop workers,
 //!
-//! over keep-alive connections, and prints throughput and p50/p99/p99.9 latency.
+//! over keep-alive connections, and prints throughput and p50/p99/p99.9 latency of the
+//! successful requests, and how many were shed (503), failed otherwise or timed out.
+//!
+//! With `--pid`, the agent's resident memory, threads and open descriptors are sampled from
+//! `/proc` before (idle), during (peak) and `--settle` seconds after the run.
 
 use std::{
     sync::{
@@ -47,6 +51,72 @@ struct Args {
     /// Random seed.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Client timeout per request, in seconds (a request past it counts as timed out).
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    /// The agent's process id, to sample its memory, threads and descriptors from `/proc`.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Fixed rate only: requests in flight at most (so connections at most), as a client
+    /// with a bounded pool; a request waiting for one still counts its latency from its
+    /// scheduled time. 0: unbounded (a new connection whenever all are busy).
+    #[arg(long, default_value_t = 0)]
+    max_in_flight: usize,
+    /// Seconds to wait after the run before the last `/proc` sample.
+    #[arg(long, default_value_t = 60)]
+    settle: u64,
+}
+
+/// Resident memory (KiB), threads and open descriptors of a process, from `/proc`.
+#[derive(Debug, Clone, Copy, Default)]
+struct ProcSample {
+    rss_kib: u64,
+    threads: u64,
+    fds: u64,
+}
+
+impl ProcSample {
+    fn read(pid: u32) -> Option<Self> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        };
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+        Some(Self {
+            rss_kib: field("VmRSS:")?,
+            threads: field("Threads:")?,
+            fds,
+        })
+    }
+
+    fn max(self, other: Self) -> Self {
+        Self {
+            rss_kib: self.rss_kib.max(other.rss_kib),
+            threads: self.threads.max(other.threads),
+            fds: self.fds.max(other.fds),
+        }
+    }
+
+    fn show(self) -> String {
+        format!(
+            "rss_mb={:.1} threads={} fds={}",
+            self.rss_kib as f64 / 1024.0,
+            self.threads,
+            self.fds
+        )
+    }
+}
+
+/// What became of one request.
+enum Outcome {
+    Ok(Duration),
+    Shed,
+    Failed,
+    TimedOut,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -64,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections.max(1))
-        .timeout(Duration::from_secs(10));
+        .timeout(Duration::from_secs(args.timeout));
     if let Some(ca) = &args.ca {
         let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
         builder = builder.tls_certs_only([reqwest::Certificate::from_pem(&pem)?]);
@@ -114,7 +184,23 @@ async fn main() -> anyhow::Result<()> {
             .collect(),
     );
 
+    let idle = args.pid.and_then(ProcSample::read);
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = args.pid.map(|pid| {
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut peak = ProcSample::default();
+            while sampling.load(Ordering::Relaxed) {
+                if let Some(s) = ProcSample::read(pid) {
+                    peak = peak.max(s);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            peak
+        })
+    });
     let errors = Arc::new(AtomicUsize::new(0));
+    let (shed, timed_out) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let duration = Duration::from_secs(args.duration);
     let started = Instant::now();
     let mut latencies: Vec<Duration> = Vec::new();
@@ -150,6 +236,8 @@ async fn main() -> anyhow::Result<()> {
             latencies.extend(w.await?);
         }
     } else {
+        let pool = (args.max_in_flight > 0)
+            .then(|| Arc::new(tokio::sync::Semaphore::new(args.max_in_flight)));
         let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate));
         let total = (duration.as_secs_f64() * f64::from(args.rate)) as usize;
         let mut tasks = Vec::with_capacity(total);
@@ -157,23 +245,36 @@ async fn main() -> anyhow::Result<()> {
             let scheduled = started + interval * u32::try_from(i)?;
             tokio::time::sleep_until(scheduled.into()).await;
             let request = get(urls[i % urls.len()].clone());
-            let errors = errors.clone();
+            let pool = pool.clone();
             tasks.push(tokio::spawn(async move {
+                let _permit = match &pool {
+                    Some(pool) => Some(pool.clone().acquire_owned().await),
+                    None => None,
+                };
                 match request.send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        Some(scheduled.elapsed())
-                    }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        None
-                    }
+                    Ok(r) if r.status().is_success() => match r.bytes().await {
+                        Ok(_) => Outcome::Ok(scheduled.elapsed()),
+                        Err(_) => Outcome::Failed,
+                    },
+                    Ok(r) if r.status() == 503 => Outcome::Shed,
+                    Ok(_) => Outcome::Failed,
+                    Err(e) if e.is_timeout() => Outcome::TimedOut,
+                    Err(_) => Outcome::Failed,
                 }
             }));
         }
         for t in tasks {
-            if let Some(l) = t.await? {
-                latencies.push(l);
+            match t.await? {
+                Outcome::Ok(l) => latencies.push(l),
+                Outcome::Shed => {
+                    shed.fetch_add(1, Ordering::Relaxed);
+                }
+                Outcome::Failed => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                Outcome::TimedOut => {
+                    timed_out.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -181,14 +282,16 @@ async fn main() -> anyhow::Result<()> {
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "mode={} ok={} errors={} elapsed_s={:.1} throughput_rps={:.0} p50_ms={:.3} p99_ms={:.3} p99.9_ms={:.3} max_ms={:.3}",
+        "mode={} ok={} shed={} errors={} timed_out={} elapsed_s={:.1} throughput_rps={:.0} p50_ms={:.3} p99_ms={:.3} p99.9_ms={:.3} max_ms={:.3}",
         if args.rate == 0 {
             format!("saturation/{}conn", args.connections)
         } else {
             format!("fixed/{}rps", args.rate)
         },
         latencies.len(),
+        shed.load(Ordering::Relaxed),
         errors.load(Ordering::Relaxed),
+        timed_out.load(Ordering::Relaxed),
         elapsed.as_secs_f64(),
         latencies.len() as f64 / elapsed.as_secs_f64(),
         ms(percentile(&latencies, 50.0)),
@@ -196,5 +299,17 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&latencies, 99.9)),
         ms(latencies.last().copied().unwrap_or_default()),
     );
+    sampling.store(false, Ordering::Relaxed);
+    if let (Some(pid), Some(sampler)) = (args.pid, sampler) {
+        let peak = sampler.await?;
+        if let Some(idle) = idle {
+            println!("agent idle: {}", idle.show());
+        }
+        println!("agent peak: {}", peak.show());
+        tokio::time::sleep(Duration::from_secs(args.settle)).await;
+        if let Some(after) = ProcSample::read(pid) {
+            println!("agent {}s after: {}", args.settle, after.show());
+        }
+    }
     Ok(())
 }

@@ -337,6 +337,14 @@ const BLINK: f64 = 0.01;
 /// Instances with more tasks than this use granular insertion over this many neighbours.
 const GRANULAR_FROM: usize = 150;
 const GRANULAR_NEIGHBOURS: usize = 40;
+/// Early stop of a run on the clock: after this many iterations without a new best, plus
+/// [`STALL_PER_UNIT`] per job or shipment, and at least as many as it took to find the best.
+/// A 2-job problem then stops after a few thousand iterations (milliseconds), as VROOM's do;
+/// on benchmark-sized problems (100+ units) the limit exceeds what a second of search runs,
+/// and a search still finding better solutions late never stops early.
+const STALL_BASE: u64 = 1_000;
+const STALL_PER_UNIT: u64 = 1_000;
+
 /// Annealing temperatures at the start and the end, in mean arc costs.
 const T_START: f64 = 1.0;
 const T_END: f64 = 0.01;
@@ -365,7 +373,9 @@ impl<'i, 'a> Search<'i, 'a> {
 
     /// Runs until `deadline` or `max_iterations`, returning the best state found.
     /// Annealing progress follows the iteration count when one is given (so the run is
-    /// reproducible), the clock otherwise.
+    /// reproducible, and runs exactly that long), the clock otherwise; on the clock, the run
+    /// also stops once the search has converged (see [`STALL_BASE`]): a time limit is a
+    /// budget, not a duration.
     pub fn run(&mut self, start: Instant, deadline: Instant, max_iterations: Option<u64>) -> State {
         let inst = self.inst;
         let mut current = self.construct();
@@ -392,8 +402,14 @@ impl<'i, 'a> Search<'i, 'a> {
             .as_secs_f64()
             .max(1e-9);
         let mut iter: u64 = 0;
+        let stall_limit = STALL_BASE + STALL_PER_UNIT * inst.units.len() as u64;
+        let mut best_iter: u64 = 0;
         loop {
             if max_iterations.is_some_and(|m| iter >= m) {
+                break;
+            }
+            let stalled = iter - best_iter;
+            if max_iterations.is_none() && stalled >= stall_limit && stalled >= best_iter {
                 break;
             }
             let now = Instant::now();
@@ -422,6 +438,7 @@ impl<'i, 'a> Search<'i, 'a> {
                 if obj < best_obj {
                     best = current.clone();
                     best_obj = obj;
+                    best_iter = iter;
                 }
             }
         }

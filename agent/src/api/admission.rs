@@ -1,0 +1,288 @@
+//! Admission control: under overload, answer what fits within a bounded queue and refuse the
+//! rest at once with 503 and `Retry-After`, instead of letting every request wait.
+//!
+//! Why the concurrency limit alone never shed: most routing requests run inline on a runtime
+//! worker and hold their permit only while being computed, so at most one permit per worker
+//! thread is ever taken; the queue forms *before* the request is read (unread bytes in socket
+//! buffers, connection tasks waiting for a worker), where no permit counts it. So the gate
+//! looks at two signals:
+//! - **runtime lag**: how late a probe task wakes up ([`LagProbe`]). Every request waiting for a
+//!   worker waits about this long, so above `--max-runtime-lag-ms` new requests are refused
+//!   before any work (reason `runtime_lag`);
+//! - **slots** ([`Gate`]): at most `--concurrency-limit` requests past the gate at once (this
+//!   bounds the blocking pool too, since handlers that `spawn_blocking` hold their slot until
+//!   the work ends), at most `--admission-queue` waiting for one, each for at most
+//!   `--admission-max-wait-ms` (reasons `queue_full`, `queue_timeout`).
+//!
+//! `POST /optimize` has its own queue ([`Admission::solves`]): solves run up to
+//! `--max-concurrent-solves` at once and at most `--solve-queue` wait; beyond, 503 at once.
+//! Health, readiness, metrics and admin requests are never shed.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Why a request was refused. The label values of `edgeroute_agent_http_shed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    /// The queue was full.
+    QueueFull,
+    /// No slot freed within the longest queue wait.
+    QueueTimeout,
+    /// Requests already wait too long for a runtime worker.
+    RuntimeLag,
+}
+
+impl Shed {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::QueueTimeout => "queue_timeout",
+            Self::RuntimeLag => "runtime_lag",
+        }
+    }
+}
+
+/// A bounded set of slots with a bounded queue in front.
+#[derive(Debug)]
+pub struct Gate {
+    slots: Arc<Semaphore>,
+    size: usize,
+    waiting: AtomicUsize,
+    max_queue: usize,
+    max_wait: Option<Duration>,
+    queue_gauge: Gauge,
+    running_gauge: Gauge,
+}
+
+/// A slot of a [`Gate`], held until dropped.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    running: Gauge,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.running.dec();
+    }
+}
+
+/// One place in a gate's queue, given back when dropped (also when the waiting request is
+/// cancelled).
+struct Waiting<'a>(&'a Gate);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+        self.0.queue_gauge.dec();
+    }
+}
+
+impl Gate {
+    /// `size` slots (at least 1), `max_queue` waiting at most, each for at most `max_wait`
+    /// (`None`: until a slot frees or the request is cancelled). The gauges report the queue
+    /// depth and the slots taken.
+    pub fn new(
+        size: usize,
+        max_queue: usize,
+        max_wait: Option<Duration>,
+        queue_gauge: Gauge,
+        running_gauge: Gauge,
+    ) -> Self {
+        let size = size.max(1);
+        Self {
+            slots: Arc::new(Semaphore::new(size)),
+            size,
+            waiting: AtomicUsize::new(0),
+            max_queue,
+            max_wait,
+            queue_gauge,
+            running_gauge,
+        }
+    }
+
+    /// Slots of this gate.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Requests waiting for a slot.
+    pub fn queued(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// A slot: at once if one is free, after waiting in the queue otherwise; `Err` at once
+    /// when the queue is full, or once the wait is over.
+    pub async fn enter(&self) -> Result<Slot, Shed> {
+        let slot = |permit| {
+            self.running_gauge.inc();
+            Slot {
+                _permit: permit,
+                running: self.running_gauge.clone(),
+            }
+        };
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(slot(permit));
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Shed::QueueFull);
+        }
+        self.queue_gauge.inc();
+        let _place = Waiting(self);
+        let acquire = self.slots.clone().acquire_owned();
+        let permit = match self.max_wait {
+            Some(wait) => tokio::time::timeout(wait, acquire)
+                .await
+                .map_err(|_| Shed::QueueTimeout)?,
+            None => acquire.await,
+        };
+        // The semaphore is never closed.
+        permit.map(slot).map_err(|_| Shed::QueueFull)
+    }
+}
+
+/// How late the runtime's workers pick up a task that is ready: a probe sleeps a short tick
+/// again and again and records how late it wakes.
+#[derive(Debug)]
+pub struct LagProbe {
+    base: Instant,
+    /// Lateness of the last wake-up, in microseconds.
+    last_lag_us: AtomicU64,
+    /// When the probe should wake next, in microseconds since `base`.
+    due_us: AtomicU64,
+}
+
+/// The probe's sleep; also the resolution of the signal.
+const TICK: Duration = Duration::from_millis(2);
+
+impl Default for LagProbe {
+    fn default() -> Self {
+        Self {
+            base: Instant::now(),
+            last_lag_us: AtomicU64::new(0),
+            due_us: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl LagProbe {
+    fn micros_since_base(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// The probe's loop; runs until the runtime stops.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let due = Instant::now() + TICK;
+            self.due_us
+                .store(self.micros_since_base(due), Ordering::Release);
+            tokio::time::sleep_until(due.into()).await;
+            // The timer wheel rounds up to the millisecond: that much is not lag.
+            let late = Instant::now()
+                .saturating_duration_since(due)
+                .saturating_sub(Duration::from_millis(1));
+            self.last_lag_us.store(
+                u64::try_from(late.as_micros()).unwrap_or(u64::MAX),
+                Ordering::Release,
+            );
+        }
+    }
+
+    /// The current lag: the last measured, or how overdue the probe is now if it is late
+    /// already (a stalled runtime must show at once, not after the probe finally runs).
+    pub fn lag(&self) -> Duration {
+        let now = self.micros_since_base(Instant::now());
+        let overdue = now.saturating_sub(self.due_us.load(Ordering::Acquire));
+        let overdue = overdue.saturating_sub(1_000);
+        Duration::from_micros(self.last_lag_us.load(Ordering::Acquire).max(overdue))
+    }
+}
+
+/// The agent's admission control: the request gate, the solve queue and the lag probe.
+#[derive(Debug)]
+pub struct Admission {
+    /// Slots and queue of routing API requests.
+    pub requests: Gate,
+    /// Slots (solves at once) and queue of `POST /optimize`.
+    pub solves: Gate,
+    /// Runtime lag measurement (only measures once [`LagProbe::run`] is spawned).
+    pub lag: Arc<LagProbe>,
+    /// Lag above which requests are refused; `None`: never on lag.
+    pub max_lag: Option<Duration>,
+}
+
+impl Admission {
+    /// Refuse on lag before anything else, so a refused request costs almost nothing.
+    pub fn check_lag(&self) -> Result<(), Shed> {
+        match self.max_lag {
+            Some(max) if self.lag.lag() > max => Err(Shed::RuntimeLag),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_a_cancelled_waiter_gives_its_place_back() {
+        let gate = Gate::new(1, 1, None, Gauge::default(), Gauge::default());
+        let held = gate.enter().await.unwrap();
+        let waiter = gate.enter();
+        tokio::pin!(waiter);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), waiter.as_mut())
+                .await
+                .is_err()
+        );
+        assert_eq!(gate.queued(), 1);
+        assert_eq!(gate.enter().await.unwrap_err(), Shed::QueueFull);
+        drop(held);
+        let _slot = waiter.await.unwrap();
+        assert_eq!(gate.queued(), 0);
+        let cancelled = tokio::time::timeout(Duration::from_millis(10), gate.enter()).await;
+        assert!(cancelled.is_err());
+        assert_eq!(gate.queued(), 0, "the cancelled waiter left the queue");
+    }
+
+    #[tokio::test]
+    async fn a_wait_beyond_the_limit_is_refused() {
+        let gate = Gate::new(
+            1,
+            10,
+            Some(Duration::from_millis(10)),
+            Gauge::default(),
+            Gauge::default(),
+        );
+        let _held = gate.enter().await.unwrap();
+        assert_eq!(gate.enter().await.unwrap_err(), Shed::QueueTimeout);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_stalled_runtime_shows_as_lag() {
+        let probe = Arc::new(LagProbe::default());
+        tokio::spawn(probe.clone().run());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(probe.lag() < Duration::from_millis(50));
+        // Block the only worker: the probe cannot run, and its lateness shows anyway. (The
+        // test body itself runs on the main thread, not on the worker.)
+        tokio::spawn(async { std::thread::sleep(Duration::from_millis(200)) });
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(
+            probe.lag() >= Duration::from_millis(50),
+            "{:?}",
+            probe.lag()
+        );
+    }
+}

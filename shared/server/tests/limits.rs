@@ -1,0 +1,167 @@
+//! Connection bounds of `serve_with_limits`, over real sockets: half-sent requests and idle
+//! connections are closed, and beyond the cap new connections wait while existing ones are
+//! still served.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{Router, routing::get};
+use edgeroute_server::ServerLimits;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::oneshot,
+};
+
+async fn start(limits: ServerLimits) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().route("/healthz", get(|| async { "ok" }));
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(edgeroute_server::serve_with_limits(
+        listener,
+        app,
+        async move {
+            let _ = stopped.await;
+        },
+        Some(Duration::from_secs(1)),
+        limits,
+    ));
+    (addr, stop)
+}
+
+const GET: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
+
+/// Reads one small response (head and a short body) within `within`; `None` on timeout.
+async fn response(stream: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    let read = async {
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if got.ends_with(b"ok") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.ok()?;
+    Some(String::from_utf8_lossy(&got).into_owned())
+}
+
+/// Whether the server closes `stream` (EOF or reset) within `within`.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let until_closed = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, until_closed).await.is_ok()
+}
+
+#[tokio::test]
+async fn half_sent_request_heads_are_closed_after_the_header_timeout() {
+    let (addr, _stop) = start(ServerLimits {
+        header_read_timeout: Duration::from_millis(300),
+        ..ServerLimits::default()
+    })
+    .await;
+    let mut partial = Vec::new();
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ")
+            .await
+            .unwrap();
+        partial.push(s);
+    }
+    for s in &mut partial {
+        assert!(
+            closed_within(s, Duration::from_secs(3)).await,
+            "a half-sent request was held past the header timeout"
+        );
+    }
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
+    let (addr, _stop) = start(ServerLimits {
+        header_read_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_millis(300),
+        ..ServerLimits::default()
+    })
+    .await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(GET).await.unwrap();
+    let answer = response(&mut s, Duration::from_secs(2)).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        closed_within(&mut s, Duration::from_secs(3)).await,
+        "an idle keep-alive connection was held past the idle timeout"
+    );
+}
+
+#[tokio::test]
+async fn beyond_the_cap_new_connections_wait_and_existing_ones_are_served() {
+    let (addr, _stop) = start(ServerLimits {
+        max_connections: 2,
+        ..ServerLimits::default()
+    })
+    .await;
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    first.write_all(GET).await.unwrap();
+    assert!(response(&mut first, Duration::from_secs(2)).await.is_some());
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    second.write_all(GET).await.unwrap();
+    assert!(
+        response(&mut second, Duration::from_secs(2))
+            .await
+            .is_some()
+    );
+
+    // The kernel completes the handshake (backlog), but the server does not take it.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    third.write_all(GET).await.unwrap();
+    assert!(
+        response(&mut third, Duration::from_millis(500))
+            .await
+            .is_none_or(|r| r.is_empty()),
+        "a connection beyond the cap was served"
+    );
+    // Probes on an existing connection still get through.
+    first.write_all(GET).await.unwrap();
+    let answer = response(&mut first, Duration::from_secs(2)).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // A slot frees: the waiting connection is served.
+    drop(second);
+    let answer = response(&mut third, Duration::from_secs(3)).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_connection_serves_at_most_its_request_budget() {
+    let (addr, _stop) = start(ServerLimits {
+        max_requests_per_connection: Some(2),
+        ..ServerLimits::default()
+    })
+    .await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(GET).await.unwrap();
+    let first = response(&mut s, Duration::from_secs(2)).await.unwrap();
+    assert!(!first.to_ascii_lowercase().contains("connection: close"));
+    s.write_all(GET).await.unwrap();
+    let last = response(&mut s, Duration::from_secs(2)).await.unwrap();
+    assert!(
+        last.to_ascii_lowercase().contains("connection: close"),
+        "{last}"
+    );
+    assert!(closed_within(&mut s, Duration::from_secs(2)).await);
+}
