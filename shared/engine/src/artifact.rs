@@ -6,8 +6,12 @@
 //! 8       4     format version, u32 little-endian
 //! 12      8     payload length in bytes, u64 LE
 //! 20      32    sha256 of the payload
-//! 52      ...   payload: version label, nodes, shape points, roads, names, hierarchy
+//! 52      ...   payload: version label, nodes, shape points and their OSM node ids, roads,
+//!               names, turn restrictions and their import counts, turn tables, hierarchy
 //! ```
+//!
+//! Format history: version 1 had no turn restrictions and no OSM node ids; such files are
+//! refused with [`ArtifactError::UnsupportedVersion`] and must be rebuilt from OSM.
 //!
 //! Every number is little-endian; every list is a u64 count followed by its items. Loading
 //! checks, in order, the magic, the format version, the length (truncation), the payload
@@ -25,14 +29,15 @@ use crate::Result;
 use crate::ch::{Hierarchy, UpwardGraph};
 use crate::error::ArtifactError;
 use crate::geo::Coord;
-use crate::network::{Road, RoadNetwork};
+use crate::network::{EdgeId, Restriction, RestrictionStats, Road, RoadNetwork};
+use crate::turns::{NO_NODE, TurnTables};
 use crate::weight::Weight;
 use sha2::{Digest, Sha256};
 
 /// First bytes of every artifact.
 pub const MAGIC: &[u8; 8] = b"EDGRGRPH";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 8 + 32;
 
 /// sha256 (hex) of a whole artifact file: the identity of a graph version.
@@ -48,6 +53,7 @@ pub(crate) struct Contents {
     pub version: String,
     pub net: RoadNetwork,
     pub ch: Hierarchy,
+    pub turns: TurnTables,
 }
 
 /// An encoded artifact and its identity.
@@ -116,13 +122,20 @@ impl Writer {
 /// payload's length and digest are known: no second buffer, no copy. The identity then
 /// needs one more hash over the finished file, because the header it covers holds the
 /// payload digest.
-pub(crate) fn encode(version: &str, net: &RoadNetwork, ch: &Hierarchy) -> Encoded {
-    let len = encoded_len(version, net, ch);
+pub(crate) fn encode(
+    version: &str,
+    net: &RoadNetwork,
+    ch: &Hierarchy,
+    turns: &TurnTables,
+) -> Encoded {
+    let len = encoded_len(version, net, ch, turns);
     let mut w = Writer(Vec::with_capacity(len));
     w.0.resize(HEADER_LEN, 0);
     w.str(version);
     w.coords(&net.nodes);
     w.coords(&net.points);
+    w.len(net.point_ids.len());
+    net.point_ids.iter().for_each(|&id| w.u64(id as u64));
     w.len(net.roads.len());
     for r in &net.roads {
         w.u32(r.from);
@@ -135,6 +148,30 @@ pub(crate) fn encode(version: &str, net: &RoadNetwork, ch: &Hierarchy) -> Encode
     }
     w.len(net.names.len());
     net.names.iter().for_each(|n| w.str(n));
+    w.len(net.restrictions.len());
+    for r in &net.restrictions {
+        w.u32(u32::from(r.only));
+        w.u32s(&r.path.iter().map(|e| e.0).collect::<Vec<_>>());
+        w.u32s(&r.to.iter().map(|e| e.0).collect::<Vec<_>>());
+    }
+    let st = &net.restriction_stats;
+    for count in [
+        st.applied,
+        st.missing_member,
+        st.invalid,
+        st.exempt,
+        st.outside_network,
+    ] {
+        w.len(count);
+    }
+    w.len(turns.node_count);
+    w.u32s(&turns.arrive);
+    w.u32s(&turns.depart);
+    w.len(turns.extra_depart.len());
+    for &(e, n) in &turns.extra_depart {
+        w.u32(e);
+        w.u32(n);
+    }
     w.upward(&ch.forward);
     w.upward(&ch.backward);
     w.u32s(&ch.arc_a);
@@ -154,7 +191,7 @@ pub(crate) fn encode(version: &str, net: &RoadNetwork, ch: &Hierarchy) -> Encode
 }
 
 /// The exact size of an artifact, so its buffer is allocated once.
-fn encoded_len(version: &str, net: &RoadNetwork, ch: &Hierarchy) -> usize {
+fn encoded_len(version: &str, net: &RoadNetwork, ch: &Hierarchy, turns: &TurnTables) -> usize {
     let list = 8;
     let upward = |g: &UpwardGraph| {
         4 * list + 4 * (g.first.len() + g.head.len() + g.arc.len()) + 8 * g.weight.len()
@@ -165,9 +202,23 @@ fn encoded_len(version: &str, net: &RoadNetwork, ch: &Hierarchy) -> usize {
         + 2 * list
         + 16 * (net.nodes.len() + net.points.len())
         + list
+        + 8 * net.point_ids.len()
+        + list
         + (4 * 4 + 8 * 2 + 4) * net.roads.len()
         + list
         + net.names.iter().map(|n| list + n.len()).sum::<usize>()
+        + list
+        + net
+            .restrictions
+            .iter()
+            .map(|r| 4 + 2 * list + 4 * (r.path.len() + r.to.len()))
+            .sum::<usize>()
+        + 5 * 8
+        + 8
+        + 2 * list
+        + 4 * (turns.arrive.len() + turns.depart.len())
+        + list
+        + 8 * turns.extra_depart.len()
         + upward(&ch.forward)
         + upward(&ch.backward)
         + 2 * list
@@ -316,6 +367,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Contents, String)> {
     let version = r.str()?;
     let nodes = r.coords()?;
     let points = r.coords()?;
+    let id_count = r.len(8)?;
+    let point_ids = (0..id_count)
+        .map(|_| r.u64().map(|v| v as i64))
+        .collect::<Result<Vec<_>, _>>()?;
+    if point_ids.len() != points.len() {
+        return Err(malformed("OSM node ids do not match the shape points").into());
+    }
     let road_count = r.len(4 * 4 + 8 * 2 + 4)?;
     let mut roads = Vec::with_capacity(road_count);
     for _ in 0..road_count {
@@ -333,7 +391,46 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Contents, String)> {
     let names = (0..name_count)
         .map(|_| r.str())
         .collect::<Result<Vec<_>, _>>()?;
-    let n = nodes.len();
+    let restriction_count = r.len(4 + 16)?;
+    let mut restrictions = Vec::with_capacity(restriction_count);
+    for _ in 0..restriction_count {
+        let only = match r.u32()? {
+            0 => false,
+            1 => true,
+            _ => return Err(malformed("restriction kind is neither no_ nor only_").into()),
+        };
+        let path: Vec<EdgeId> = r.u32s()?.into_iter().map(EdgeId).collect();
+        let to: Vec<EdgeId> = r.u32s()?.into_iter().map(EdgeId).collect();
+        restrictions.push(Restriction { path, to, only });
+    }
+    let mut count = || -> Result<usize, ArtifactError> {
+        usize::try_from(r.u64()?).map_err(|_| malformed("count overflows"))
+    };
+    let restriction_stats = RestrictionStats {
+        applied: count()?,
+        missing_member: count()?,
+        invalid: count()?,
+        exempt: count()?,
+        outside_network: count()?,
+    };
+    let node_count = count()?;
+    let arrive = r.u32s()?;
+    let depart = r.u32s()?;
+    let extra_count = r.len(8)?;
+    let mut extra_depart = Vec::with_capacity(extra_count);
+    for _ in 0..extra_count {
+        extra_depart.push((r.u32()?, r.u32()?));
+    }
+    let turns = TurnTables {
+        arrive,
+        depart,
+        extra_depart,
+        node_count,
+    };
+    let n = node_count;
+    if n < nodes.len() {
+        return Err(malformed("fewer hierarchy nodes than junctions").into());
+    }
     let forward = r.upward(n, None)?;
     let backward = r.upward(n, None)?;
     let arc_a = r.u32s()?;
@@ -343,8 +440,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Contents, String)> {
     }
 
     let roads_ok = roads.iter().all(|road| {
-        (road.from as usize) < n
-            && (road.to as usize) < n
+        (road.from as usize) < nodes.len()
+            && (road.to as usize) < nodes.len()
             && road.geometry_len >= 2
             && (road.geometry_start as usize)
                 .checked_add(road.geometry_len as usize)
@@ -375,12 +472,34 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Contents, String)> {
     if !arcs_ok {
         return Err(malformed("hierarchy arc refers to a missing edge or arc").into());
     }
+    let edge_ok = |e: &EdgeId| (e.0 as usize) < edge_count;
+    let restrictions_ok = restrictions
+        .iter()
+        .all(|r| !r.path.is_empty() && r.path.iter().all(edge_ok) && r.to.iter().all(edge_ok));
+    let node_ok = |&v: &u32| v == NO_NODE || (v as usize) < n;
+    let turns_ok = turns.arrive.len() == edge_count
+        && turns.depart.len() == edge_count
+        && turns.arrive.iter().all(node_ok)
+        && turns.depart.iter().all(node_ok)
+        && turns.extra_depart.windows(2).all(|w| w[0] <= w[1])
+        && turns
+            .extra_depart
+            .iter()
+            .all(|&(e, v)| (e as usize) < edge_count && (v as usize) < n);
+    if !restrictions_ok || !turns_ok {
+        return Err(
+            malformed("turn restriction or turn table refers to a missing edge or node").into(),
+        );
+    }
 
     let net = RoadNetwork {
         nodes,
         roads,
         points,
+        point_ids,
         names,
+        restrictions,
+        restriction_stats,
     };
     let ch = Hierarchy {
         forward,
@@ -388,5 +507,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Contents, String)> {
         arc_a,
         arc_b,
     };
-    Ok((Contents { version, net, ch }, sha256(bytes)))
+    Ok((
+        Contents {
+            version,
+            net,
+            ch,
+            turns,
+        },
+        sha256(bytes),
+    ))
 }

@@ -129,6 +129,12 @@ fn is_denied(value: Option<&str>) -> Option<bool> {
 }
 
 impl CarProfile {
+    /// The vehicle classes whose turn restrictions apply (`restriction:<class>=*`, and
+    /// `except=<class>` exempts), most specific first.
+    pub fn restriction_vehicles(&self) -> &'static [&'static str] {
+        &["motorcar", "motor_vehicle", "vehicle"]
+    }
+
     /// Decides whether a way is a car road and how it is driven. `tag` looks a tag up on the
     /// way. Returns `None` for ways a car cannot use.
     pub fn way_rule<'a>(&self, tag: impl Fn(&str) -> Option<&'a str>) -> Option<WayRule> {

@@ -379,6 +379,7 @@ mod tests {
                 },
             ],
             geometry,
+            nodes: vec![11, 12, 13, 14],
         }
     }
 
