@@ -143,6 +143,8 @@ fn info_json(g: &Graph) -> serde_json::Value {
         "edges": i.edge_count,
         "roads": i.road_count,
         "hierarchy_arcs": i.arc_count,
+        "turn_restrictions": i.restrictions.applied,
+        "split_nodes": i.split_nodes,
         "bbox": i.bbox,
     })
 }
@@ -201,6 +203,12 @@ fn build(osm: PathBuf, out: PathBuf, version: Option<String>) -> anyhow::Result<
         out.display(),
         size as f64 / (1024.0 * 1024.0),
         graph.sha256()
+    );
+    let r = i.restrictions;
+    println!(
+        "turn restrictions: {} applied ({} extra nodes); skipped: {} with members missing from \
+         the extract, {} malformed, {} not for this vehicle, {} outside the routable network",
+        r.applied, i.split_nodes, r.missing_member, r.invalid, r.exempt, r.outside_network
     );
     Ok(())
 }
