@@ -6,7 +6,7 @@
 //! 8       4     format version, u32 little-endian
 //! 12      8     payload length in bytes, u64 LE
 //! 20      32    sha256 of the payload
-//! 52      ...   payload: version label, nodes, shape points and their OSM node ids, roads,
+//! 52      ...   payload: version label, profile name, nodes, shape points and their OSM node ids, roads,
 //!               names, turn restrictions and their import counts, turn tables, hierarchy
 //! ```
 //!
@@ -132,6 +132,7 @@ pub(crate) fn encode(
     let mut w = Writer(Vec::with_capacity(len));
     w.0.resize(HEADER_LEN, 0);
     w.str(version);
+    w.str(&net.profile);
     w.coords(&net.nodes);
     w.coords(&net.points);
     w.len(net.point_ids.len());
@@ -199,6 +200,8 @@ fn encoded_len(version: &str, net: &RoadNetwork, ch: &Hierarchy, turns: &TurnTab
     HEADER_LEN
         + list
         + version.len()
+        + list
+        + net.profile.len()
         + 2 * list
         + 16 * (net.nodes.len() + net.points.len())
         + list
@@ -365,6 +368,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Contents, String)> {
         at: 0,
     };
     let version = r.str()?;
+    let profile = r.str()?;
     let nodes = r.coords()?;
     let points = r.coords()?;
     let id_count = r.len(8)?;
@@ -500,6 +504,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Contents, String)> {
         names,
         restrictions,
         restriction_stats,
+        profile,
     };
     let ch = Hierarchy {
         forward,

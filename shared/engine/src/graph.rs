@@ -68,6 +68,8 @@ pub struct GraphInfo {
     pub arc_count: usize,
     /// `[min_lon, min_lat, max_lon, max_lat]` of the road network.
     pub bbox: [f64; 4],
+    /// The profile the graph was built for (`car`, `truck`; `custom` for hand-built ones).
+    pub profile: String,
     /// Turn restrictions applied and skipped at import.
     pub restrictions: RestrictionStats,
     /// Extra hierarchy nodes made by splitting junctions for turn restrictions.
@@ -249,6 +251,7 @@ impl Graph {
             arc_count: ch.arc_a.len(),
             bbox,
             restrictions: net.restriction_stats,
+            profile: net.profile.clone(),
             split_nodes: turns.split_nodes(summary.nodes),
         };
         Graph {

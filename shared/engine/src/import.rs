@@ -216,6 +216,7 @@ pub fn import_osm(path: &Path, profile: &CarProfile) -> Result<RoadNetwork> {
         }
     }
     *builder.stats_mut() = stats;
+    builder.set_profile(profile.name());
     builder.build()
 }
 
@@ -435,5 +436,51 @@ impl Resolver<'_> {
                 }
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{Profile, TruckDimensions};
+
+    fn parse(
+        profile: &Profile,
+        tags: &[(&'static str, &'static str)],
+    ) -> Option<Result<RawRestriction, Skip>> {
+        let members = [("from", true, 1), ("via", false, 2), ("to", true, 3)];
+        let tag = |k: &str| tags.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        parse_restriction(profile, tag, members.into_iter())
+    }
+
+    #[test]
+    fn restrictions_apply_to_the_profiles_vehicle() {
+        let car = Profile::car();
+        let truck = Profile::truck(TruckDimensions::default());
+        let plain = [("type", "restriction"), ("restriction", "no_left_turn")];
+        let expected = RawRestriction {
+            only: false,
+            from: 1,
+            via: Via::Node(2),
+            to: 3,
+        };
+        assert_eq!(parse(&car, &plain), Some(Ok(expected.clone())));
+        assert_eq!(parse(&truck, &plain), Some(Ok(expected)));
+        let hgv = [
+            ("type", "restriction"),
+            ("restriction:hgv", "only_straight_on"),
+        ];
+        assert_eq!(parse(&car, &hgv), Some(Err(Skip::Exempt)));
+        assert!(parse(&truck, &hgv).is_some_and(|r| r.is_ok_and(|r| r.only)));
+        let except = [
+            ("type", "restriction"),
+            ("restriction", "no_right_turn"),
+            ("except", "psv;hgv"),
+        ];
+        assert!(parse(&car, &except).is_some_and(|r| r.is_ok()));
+        assert_eq!(parse(&truck, &except), Some(Err(Skip::Exempt)));
+        let odd = [("type", "restriction"), ("restriction", "give_way")];
+        assert_eq!(parse(&car, &odd), Some(Err(Skip::Invalid)));
+        assert_eq!(parse(&car, &[("type", "route")]), None);
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`geo`]: coordinates, great-circle distance, bearings.
-//! - [`profile`]: the car profile (which OSM ways are roads, how fast, which way).
+//! - [`profile`]: the car and truck profiles (which OSM ways are roads, how fast, which
+//!   way).
 //! - [`import`]: OSM PBF -> [`RoadNetwork`] (junction graph, largest strongly connected
 //!   component only).
 //! - `network` (private): the unprepared [`RoadNetwork`] (junctions, roads, shape points,
@@ -49,5 +50,5 @@ pub use graph::{
 pub use network::{
     NodeHandle, RestrictionStats, RoadHandle, RoadNetwork, RoadNetworkBuilder, RoadSummary,
 };
-pub use profile::CarProfile;
+pub use profile::{CarProfile, Profile, TruckDimensions, Vehicle};
 pub use snap::Snap;

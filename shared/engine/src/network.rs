@@ -68,6 +68,9 @@ pub struct RoadNetwork {
     /// Turn restrictions over directed edges, resolved from OSM or added by hand.
     pub(crate) restrictions: Vec<Restriction>,
     pub(crate) restriction_stats: RestrictionStats,
+    /// The profile the network was imported with ([`crate::Profile::name`]); `custom` for
+    /// networks built by hand.
+    pub(crate) profile: String,
 }
 
 /// A turn restriction over directed edges: after driving `path` (the from-edge, then the
@@ -379,13 +382,22 @@ impl RoadNetworkBuilder {
         self.net.restrictions.push(r);
     }
 
+    pub(crate) fn set_profile(&mut self, name: &str) {
+        self.net.profile = name.to_owned();
+    }
+
     pub(crate) fn stats_mut(&mut self) -> &mut RestrictionStats {
         &mut self.net.restriction_stats
     }
 
     /// Finishes the network, keeping only its largest strongly connected component.
-    pub fn build(self) -> Result<RoadNetwork> {
-        let net = self.net.retain_largest_scc();
+    pub fn build(mut self) -> Result<RoadNetwork> {
+        if self.net.profile.is_empty() {
+            self.net.profile = "custom".to_owned();
+        }
+        let profile = self.net.profile.clone();
+        let mut net = self.net.retain_largest_scc();
+        net.profile = profile;
         if net.roads.is_empty() {
             return Err(Error::NoRoads);
         }
