@@ -128,7 +128,8 @@ pub(crate) fn encode(
     ch: &Hierarchy,
     turns: &TurnTables,
 ) -> Encoded {
-    let len = encoded_len(version, net, ch, turns);
+    let ids = delta_varints(&net.point_ids);
+    let len = encoded_len(version, net, ch, turns, ids.len());
     let mut w = Writer(Vec::with_capacity(len));
     w.0.resize(HEADER_LEN, 0);
     w.str(version);
@@ -136,7 +137,8 @@ pub(crate) fn encode(
     w.coords(&net.nodes);
     w.coords(&net.points);
     w.len(net.point_ids.len());
-    net.point_ids.iter().for_each(|&id| w.u64(id as u64));
+    w.len(ids.len());
+    w.0.extend_from_slice(&ids);
     w.len(net.roads.len());
     for r in &net.roads {
         w.u32(r.from);
@@ -192,7 +194,13 @@ pub(crate) fn encode(
 }
 
 /// The exact size of an artifact, so its buffer is allocated once.
-fn encoded_len(version: &str, net: &RoadNetwork, ch: &Hierarchy, turns: &TurnTables) -> usize {
+fn encoded_len(
+    version: &str,
+    net: &RoadNetwork,
+    ch: &Hierarchy,
+    turns: &TurnTables,
+    ids_len: usize,
+) -> usize {
     let list = 8;
     let upward = |g: &UpwardGraph| {
         4 * list + 4 * (g.first.len() + g.head.len() + g.arc.len()) + 8 * g.weight.len()
@@ -205,7 +213,8 @@ fn encoded_len(version: &str, net: &RoadNetwork, ch: &Hierarchy, turns: &TurnTab
         + 2 * list
         + 16 * (net.nodes.len() + net.points.len())
         + list
-        + 8 * net.point_ids.len()
+        + list
+        + ids_len
         + list
         + (4 * 4 + 8 * 2 + 4) * net.roads.len()
         + list
@@ -226,6 +235,56 @@ fn encoded_len(version: &str, net: &RoadNetwork, ch: &Hierarchy, turns: &TurnTab
         + upward(&ch.backward)
         + 2 * list
         + 4 * (ch.arc_a.len() + ch.arc_b.len())
+}
+
+/// OSM node ids as zigzag varints of the difference to the previous id: the nodes of a way
+/// mostly have close ids, so a point takes one to three bytes instead of eight (Porto's
+/// artifact is 2 MiB smaller).
+fn delta_varints(ids: &[i64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ids.len() * 2);
+    let mut prev = 0i64;
+    for &id in ids {
+        let d = id.wrapping_sub(prev);
+        let mut z = ((d << 1) ^ (d >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+        prev = id;
+    }
+    out
+}
+
+/// Reverses [`delta_varints`]: exactly `n` ids that use exactly all of `bytes`.
+fn undelta_varints(bytes: &[u8], n: usize) -> Result<Vec<i64>, ArtifactError> {
+    let bad = || malformed("OSM node ids are not valid varints");
+    let mut ids = Vec::with_capacity(n);
+    let mut at = 0;
+    let mut prev = 0i64;
+    for _ in 0..n {
+        let mut z = 0u64;
+        let mut shift = 0;
+        loop {
+            let b = *bytes.get(at).ok_or_else(bad)?;
+            at += 1;
+            if shift > 63 {
+                return Err(bad());
+            }
+            z |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
+        prev = prev.wrapping_add(d);
+        ids.push(prev);
+    }
+    if at != bytes.len() {
+        return Err(bad());
+    }
+    Ok(ids)
 }
 
 struct Reader<'a> {
@@ -371,10 +430,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Contents, String)> {
     let profile = r.str()?;
     let nodes = r.coords()?;
     let points = r.coords()?;
-    let id_count = r.len(8)?;
-    let point_ids = (0..id_count)
-        .map(|_| r.u64().map(|v| v as i64))
-        .collect::<Result<Vec<_>, _>>()?;
+    let id_count = r.len(1)?;
+    let id_bytes = r.len(1)?;
+    let point_ids = undelta_varints(r.take(id_bytes)?, id_count)?;
     if point_ids.len() != points.len() {
         return Err(malformed("OSM node ids do not match the shape points").into());
     }
@@ -521,4 +579,36 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Contents, String)> {
         },
         sha256(bytes),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_round_trip_through_delta_varints() {
+        let ids = [
+            0,
+            1,
+            25_687_435,
+            25_687_436,
+            3,
+            -7,
+            i64::MAX,
+            i64::MIN,
+            12_345_678_901,
+        ];
+        let bytes = delta_varints(&ids);
+        assert_eq!(undelta_varints(&bytes, ids.len()).unwrap(), ids);
+        assert!(
+            undelta_varints(&bytes, ids.len() + 1).is_err(),
+            "too few bytes"
+        );
+        assert!(
+            undelta_varints(&bytes, ids.len() - 1).is_err(),
+            "bytes left over"
+        );
+        assert!(undelta_varints(&[0xff; 11], 1).is_err(), "overlong varint");
+        assert_eq!(delta_varints(&[100, 101, 102]).len(), 4);
+    }
 }
