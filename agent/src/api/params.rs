@@ -186,6 +186,7 @@ pub fn route_options(
                         RouteAnnotation::Distance,
                         RouteAnnotation::Weight,
                         RouteAnnotation::Speed,
+                        RouteAnnotation::Nodes,
                     ],
                     "false" => Vec::new(),
                     list => {
@@ -196,8 +197,9 @@ pub fn route_options(
                                 "distance" => kinds.push(RouteAnnotation::Distance),
                                 "weight" => kinds.push(RouteAnnotation::Weight),
                                 "speed" => kinds.push(RouteAnnotation::Speed),
-                                // OSM node ids and data sources are not kept by the engine.
-                                "nodes" | "datasources" => {}
+                                "nodes" => kinds.push(RouteAnnotation::Nodes),
+                                // The engine has one data source: nothing to tell apart.
+                                "datasources" => {}
                                 _ => return Err(bad_value(key, value)),
                             }
                         }
@@ -358,6 +360,13 @@ mod tests {
         assert_eq!(err(&[("foo", "1")]), ErrorCode::InvalidQuery);
         assert_eq!(err(&[("steps", "yes")]), ErrorCode::InvalidQuery);
         assert_eq!(err(&[("radiuses", "5")]), ErrorCode::InvalidOptions);
+        let kinds =
+            |v| route_options(&pairs(&[("annotations", v)]), 2, 1000.0).map(|o| o.annotations);
+        assert_eq!(
+            kinds("nodes,datasources").unwrap(),
+            [RouteAnnotation::Nodes]
+        );
+        assert!(kinds("true").unwrap().contains(&RouteAnnotation::Nodes));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
 use edgeroute_engine::{
-    BuildOptions, BuildProgress, CarProfile, Coord, Graph, ProgressFn, polyline,
+    BuildOptions, BuildProgress, Coord, Graph, Profile, ProgressFn, TruckDimensions, polyline,
 };
 use edgeroute_protocol::osrm::LineString;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -28,6 +28,12 @@ pub enum GraphCommand {
         /// Version label stored in the artifact (defaults to the file stem).
         #[arg(long)]
         version: Option<String>,
+        /// The vehicle the graph is for.
+        #[arg(long, value_enum, default_value_t = ProfileArg::Car)]
+        profile: ProfileArg,
+        /// Truck dimensions (with `--profile truck`); defaults: a 7.5 t delivery truck.
+        #[command(flatten)]
+        truck: TruckArgs,
     },
     /// Print the identity and size of an artifact.
     Info {
@@ -54,6 +60,52 @@ pub enum GraphCommand {
         #[arg(long, default_value_t = 1000.0)]
         radius: f64,
     },
+}
+
+/// Road profiles a graph can be built for.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProfileArg {
+    /// Cars.
+    Car,
+    /// Trucks of the `--truck-*` dimensions.
+    Truck,
+}
+
+/// A truck's dimensions, compared with OSM's `max*` limits when the graph is built.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct TruckArgs {
+    /// Height, metres.
+    #[arg(long, default_value_t = TruckDimensions::default().height_m)]
+    pub truck_height_m: f64,
+    /// Width, metres.
+    #[arg(long, default_value_t = TruckDimensions::default().width_m)]
+    pub truck_width_m: f64,
+    /// Length, metres.
+    #[arg(long, default_value_t = TruckDimensions::default().length_m)]
+    pub truck_length_m: f64,
+    /// Weight, tonnes.
+    #[arg(long, default_value_t = TruckDimensions::default().weight_t)]
+    pub truck_weight_t: f64,
+    /// Heaviest axle load, tonnes.
+    #[arg(long, default_value_t = TruckDimensions::default().axle_load_t)]
+    pub truck_axle_load_t: f64,
+}
+
+impl TruckArgs {
+    fn dimensions(&self) -> anyhow::Result<TruckDimensions> {
+        let d = TruckDimensions {
+            height_m: self.truck_height_m,
+            width_m: self.truck_width_m,
+            length_m: self.truck_length_m,
+            weight_t: self.truck_weight_t,
+            axle_load_t: self.truck_axle_load_t,
+        };
+        let all = [d.height_m, d.width_m, d.length_m, d.weight_t, d.axle_load_t];
+        if all.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+            bail!("truck dimensions must be positive numbers: {d:?}");
+        }
+        Ok(d)
+    }
 }
 
 /// Geometry output formats (as OSRM names them).
@@ -86,7 +138,19 @@ pub fn parse_lon_lat(s: &str) -> anyhow::Result<Coord> {
 /// Runs a graph subcommand.
 pub fn run(command: GraphCommand) -> anyhow::Result<()> {
     match command {
-        GraphCommand::Build { osm, out, version } => build(osm, out, version),
+        GraphCommand::Build {
+            osm,
+            out,
+            version,
+            profile,
+            truck,
+        } => {
+            let profile = match profile {
+                ProfileArg::Car => Profile::car(),
+                ProfileArg::Truck => Profile::truck(truck.dimensions()?),
+            };
+            build(osm, out, version, &profile)
+        }
         GraphCommand::Push(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
@@ -138,16 +202,24 @@ fn info_json(g: &Graph) -> serde_json::Value {
     let i = g.info();
     serde_json::json!({
         "version": i.version,
+        "profile": i.profile,
         "sha256": g.sha256(),
         "nodes": i.node_count,
         "edges": i.edge_count,
         "roads": i.road_count,
         "hierarchy_arcs": i.arc_count,
+        "turn_restrictions": i.restrictions.applied,
+        "split_nodes": i.split_nodes,
         "bbox": i.bbox,
     })
 }
 
-fn build(osm: PathBuf, out: PathBuf, version: Option<String>) -> anyhow::Result<()> {
+fn build(
+    osm: PathBuf,
+    out: PathBuf,
+    version: Option<String>,
+    profile: &Profile,
+) -> anyhow::Result<()> {
     if !osm.is_file() {
         bail!("{} does not exist or is not a file", osm.display());
     }
@@ -176,7 +248,7 @@ fn build(osm: PathBuf, out: PathBuf, version: Option<String>) -> anyhow::Result<
     let started = Instant::now();
     let graph = Graph::from_osm_file(
         &osm,
-        &CarProfile::default(),
+        profile,
         &BuildOptions {
             version,
             progress: Some(progress),
@@ -191,8 +263,9 @@ fn build(osm: PathBuf, out: PathBuf, version: Option<String>) -> anyhow::Result<
     let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let i = graph.info();
     println!(
-        "built {} in {:.2}s: {} nodes, {} directed edges, {} roads, {} hierarchy arcs\nwrote {} ({:.1} MiB), sha256 {}",
+        "built {} ({} profile) in {:.2}s: {} nodes, {} directed edges, {} roads, {} hierarchy arcs\nwrote {} ({:.1} MiB), sha256 {}",
         i.version,
+        i.profile,
         built.as_secs_f64(),
         i.node_count,
         i.edge_count,
@@ -201,6 +274,12 @@ fn build(osm: PathBuf, out: PathBuf, version: Option<String>) -> anyhow::Result<
         out.display(),
         size as f64 / (1024.0 * 1024.0),
         graph.sha256()
+    );
+    let r = i.restrictions;
+    println!(
+        "turn restrictions: {} applied ({} extra nodes); skipped: {} with members missing from \
+         the extract, {} malformed, {} not for this vehicle, {} outside the routable network",
+        r.applied, i.split_nodes, r.missing_member, r.invalid, r.exempt, r.outside_network
     );
     Ok(())
 }

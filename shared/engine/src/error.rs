@@ -71,7 +71,9 @@ pub enum ArtifactError {
     #[error("not an edgeroute graph artifact (bad magic bytes)")]
     BadMagic,
     /// The artifact was written by an incompatible format version.
-    #[error("unsupported artifact format version {found} (this build reads version {supported})")]
+    #[error(
+        "unsupported artifact format version {found} (this build reads version {supported}): rebuild the graph from OSM with `graph build`"
+    )]
     UnsupportedVersion {
         /// Version found in the file.
         found: u32,

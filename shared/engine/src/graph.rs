@@ -4,9 +4,10 @@ use crate::artifact::{self, Contents};
 use crate::ch::{self, Hierarchy, Search};
 use crate::geo::Coord;
 use crate::import::import_osm;
-use crate::network::RoadNetwork;
+use crate::network::{EdgeId, RestrictionStats, RoadNetwork};
 use crate::profile::CarProfile;
 use crate::snap::{Snap, SnapIndex};
+use crate::turns::{self, TurnTables};
 use crate::weight::Weight;
 use crate::{Error, Result};
 use std::cell::RefCell;
@@ -67,6 +68,12 @@ pub struct GraphInfo {
     pub arc_count: usize,
     /// `[min_lon, min_lat, max_lon, max_lat]` of the road network.
     pub bbox: [f64; 4],
+    /// The profile the graph was built for (`car`, `truck`; `custom` for hand-built ones).
+    pub profile: String,
+    /// Turn restrictions applied and skipped at import.
+    pub restrictions: RestrictionStats,
+    /// Extra hierarchy nodes made by splitting junctions for turn restrictions.
+    pub split_nodes: usize,
 }
 
 /// A prepared road graph that answers queries. Immutable and `Send + Sync`; share it
@@ -77,6 +84,7 @@ pub struct Graph {
     id: u64,
     pub(crate) net: RoadNetwork,
     ch: Hierarchy,
+    turns: TurnTables,
     index: SnapIndex,
     info: GraphInfo,
     /// sha256 (hex) of the artifact, known once the artifact is first encoded or decoded.
@@ -107,6 +115,11 @@ pub struct Route {
     pub distance_m: f64,
     /// The path from the first snapped point to the second.
     pub geometry: Vec<Coord>,
+    /// The OSM node id of every point of `geometry` (OSRM's `annotation.nodes`): the shape
+    /// point itself, except for the two snapped ends, which are named after the node behind
+    /// the start and the node ahead of the end in travel direction. 0 for roads built by
+    /// hand rather than imported.
+    pub nodes: Vec<i64>,
     /// The roads travelled, in order.
     pub segments: Vec<RouteSegment>,
 }
@@ -179,7 +192,7 @@ impl Graph {
 
     /// Prepares a network: contraction hierarchy and spatial index. The graph's identity
     /// is computed when its artifact is first encoded ([`Graph::to_artifact`]).
-    pub fn from_network(mut net: RoadNetwork, options: &BuildOptions) -> Result<Graph> {
+    pub fn from_network(net: RoadNetwork, options: &BuildOptions) -> Result<Graph> {
         if net.roads.is_empty() {
             return Err(Error::NoRoads);
         }
@@ -188,8 +201,9 @@ impl Graph {
                 p(BuildProgress::Contracting { done, total });
             }
         };
-        let (ch, new_id) = ch::contract(net.nodes.len(), net.directed_edges(), &report);
-        net.renumber_nodes(&new_id);
+        let (arcs, mut turns) = turns::expand(&net);
+        let (ch, new_id) = ch::contract(turns.node_count, arcs.into_iter(), &report);
+        turns.renumber(&new_id);
         if let Some(p) = &options.progress {
             p(BuildProgress::Indexing);
         }
@@ -197,10 +211,18 @@ impl Graph {
             version: options.version.clone(),
             net,
             ch,
+            turns,
         }))
     }
 
-    fn assemble(Contents { version, net, ch }: Contents) -> Graph {
+    fn assemble(
+        Contents {
+            version,
+            net,
+            ch,
+            turns,
+        }: Contents,
+    ) -> Graph {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let index = SnapIndex::build(&net, id);
@@ -228,11 +250,15 @@ impl Graph {
             road_count: summary.roads,
             arc_count: ch.arc_a.len(),
             bbox,
+            restrictions: net.restriction_stats,
+            profile: net.profile.clone(),
+            split_nodes: turns.split_nodes(summary.nodes),
         };
         Graph {
             id,
             net,
             ch,
+            turns,
             index,
             info,
             sha256: OnceLock::new(),
@@ -258,7 +284,7 @@ impl Graph {
 
     /// Serialises the graph as an artifact (and learns its identity on the way).
     pub fn to_artifact(&self) -> Vec<u8> {
-        let encoded = artifact::encode(&self.info.version, &self.net, &self.ch);
+        let encoded = artifact::encode(&self.info.version, &self.net, &self.ch, &self.turns);
         let known = self.sha256.get_or_init(|| encoded.sha256.clone());
         debug_assert_eq!(*known, encoded.sha256, "encoding is deterministic");
         encoded.bytes
@@ -286,8 +312,9 @@ impl Graph {
     /// [`Graph::write_artifact`] ran; on a fresh build never encoded, the first call encodes
     /// the graph once (about a millisecond per 0.6 MiB of artifact, Monaco's size).
     pub fn sha256(&self) -> &str {
-        self.sha256
-            .get_or_init(|| artifact::encode(&self.info.version, &self.net, &self.ch).sha256)
+        self.sha256.get_or_init(|| {
+            artifact::encode(&self.info.version, &self.net, &self.ch, &self.turns).sha256
+        })
     }
 
     /// Snaps a coordinate to the nearest road segment within `max_radius_m` metres.
@@ -316,36 +343,50 @@ impl Graph {
         }
     }
 
-    /// Seeds for leaving a snapped point: each drivable direction of its road, with the
-    /// cost of the rest of the road.
-    pub(crate) fn source_seeds(&self, s: &Snap) -> Vec<(u32, Weight)> {
+    /// The directed edges a snapped point lies on, each with the cost of the part of it
+    /// driven: from the point to the edge's end when `leaving`, from the edge's start to
+    /// the point otherwise. The hierarchy and the oracle both start and end searches here.
+    pub(crate) fn edge_seeds(&self, s: &Snap, leaving: bool) -> Vec<(EdgeId, Weight)> {
         let Some(r) = self.road_of(s) else {
             return Vec::new();
         };
         let mut seeds = Vec::with_capacity(2);
         if !r.forward.is_infinite() {
-            seeds.push((r.to, r.forward.scale(1.0 - s.fraction)));
+            let share = if leaving {
+                1.0 - s.fraction
+            } else {
+                s.fraction
+            };
+            seeds.push((EdgeId::new(s.road, false), r.forward.scale(share)));
         }
         if !r.backward.is_infinite() {
-            seeds.push((r.from, r.backward.scale(s.fraction)));
+            let share = if leaving {
+                s.fraction
+            } else {
+                1.0 - s.fraction
+            };
+            seeds.push((EdgeId::new(s.road, true), r.backward.scale(share)));
         }
         seeds
     }
 
-    /// Seeds for arriving at a snapped point: from the road's start (driving forward) or
-    /// its end (driving backward).
+    /// Seeds for leaving a snapped point: the node each drivable direction of its road
+    /// arrives at (a split node when a restriction starts on that edge), with the cost of
+    /// the rest of the road.
+    pub(crate) fn source_seeds(&self, s: &Snap) -> Vec<(u32, Weight)> {
+        self.edge_seeds(s, true)
+            .into_iter()
+            .filter_map(|(e, w)| Some((self.turns.arrive(e)?, w)))
+            .collect()
+    }
+
+    /// Seeds for arriving at a snapped point: every node its road's drivable directions
+    /// leave from (the junction and any split node that allows the edge).
     pub(crate) fn target_seeds(&self, t: &Snap) -> Vec<(u32, Weight)> {
-        let Some(r) = self.road_of(t) else {
-            return Vec::new();
-        };
-        let mut seeds = Vec::with_capacity(2);
-        if !r.forward.is_infinite() {
-            seeds.push((r.from, r.forward.scale(t.fraction)));
-        }
-        if !r.backward.is_infinite() {
-            seeds.push((r.to, r.backward.scale(1.0 - t.fraction)));
-        }
-        seeds
+        self.edge_seeds(t, false)
+            .into_iter()
+            .flat_map(|(e, w)| self.turns.departures(e).map(move |n| (n, w)))
+            .collect()
     }
 
     /// Cost of driving from `s` to `t` along their shared road without leaving it, if they
@@ -375,7 +416,7 @@ impl Graph {
             return Err(Error::ForeignSnap);
         }
         let direct = self.same_road(from, to);
-        let found = with_workspace(self.net.nodes.len(), |fwd, bwd| {
+        let found = with_workspace(self.turns.node_count, |fwd, bwd| {
             self.ch
                 .query(fwd, bwd, &self.source_seeds(from), &self.target_seeds(to))
         });
@@ -394,7 +435,7 @@ impl Graph {
     pub fn table(&self, sources: &[Snap], targets: &[Snap]) -> Table {
         let source_seeds: Vec<_> = sources.iter().map(|s| self.source_seeds(s)).collect();
         let target_seeds: Vec<_> = targets.iter().map(|t| self.target_seeds(t)).collect();
-        let mut weights = with_workspace(self.net.nodes.len(), |fwd, _| {
+        let mut weights = with_workspace(self.turns.node_count, |fwd, _| {
             self.ch.many_to_many(fwd, &source_seeds, &target_seeds)
         });
         for (i, s) in sources.iter().enumerate() {
@@ -426,18 +467,21 @@ impl Graph {
     fn direct_route(&self, from: &Snap, to: &Snap, w: Weight, backward: bool) -> Route {
         let road = &self.net.roads[from.road as usize];
         let pts = self.net.geometry(road);
-        let mut geometry = vec![from.location];
-        if backward {
-            // Points strictly between the two snaps, walking against the road's order.
-            geometry.extend(
-                (to.segment as usize + 1..=from.segment as usize)
-                    .rev()
-                    .map(|i| pts[i]),
-            );
+        let ids = self.net.point_ids(road);
+        let (a, b) = (from.segment as usize, to.segment as usize);
+        // Points strictly between the two snaps, in travel order; the snaps themselves are
+        // named after the node behind the start and the node ahead of the end.
+        let (inner, first, last): (Vec<usize>, usize, usize) = if backward {
+            ((b + 1..=a).rev().collect(), a + 1, b)
         } else {
-            geometry.extend((from.segment as usize + 1..=to.segment as usize).map(|i| pts[i]));
-        }
+            ((a + 1..=b).collect(), a, b + 1)
+        };
+        let mut geometry = vec![from.location];
+        geometry.extend(inner.iter().map(|&i| pts[i]));
         geometry.push(to.location);
+        let mut nodes = vec![ids[first]];
+        nodes.extend(inner.iter().map(|&i| ids[i]));
+        nodes.push(ids[last]);
         let segments = vec![RouteSegment {
             name: self.name(from.road),
             duration_s: w.duration_s(),
@@ -448,32 +492,43 @@ impl Graph {
             duration_s: w.duration_s(),
             distance_m: w.distance_m(),
             geometry,
+            nodes,
             segments,
         }
     }
 
     fn assemble_route(&self, from: &Snap, to: &Snap, found: &ch::Found) -> Route {
         let mut geometry: Vec<Coord> = Vec::with_capacity(found.edges.len() * 4 + 8);
+        let mut nodes: Vec<i64> = Vec::with_capacity(found.edges.len() * 4 + 8);
         geometry.push(from.location);
         // (name id, weight, geometry start); consecutive pieces of equally named roads are
         // merged: that is the unit turn-by-turn steps are made of, and it saves a string
         // per edge on the hot path.
         let mut pieces: Vec<(u32, Weight, usize)> = Vec::new();
-        // Appends `points` (reversed if `backward`) and then `last`, if any.
+        // Appends the road's shape points `range` (reversed if `backward`) and then `last`,
+        // if any, with their OSM node ids.
+        let net = &self.net;
         let mut push = |geometry: &mut Vec<Coord>,
-                        points: &[Coord],
+                        nodes: &mut Vec<i64>,
+                        range: std::ops::Range<usize>,
                         backward: bool,
-                        last: Option<Coord>,
+                        last: Option<(Coord, i64)>,
                         road: u32,
                         w: Weight| {
             let start = geometry.len() - 1;
+            let (points, ids) = (&net.points[range.clone()], &net.point_ids[range]);
             if backward {
                 geometry.extend(points.iter().rev());
+                nodes.extend(ids.iter().rev());
             } else {
                 geometry.extend_from_slice(points);
+                nodes.extend_from_slice(ids);
             }
-            geometry.extend(last);
-            let name = self.net.roads[road as usize].name;
+            if let Some((c, id)) = last {
+                geometry.push(c);
+                nodes.push(id);
+            }
+            let name = net.roads[road as usize].name;
             match pieces.last_mut() {
                 Some(last) if last.0 == name => last.1 = last.1.add(w),
                 _ => pieces.push((name, w, start)),
@@ -482,58 +537,60 @@ impl Graph {
 
         // The first partial road: towards `to` if we left through the road's end node.
         let rs = &self.net.roads[from.road as usize];
-        let ps = self.net.geometry(rs);
+        let base = rs.geometry_start as usize;
+        let len = rs.geometry_len as usize;
         let seg = from.segment as usize;
-        if found.source == rs.to {
+        if Some(found.source) == self.turns.arrive(EdgeId::new(from.road, false)) {
+            nodes.push(self.net.point_ids[base + seg]);
             let w = rs.forward.scale(1.0 - from.fraction);
-            push(&mut geometry, &ps[seg + 1..], false, None, from.road, w);
+            let range = base + seg + 1..base + len;
+            push(&mut geometry, &mut nodes, range, false, None, from.road, w);
         } else {
+            nodes.push(self.net.point_ids[base + seg + 1]);
             let w = rs.backward.scale(from.fraction);
-            push(&mut geometry, &ps[..=seg], true, None, from.road, w);
+            let range = base..base + seg + 1;
+            push(&mut geometry, &mut nodes, range, true, None, from.road, w);
         }
 
         for edge in &found.edges {
             let road = &self.net.roads[edge.road() as usize];
-            let pts = self.net.geometry(road);
+            let base = road.geometry_start as usize;
+            let len = road.geometry_len as usize;
             let w = road.weight(edge.is_backward());
-            if edge.is_backward() {
-                push(
-                    &mut geometry,
-                    &pts[..pts.len() - 1],
-                    true,
-                    None,
-                    edge.road(),
-                    w,
-                );
+            // The junction the edge starts at is already in the geometry.
+            let range = if edge.is_backward() {
+                base..base + len - 1
             } else {
-                push(&mut geometry, &pts[1..], false, None, edge.road(), w);
-            }
+                base + 1..base + len
+            };
+            let backward = edge.is_backward();
+            push(
+                &mut geometry,
+                &mut nodes,
+                range,
+                backward,
+                None,
+                edge.road(),
+                w,
+            );
         }
 
         // The last partial road: we arrive from its start node when driving it forward.
         let rt = &self.net.roads[to.road as usize];
-        let pt = self.net.geometry(rt);
+        let base = rt.geometry_start as usize;
+        let len = rt.geometry_len as usize;
         let seg = to.segment as usize;
-        if found.target == rt.from {
+        let forward = EdgeId::new(to.road, false);
+        if self.turns.departures(forward).any(|n| n == found.target) {
             let w = rt.forward.scale(to.fraction);
-            push(
-                &mut geometry,
-                &pt[1..=seg],
-                false,
-                Some(to.location),
-                to.road,
-                w,
-            );
+            let last = Some((to.location, self.net.point_ids[base + seg + 1]));
+            let range = base + 1..base + seg + 1;
+            push(&mut geometry, &mut nodes, range, false, last, to.road, w);
         } else {
             let w = rt.backward.scale(1.0 - to.fraction);
-            push(
-                &mut geometry,
-                &pt[seg + 1..pt.len() - 1],
-                true,
-                Some(to.location),
-                to.road,
-                w,
-            );
+            let last = Some((to.location, self.net.point_ids[base + seg]));
+            let range = base + seg + 1..base + len - 1;
+            push(&mut geometry, &mut nodes, range, true, last, to.road, w);
         }
 
         let ends = pieces
@@ -560,6 +617,7 @@ impl Graph {
             duration_s: found.weight.duration_s(),
             distance_m: found.weight.distance_m(),
             geometry,
+            nodes,
             segments,
         }
     }

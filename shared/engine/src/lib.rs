@@ -3,13 +3,15 @@
 //!
 //! # Layout
 //! - [`geo`]: coordinates, great-circle distance, bearings.
-//! - [`profile`]: the car profile (which OSM ways are roads, how fast, which way).
+//! - [`profile`]: the car and truck profiles (which OSM ways are roads, how fast, which
+//!   way).
 //! - [`import`]: OSM PBF -> [`RoadNetwork`] (junction graph, largest strongly connected
 //!   component only).
 //! - `network` (private): the unprepared [`RoadNetwork`] (junctions, roads, shape points,
 //!   names); `weight` (private): the integer (duration, distance) edge weight.
 //! - `ch` (private): contraction-hierarchy preprocessing and queries.
 //! - `snap` (private): the R-tree over road segments behind [`Snap`].
+//! - `turns` (private): turn restrictions, by splitting the junctions they constrain.
 //! - [`Graph`]: the prepared, immutable graph that answers `snap`, `nearest`, `route` and
 //!   `table`; share it behind an `Arc`. Its identity is [`Graph::sha256`].
 //! - [`artifact`]: the versioned, checksummed binary file a prepared graph is stored as;
@@ -37,6 +39,7 @@ pub mod oracle;
 pub mod polyline;
 pub mod profile;
 mod snap;
+mod turns;
 mod weight;
 
 pub use error::{ArtifactError, Error, Result};
@@ -44,6 +47,8 @@ pub use geo::Coord;
 pub use graph::{
     BuildOptions, BuildProgress, Graph, GraphInfo, ProgressFn, Route, RouteSegment, Table,
 };
-pub use network::{RoadNetwork, RoadSummary};
-pub use profile::CarProfile;
+pub use network::{
+    NodeHandle, RestrictionStats, RoadHandle, RoadNetwork, RoadNetworkBuilder, RoadSummary,
+};
+pub use profile::{CarProfile, Profile, TruckDimensions, Vehicle};
 pub use snap::Snap;

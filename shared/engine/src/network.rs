@@ -62,7 +62,47 @@ pub struct RoadNetwork {
     pub(crate) nodes: Vec<Coord>,
     pub(crate) roads: Vec<Road>,
     pub(crate) points: Vec<Coord>,
+    /// OSM node id of every shape point, parallel to `points` (0 for hand-built roads).
+    pub(crate) point_ids: Vec<i64>,
     pub(crate) names: Vec<String>,
+    /// Turn restrictions over directed edges, resolved from OSM or added by hand.
+    pub(crate) restrictions: Vec<Restriction>,
+    pub(crate) restriction_stats: RestrictionStats,
+    /// The profile the network was imported with ([`crate::Profile::name`]); `custom` for
+    /// networks built by hand.
+    pub(crate) profile: String,
+}
+
+/// A turn restriction over directed edges: after driving `path` (the from-edge, then the
+/// edges of any via ways, in order), the next edge must not be one of `to` (`only` false,
+/// OSM's `no_*`) or must be one of `to` (`only` true, OSM's `only_*`). Leaving a via way
+/// before its end is not restricted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Restriction {
+    pub(crate) path: Vec<EdgeId>,
+    pub(crate) to: Vec<EdgeId>,
+    pub(crate) only: bool,
+}
+
+/// What became of the turn restrictions an import met.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestrictionStats {
+    /// Restrictions applied to routing (one OSM relation may yield several when its from-way
+    /// ends at the via node from both sides).
+    pub applied: usize,
+    /// Relations skipped because a member (way or node) is missing from the extract or is
+    /// not a road of this profile.
+    pub missing_member: usize,
+    /// Relations skipped as malformed: no or several from/to members, a via node that is not
+    /// an end of the from-way or the to-way, via ways that do not form a chain, an unknown
+    /// `restriction` value.
+    pub invalid: usize,
+    /// Relations that do not apply to this profile's vehicle (`except=`, or tagged for
+    /// another vehicle only).
+    pub exempt: usize,
+    /// Restrictions dropped because they touch a road outside the kept strongly connected
+    /// component.
+    pub outside_network: usize,
 }
 
 /// Sizes of a network, for logs and summaries.
@@ -96,21 +136,17 @@ impl RoadNetwork {
         }
     }
 
-    /// Applies a node renumbering (`new_id[old]`, a permutation) to nodes and roads.
-    pub(crate) fn renumber_nodes(&mut self, new_id: &[u32]) {
-        let mut nodes = self.nodes.clone();
-        for (old, &new) in new_id.iter().enumerate() {
-            nodes[new as usize] = self.nodes[old];
-        }
-        self.nodes = nodes;
-        for road in &mut self.roads {
-            road.from = new_id[road.from as usize];
-            road.to = new_id[road.to as usize];
-        }
+    /// What became of the turn restrictions met while building this network.
+    pub fn restriction_stats(&self) -> RestrictionStats {
+        self.restriction_stats
     }
 
     pub(crate) fn geometry(&self, road: &Road) -> &[Coord] {
         &self.points[road.geometry_range()]
+    }
+
+    pub(crate) fn point_ids(&self, road: &Road) -> &[i64] {
+        &self.point_ids[road.geometry_range()]
     }
 
     /// Directed edges as (tail, head, weight, id), the input to both CH and the oracle.
@@ -161,14 +197,18 @@ impl RoadNetwork {
             nodes.push(self.nodes[old]);
         }
         let mut points = Vec::with_capacity(self.points.len());
+        let mut point_ids = Vec::with_capacity(self.point_ids.len());
         let mut roads = Vec::with_capacity(self.roads.len());
-        for road in &self.roads {
+        let mut new_road = vec![u32::MAX; self.roads.len()];
+        for (i, road) in self.roads.iter().enumerate() {
             let (from, to) = (new_id[road.from as usize], new_id[road.to as usize]);
             if from == u32::MAX || to == u32::MAX {
                 continue;
             }
+            new_road[i] = roads.len() as u32;
             let start = points.len() as u32;
             points.extend_from_slice(&self.points[road.geometry_range()]);
+            point_ids.extend_from_slice(&self.point_ids[road.geometry_range()]);
             roads.push(Road {
                 from,
                 to,
@@ -176,9 +216,31 @@ impl RoadNetwork {
                 ..road.clone()
             });
         }
+        let remap = |e: &EdgeId| {
+            let r = new_road[e.road() as usize];
+            (r != u32::MAX).then(|| EdgeId::new(r, e.is_backward()))
+        };
+        let mut restrictions = Vec::with_capacity(self.restrictions.len());
+        for r in &self.restrictions {
+            let path: Option<Vec<EdgeId>> = r.path.iter().map(remap).collect();
+            // A to-edge outside the component is harmless for `no_*` (it cannot be driven
+            // anyway) but an `only_*` whose target is gone would forbid every turn.
+            let to: Vec<EdgeId> = r.to.iter().filter_map(remap).collect();
+            match path {
+                Some(path) if !to.is_empty() => restrictions.push(Restriction {
+                    path,
+                    to,
+                    only: r.only,
+                }),
+                _ => self.restriction_stats.outside_network += 1,
+            }
+        }
+        self.restriction_stats.applied = restrictions.len();
         self.nodes = nodes;
         self.roads = roads;
         self.points = points;
+        self.point_ids = point_ids;
+        self.restrictions = restrictions;
         self
     }
 }
@@ -192,7 +254,11 @@ pub struct RoadNetworkBuilder {
 
 /// A junction handle returned by [`RoadNetworkBuilder::add_node`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct NodeHandle(u32);
+pub struct NodeHandle(pub(crate) u32);
+
+/// A road handle returned by [`RoadNetworkBuilder::add_road`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RoadHandle(pub(crate) u32);
 
 impl RoadNetworkBuilder {
     /// Adds a junction.
@@ -201,8 +267,8 @@ impl RoadNetworkBuilder {
         NodeHandle(self.net.nodes.len() as u32 - 1)
     }
 
-    /// Adds a road from `from` to `to` through `interior` shape points. Roads of zero
-    /// length or with no drivable direction are ignored.
+    /// Adds a road from `from` to `to` through `interior` shape points and returns its
+    /// handle. Roads of zero length or with no drivable direction are ignored (`None`).
     pub fn add_road(
         &mut self,
         from: NodeHandle,
@@ -211,15 +277,31 @@ impl RoadNetworkBuilder {
         speed_kmh: f64,
         direction: Direction,
         name: &str,
-    ) {
+    ) -> Option<RoadHandle> {
+        let ids = vec![0; interior.len() + 2];
+        self.add_osm_road(from, to, interior, &ids, speed_kmh, direction, name)
+    }
+
+    /// [`Self::add_road`] with the OSM node id of every point (`ids` holds the ends too).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add_osm_road(
+        &mut self,
+        from: NodeHandle,
+        to: NodeHandle,
+        interior: &[Coord],
+        ids: &[i64],
+        speed_kmh: f64,
+        direction: Direction,
+        name: &str,
+    ) -> Option<RoadHandle> {
         let (Some(&a), Some(&b)) = (
             self.net.nodes.get(from.0 as usize),
             self.net.nodes.get(to.0 as usize),
         ) else {
-            return;
+            return None;
         };
-        if !(speed_kmh.is_finite() && speed_kmh > 0.0) {
-            return;
+        if !(speed_kmh.is_finite() && speed_kmh > 0.0) || ids.len() != interior.len() + 2 {
+            return None;
         }
         let start = self.net.points.len();
         self.net.points.push(a);
@@ -231,8 +313,9 @@ impl RoadNetworkBuilder {
             .sum();
         if !length_m.is_finite() || from == to {
             self.net.points.truncate(start);
-            return;
+            return None;
         }
+        self.net.point_ids.extend_from_slice(ids);
         let duration_ms = (length_m / (speed_kmh / 3.6) * 1000.0).round().max(1.0);
         let w = Weight::new(
             duration_ms.min(f64::from(u32::MAX / 2)) as u32,
@@ -257,11 +340,64 @@ impl RoadNetworkBuilder {
             backward,
             name,
         });
+        Some(RoadHandle(self.net.roads.len() as u32 - 1))
+    }
+
+    /// Ends and directions of a road at a junction: (edge entering `via`, edge leaving it).
+    fn edges_at(&self, road: RoadHandle, via: NodeHandle) -> Option<(EdgeId, EdgeId)> {
+        let r = self.net.roads.get(road.0 as usize)?;
+        if r.to == via.0 {
+            Some((EdgeId::new(road.0, false), EdgeId::new(road.0, true)))
+        } else if r.from == via.0 {
+            Some((EdgeId::new(road.0, true), EdgeId::new(road.0, false)))
+        } else {
+            None
+        }
+    }
+
+    /// Restricts the turn from road `from` onto road `to` at their shared junction `via`:
+    /// forbidden when `only` is false (`no_*`), the only one allowed from `from` when `only`
+    /// is true (`only_*`). Returns false (and adds nothing) when a road does not end at `via`.
+    pub fn restrict_turn(
+        &mut self,
+        from: RoadHandle,
+        via: NodeHandle,
+        to: RoadHandle,
+        only: bool,
+    ) -> bool {
+        let (Some((entering, _)), Some((_, leaving))) =
+            (self.edges_at(from, via), self.edges_at(to, via))
+        else {
+            return false;
+        };
+        self.add_restriction(Restriction {
+            path: vec![entering],
+            to: vec![leaving],
+            only,
+        });
+        true
+    }
+
+    pub(crate) fn add_restriction(&mut self, r: Restriction) {
+        self.net.restrictions.push(r);
+    }
+
+    pub(crate) fn set_profile(&mut self, name: &str) {
+        self.net.profile = name.to_owned();
+    }
+
+    pub(crate) fn stats_mut(&mut self) -> &mut RestrictionStats {
+        &mut self.net.restriction_stats
     }
 
     /// Finishes the network, keeping only its largest strongly connected component.
-    pub fn build(self) -> Result<RoadNetwork> {
-        let net = self.net.retain_largest_scc();
+    pub fn build(mut self) -> Result<RoadNetwork> {
+        if self.net.profile.is_empty() {
+            self.net.profile = "custom".to_owned();
+        }
+        let profile = self.net.profile.clone();
+        let mut net = self.net.retain_largest_scc();
+        net.profile = profile;
         if net.roads.is_empty() {
             return Err(Error::NoRoads);
         }

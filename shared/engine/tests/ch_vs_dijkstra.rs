@@ -143,6 +143,8 @@ fn porto_ch_equals_dijkstra_on_1000_random_pairs() {
         "Porto's junction graph: {:?}",
         g.info()
     );
+    // The oracle is turn-aware; make sure there are turns to be aware of.
+    assert!(g.info().split_nodes > 0, "{:?}", g.info());
     assert_matches_oracle(&g, 1000, 0x5eed_0002);
     let sources = random_snaps(&g, 10, 3, 300.0);
     let targets = random_snaps(&g, 12, 4, 300.0);

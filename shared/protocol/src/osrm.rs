@@ -151,6 +151,8 @@ pub enum RouteAnnotation {
     Weight,
     /// Metres per second of each segment.
     Speed,
+    /// OSM node id of every coordinate of the leg's geometry.
+    Nodes,
 }
 
 /// Parsed options of `GET /route/v1/{profile}/{coordinates}`.
@@ -383,6 +385,10 @@ pub struct Annotation {
     /// Metres per second per segment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speed: Option<Vec<f64>>,
+    /// OSM node ids along the leg, one per coordinate (OSRM: the first and last are the
+    /// nodes around the snapped start and end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<i64>>,
 }
 
 /// One maneuver and the stretch of road that follows it.

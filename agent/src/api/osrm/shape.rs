@@ -196,6 +196,7 @@ fn annotation(route: &EngineRoute, kinds: &[RouteAnnotation]) -> Annotation {
             .then(|| duration.iter().map(|d| round1(*d)).collect()),
         weight: has(RouteAnnotation::Weight).then(|| duration.iter().map(|d| round1(*d)).collect()),
         speed: has(RouteAnnotation::Speed).then_some(speed),
+        nodes: has(RouteAnnotation::Nodes).then(|| route.nodes.clone()),
     }
 }
 
@@ -379,6 +380,7 @@ mod tests {
                 },
             ],
             geometry,
+            nodes: vec![11, 12, 13, 14],
         }
     }
 
@@ -432,6 +434,17 @@ mod tests {
         assert_eq!(a.distance.unwrap().len(), 3);
         assert!(a.speed.is_none());
         assert_eq!(leg.summary, "A, B");
+    }
+
+    #[test]
+    fn node_annotations_are_the_engine_nodes() {
+        let options = RouteOptions {
+            annotations: vec![RouteAnnotation::Nodes],
+            ..RouteOptions::default()
+        };
+        let a = leg(&l_shaped(), &options).annotation.unwrap();
+        assert_eq!(a.nodes, Some(vec![11, 12, 13, 14]));
+        assert!(a.duration.is_none());
     }
 
     #[test]
