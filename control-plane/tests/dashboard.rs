@@ -35,6 +35,7 @@ fn metrics(requests: u64, server_errors: u64, latency_ms: f64) -> MetricsWindow 
         )]
         .into(),
         latency,
+        ..MetricsWindow::default()
     }
 }
 

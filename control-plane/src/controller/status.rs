@@ -170,6 +170,8 @@ pub fn compute_status(
         },
         conditions,
         conflicting_nodes: conflicts.clone(),
+        // The rollout driver owns this field; a plain reconcile carries it over.
+        rollout: old.rollout.clone(),
     }
 }
 

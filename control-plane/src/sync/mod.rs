@@ -132,6 +132,7 @@ pub async fn directives(center: &Center, region: &str) -> Result<Directives, Api
     Ok(Directives {
         graph,
         sync_interval_ms: center.settings.agent_sync_interval_ms,
+        shadow: None,
     })
 }
 

@@ -132,7 +132,8 @@ pub struct GraphSpec {
     pub version: String,
 }
 
-/// Canary rollout policy (the canary analysis itself is not implemented yet; the schema is).
+/// Canary rollout policy: how a new agent or graph version reaches the region's nodes and
+/// how each step is judged against the stable nodes.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RolloutSpec {
@@ -157,16 +158,36 @@ pub struct RolloutSpec {
     /// Requests a step must serve before it can be judged.
     #[schemars(range(min = 0))]
     pub min_requests: u32,
+    /// How long a step may stay inconclusive (too few requests, silent canaries) before
+    /// the rollout pauses for a human.
+    #[schemars(range(min = 10, max = 604800))]
+    pub max_inconclusive_seconds: u32,
+    /// Graph rollouts: share (0 to 1) of canary route requests re-answered on the previous
+    /// graph.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub shadow_sample_rate: f64,
+    /// Graph rollouts: relative duration change above which two answers differ materially.
+    #[schemars(range(min = 0.0, max = 10.0))]
+    pub shadow_duration_tolerance: f64,
+    /// Graph rollouts: share (0 to 1) of materially different shadow answers above which a
+    /// step fails.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub max_shadow_diff_rate: f64,
 }
 
 impl Default for RolloutSpec {
     fn default() -> Self {
         Self {
-            steps: vec![10, 50, 100],
+            // The seed's system sent every change to 5% of the nodes first.
+            steps: vec![5, 25, 50, 100],
             analysis_window_seconds: 300,
             max_error_rate: 0.01,
             max_p99_latency_ms: 250,
             min_requests: 100,
+            max_inconclusive_seconds: 1800,
+            shadow_sample_rate: 0.05,
+            shadow_duration_tolerance: 0.1,
+            max_shadow_diff_rate: 0.02,
         }
     }
 }
@@ -202,6 +223,9 @@ pub struct EdgeRegionStatus {
     /// Nodes matched by the selector but held by another region (or labelled by hand).
     #[serde(default)]
     pub conflicting_nodes: Vec<String>,
+    /// The current or last agent-version rollout; the controller resumes from it.
+    #[serde(default)]
+    pub rollout: Option<crate::rollout::RolloutStatus>,
 }
 
 impl EdgeRegionStatus {
@@ -303,6 +327,21 @@ mod tests {
                 last_transition_time: Time("2026-11-23T10:00:00Z".parse().unwrap()),
             }],
             conflicting_nodes: vec!["edge-3".into()],
+            rollout: Some(crate::rollout::RolloutStatus {
+                target: crate::rollout::RolloutTarget::Agent,
+                from_version: Some("0.1.0".into()),
+                to_version: "0.2.0".into(),
+                phase: crate::rollout::RolloutPhase::Progressing,
+                step: 0,
+                step_percent: 5,
+                canary_nodes: vec!["edge-1".into()],
+                started_at_ms: 1_764_000_000_000,
+                step_started_at_ms: 1_764_000_000_000,
+                holding_since_ms: None,
+                last_verdict: None,
+                reason: "new agent version".into(),
+                updated_at_ms: 1_764_000_000_000,
+            }),
         });
         let json = serde_json::to_value(&region).unwrap();
         assert_eq!(json["status"]["conditions"][0]["type"], "NodeConflict");

@@ -14,12 +14,14 @@
 //! - [`sync`]: agent <-> control-plane reports, acknowledgements and directives, and the
 //!   center's fleet API shapes built on them.
 //! - [`fleet`]: the center's paged node list, node detail and history (the dashboard's API).
+//! - [`rollout`]: a region's progressive rollout of an agent or graph version.
 //! - [`crd`]: the `EdgeRegion` custom resource (behind the `kube` feature).
 
 pub mod admin;
 pub mod fleet;
 pub mod osrm;
 pub mod plans;
+pub mod rollout;
 pub mod status;
 pub mod sync;
 pub mod vroom;

@@ -27,6 +27,7 @@ fn window(requests: u64, server_errors: u64, latency_ms: f64) -> MetricsWindow {
         )]
         .into(),
         latency,
+        ..MetricsWindow::default()
     }
 }
 

@@ -167,6 +167,36 @@ pub struct MetricsWindow {
     /// Latency of every answered request, bucketed by [`LATENCY_BUCKETS_MS`].
     #[serde(default)]
     pub latency: Histogram,
+    /// Requests re-answered on a shadow graph ([`Directives::shadow`]) during the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowCounts>,
+}
+
+/// How a canary's answers compare with the previous graph's on a sample of its requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowCounts {
+    /// The graph version the sample was re-answered on.
+    pub against_version: String,
+    /// Requests re-answered on the shadow graph.
+    pub compared: u64,
+    /// Answers that differ materially: a route the shadow graph found is missing, or a
+    /// duration changed by more than the directive's tolerance.
+    pub differ: u64,
+    /// Of `differ`, answers where the shadow graph had a route and the served graph had none.
+    pub lost_routes: u64,
+}
+
+impl ShadowCounts {
+    /// Add another window's counts (a different `against_version` replaces this one's: the
+    /// counts then mix two comparisons, which only happens across a directive change).
+    pub fn merge(&mut self, other: &ShadowCounts) {
+        if self.against_version.is_empty() {
+            self.against_version.clone_from(&other.against_version);
+        }
+        self.compared += other.compared;
+        self.differ += other.differ;
+        self.lost_routes += other.lost_routes;
+    }
 }
 
 impl MetricsWindow {
@@ -190,6 +220,11 @@ impl MetricsWindow {
                 .merge(counts);
         }
         self.latency.merge(&other.latency);
+        if let Some(theirs) = &other.shadow {
+            self.shadow
+                .get_or_insert_with(Default::default)
+                .merge(theirs);
+        }
     }
 }
 
@@ -346,6 +381,21 @@ pub struct Directives {
     /// How often to report, in milliseconds; `None` keeps the agent's setting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_interval_ms: Option<u64>,
+    /// During a graph rollout's canary step: keep this (previous) graph loaded beside the
+    /// served one and re-answer a sample of requests on it; `None` unloads any shadow graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowDirective>,
+}
+
+/// Compare the served graph's answers with another graph's on a sample of requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShadowDirective {
+    /// The graph to compare against (usually the previous version, still stored).
+    pub graph: GraphDirective,
+    /// Share (0 to 1) of route requests to re-answer on it.
+    pub sample_rate: f64,
+    /// Relative duration change (0.1 = 10%) above which two routes differ materially.
+    pub duration_tolerance: f64,
 }
 
 /// Serve this graph version.
