@@ -174,3 +174,21 @@ pub enum RolloutAction {
     /// Continue a paused rollout from its current step.
     Resume,
 }
+
+/// The controller's question to the center (`POST /api/v1/regions/{region}/analysis`, admin
+/// key): how do these canary nodes compare with the rest of the region since a time? The
+/// center holds the agents' reports, so it judges; the controller only acts on the verdict.
+#[cfg(feature = "kube")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRequest {
+    /// What is rolled out (graph rollouts also count `NoRoute`/`NoSegment` and shadow
+    /// differences).
+    pub target: RolloutTarget,
+    /// The canary arm; every other node of the region is the stable arm.
+    pub canary_nodes: Vec<String>,
+    /// Only windows reported after this time count (ms since the epoch): the step's start.
+    pub since_ms: u64,
+    /// The region's policy (thresholds, minimum sample).
+    pub policy: crate::crd::RolloutSpec,
+}
