@@ -79,6 +79,13 @@ pub struct ControllerArgs {
     /// Periodic resync of every region, in seconds.
     #[arg(long, default_value_t = 300)]
     pub resync_secs: u64,
+    /// The center that judges agent canaries (`POST /api/v1/regions/{region}/analysis`).
+    /// Without it, agent rollouts hold and then pause: they are never promoted unjudged.
+    #[arg(long, env = "EDGEROUTE_CENTER_URL")]
+    pub center_url: Option<String>,
+    /// The center's admin key, sent as a bearer token with every analysis request.
+    #[arg(long, env = "EDGEROUTE_CENTER_ADMIN_KEY", hide_env_values = true)]
+    pub center_admin_key: Option<String>,
 }
 
 /// Runs one parsed command line.
@@ -176,8 +183,21 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             let _ = server_stop.wait_for(|stop| *stop).await;
         },
     ));
-    let ctx = Arc::new(Context::new(client, settings, metrics));
-    controller::run_elected(ctx, lease, rx).await;
+    let mut ctx = Context::new(client, settings, metrics);
+    match (args.center_url, args.center_admin_key) {
+        (Some(url), Some(key)) => {
+            let judge = controller::judge::HttpJudge::new(&url, &key)
+                .context("building the center's HTTP client")?;
+            ctx = ctx.with_judge(Arc::new(judge));
+        }
+        (Some(_), None) => {
+            anyhow::bail!("--center-url needs --center-admin-key (EDGEROUTE_CENTER_ADMIN_KEY)")
+        }
+        (None, _) => tracing::warn!(
+            "no --center-url: agent rollouts cannot be judged; they will hold, then pause"
+        ),
+    }
+    controller::run_elected(Arc::new(ctx), lease, rx).await;
     server
         .await
         .context("metrics server task")?

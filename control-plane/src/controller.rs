@@ -8,15 +8,19 @@
 //!   while this replica holds the lease); the `controller` subcommand wires them in
 //!   [`crate::cli`].
 //! - [`nodes`]: which nodes to label, release, or report as conflicts (pure).
-//! - [`workload`]: the DaemonSet, Service and ConfigMap a region owns (pure).
+//! - [`rollout`]: the canary rollout of agent versions, a state machine (pure).
+//! - [`judge`]: the center's verdicts on canary windows ([`judge::Judge`], over HTTP).
+//! - [`workload`]: the DaemonSets, Service and ConfigMap a region owns (pure).
 //! - [`status`]: the status and condition transitions (pure).
 //! - [`leader`]: leader election on a Lease.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod http;
+pub mod judge;
 pub mod leader;
 pub mod nodes;
 pub mod reconcile;
+pub mod rollout;
 pub mod runner;
 pub mod status;
 pub mod workload;
@@ -114,6 +118,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Tunables.
     pub settings: Settings,
+    /// Judges canary windows; `None` when no center is configured, in which case rollouts
+    /// hold and then pause: they are never promoted unjudged.
+    pub judge: Option<Arc<dyn judge::Judge>>,
     /// Consecutive failures per region, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -130,8 +137,15 @@ impl Context {
             client,
             metrics,
             settings,
+            judge: None,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same context, asking `judge` for verdicts on canary windows.
+    pub fn with_judge(mut self, judge: Arc<dyn judge::Judge>) -> Self {
+        self.judge = Some(judge);
+        self
     }
 
     fn next_backoff(&self, key: String) -> Duration {

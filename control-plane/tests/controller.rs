@@ -395,7 +395,7 @@ async fn overlapping_regions_keep_the_first_claimant_without_flip_flopping() {
 }
 
 #[tokio::test]
-async fn image_change_updates_the_daemon_set() {
+async fn image_change_starts_a_canary_instead_of_updating_every_agent() {
     let server = FakeApiServer::start().await;
     add_node(&server, "a", "porto");
     let replica = Replica::start(&server, "one");
@@ -408,11 +408,16 @@ async fn image_change_updates_the_daemon_set() {
     api.patch("porto", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    eventually("DaemonSet runs 0.2.0", || {
-        child(&server, DAEMONSETS, "porto").is_some_and(|ds| {
-            ds["spec"]["template"]["spec"]["containers"][0]["image"]
-                == "ghcr.io/edgeroute/agent:0.2.0"
-        })
+    // The new version goes to a canary DaemonSet on a labelled node (docs/rollouts-k8s.md;
+    // the whole flow is in tests/controller_rollout.rs); the stable one keeps 0.1.0.
+    eventually("canary DaemonSet runs 0.2.0 on a canary node", || {
+        server
+            .object(DAEMONSETS, NS, "edgeroute-agent-porto-canary")
+            .is_some_and(|ds| {
+                ds["spec"]["template"]["spec"]["containers"][0]["image"]
+                    == "ghcr.io/edgeroute/agent:0.2.0"
+            })
+            && node(&server, "a")["metadata"]["labels"]["edgeroute.io/track"] == "canary"
     })
     .await;
     eventually("status observes generation 2", || {
@@ -420,7 +425,14 @@ async fn image_change_updates_the_daemon_set() {
     })
     .await;
     let ds = child(&server, DAEMONSETS, "porto").unwrap();
-    assert_eq!(ds["metadata"]["generation"], 2);
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["containers"][0]["image"],
+        "ghcr.io/edgeroute/agent:0.1.0"
+    );
+    assert_eq!(
+        status(&server, "porto").unwrap()["rollout"]["phase"],
+        "Progressing"
+    );
     assert_eq!(
         condition(&server, "porto", ConditionType::Progressing),
         is(ConditionStatus::True)

@@ -7,7 +7,10 @@ use edgeroute_protocol::crd::{
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use edgeroute_protocol::rollout::RolloutPhase;
+
 use super::nodes::NodePlan;
+use super::rollout::RolloutPlan;
 
 /// Where the DaemonSet's rollout stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +30,12 @@ fn rollout(ds: Option<&DaemonSet>) -> Option<Rollout> {
         ready: status.number_ready,
         complete: observed && status.updated_number_scheduled.unwrap_or(0) >= desired,
     })
+}
+
+/// Whether the DaemonSet has observed its latest spec and runs it, ready, on every node it
+/// should: the point after which a promotion may take the canary labels away.
+pub fn daemon_set_complete(ds: &DaemonSet) -> bool {
+    rollout(Some(ds)).is_some_and(|r| r.complete && r.ready >= r.desired)
 }
 
 /// Builds a condition, keeping the previous transition time when the status did not change
@@ -60,12 +69,14 @@ fn flag(b: bool) -> ConditionStatus {
     }
 }
 
-/// The status `region` should have. `now` stamps conditions whose status changes.
+/// The status `region` should have, given its node plan, its stable DaemonSet `ds` and
+/// the rollout plan. `now` stamps conditions whose status changes.
 pub fn compute_status(
     region: &EdgeRegion,
     plan: &NodePlan,
     ds: Option<&DaemonSet>,
     now: &Time,
+    rollout_plan: &RolloutPlan,
 ) -> EdgeRegionStatus {
     let old = region.status.clone().unwrap_or_default();
     let spec = &region.spec;
@@ -73,22 +84,46 @@ pub fn compute_status(
     let (desired, ready) = roll.map_or((0, 0), |r| (r.desired, r.ready));
     let complete = roll.is_some_and(|r| r.complete);
 
+    let canary = rollout_plan
+        .status
+        .as_ref()
+        .filter(|r| matches!(r.phase, RolloutPhase::Progressing | RolloutPhase::Holding));
     let (progressing, p_reason, p_msg) = if spec.paused {
         (false, "Paused", "the region is paused".to_owned())
+    } else if let Some(r) = canary {
+        (
+            true,
+            "CanaryStep",
+            format!(
+                "agent {} -> {}: step {} at {}% on {} node(s)",
+                r.from_version.as_deref().unwrap_or("?"),
+                r.to_version,
+                r.step + 1,
+                r.step_percent,
+                r.canary_nodes.len()
+            ),
+        )
     } else if roll.is_none() {
         (true, "Creating", "creating the agent DaemonSet".to_owned())
     } else if !complete {
         (
             true,
             "RollingOut",
-            format!("rolling out agent {}", spec.agent.version),
+            format!("rolling out agent {}", rollout_plan.stable_version),
         )
     } else {
         (
             false,
             "RolloutComplete",
-            format!("agent {} rolled out", spec.agent.version),
+            format!("agent {} rolled out", rollout_plan.stable_version),
         )
+    };
+    let (stalled, s_reason, s_msg) = match &rollout_plan.status {
+        Some(r) if matches!(r.phase, RolloutPhase::Holding | RolloutPhase::Paused) => {
+            (true, r.phase.as_str(), r.reason.clone())
+        }
+        Some(r) => (false, r.phase.as_str(), r.reason.clone()),
+        None => (false, "NoRollout", String::new()),
     };
     let (is_ready, r_reason) = match () {
         _ if desired == 0 => (false, "NoAgentsScheduled"),
@@ -150,6 +185,14 @@ pub fn compute_status(
             },
             now,
         ),
+        condition(
+            &old,
+            ConditionType::RolloutStalled,
+            flag(stalled),
+            s_reason,
+            s_msg,
+            now,
+        ),
     ];
 
     EdgeRegionStatus {
@@ -159,7 +202,7 @@ pub fn compute_status(
         desired_agents: desired,
         // Versions are reported once the DaemonSet has rolled them out everywhere.
         current_version: if complete && !spec.paused {
-            Some(spec.agent.version.clone())
+            Some(rollout_plan.stable_version.clone())
         } else {
             old.current_version.clone()
         },
@@ -170,8 +213,12 @@ pub fn compute_status(
         },
         conditions,
         conflicting_nodes: conflicts.clone(),
-        // The rollout driver owns this field; a plain reconcile carries it over.
-        rollout: old.rollout.clone(),
+        rollout: rollout_plan.status.clone(),
+        rollout_next_analysis_at_ms: rollout_plan.next_analysis_at_ms,
+        rollout_action_ack: rollout_plan
+            .acknowledged
+            .clone()
+            .or(old.rollout_action_ack.clone()),
     }
 }
 
@@ -191,6 +238,18 @@ mod tests {
     use super::*;
     use crate::fixtures::region;
     use k8s_openapi::api::apps::v1::DaemonSetStatus;
+
+    fn steady() -> RolloutPlan {
+        RolloutPlan {
+            status: None,
+            next_analysis_at_ms: None,
+            acknowledged: None,
+            stable_version: "0.1.0".into(),
+            canary_version: None,
+            canary_nodes: Vec::new(),
+            events: Vec::new(),
+        }
+    }
 
     fn at(s: &str) -> Time {
         Time(s.parse().unwrap())
@@ -220,7 +279,13 @@ mod tests {
     #[test]
     fn fresh_region_is_progressing_and_not_ready() {
         let r = region("porto", "porto");
-        let s = compute_status(&r, &plan(&["a"], &[]), None, &at("2026-01-01T00:00:00Z"));
+        let s = compute_status(
+            &r,
+            &plan(&["a"], &[]),
+            None,
+            &at("2026-01-01T00:00:00Z"),
+            &steady(),
+        );
         assert_eq!(s.matched_nodes, 1);
         assert_eq!(s.observed_generation, Some(1));
         assert_eq!(
@@ -242,6 +307,7 @@ mod tests {
             &plan(&["a", "b"], &[]),
             Some(&ds(2, 2, 2, 2, 2)),
             &at("2026-01-01T00:00:00Z"),
+            &steady(),
         );
         assert_eq!(
             s.condition(ConditionType::Ready).unwrap().status,
@@ -264,6 +330,7 @@ mod tests {
             &plan(&["a", "b"], &[]),
             Some(&ds(1, 1, 2, 2, 1)),
             &at("2026-01-01T00:00:00Z"),
+            &steady(),
         );
         assert_eq!(
             s.condition(ConditionType::Degraded).unwrap().status,
@@ -274,6 +341,7 @@ mod tests {
             &plan(&["a"], &[]),
             Some(&ds(2, 1, 2, 1, 1)),
             &at("2026-01-01T00:00:00Z"),
+            &steady(),
         );
         assert_eq!(
             rolling.condition(ConditionType::Degraded).unwrap().status,
@@ -296,6 +364,7 @@ mod tests {
             &plan(&[], &["x", "y"]),
             None,
             &at("2026-01-01T00:00:00Z"),
+            &steady(),
         );
         let c = s.condition(ConditionType::NodeConflict).unwrap();
         assert_eq!(c.status, ConditionStatus::True);
@@ -308,15 +377,15 @@ mod tests {
         let mut r = region("porto", "porto");
         let p = plan(&["a"], &[]);
         let d = ds(1, 1, 1, 1, 1);
-        let first = compute_status(&r, &p, Some(&d), &at("2026-01-01T00:00:00Z"));
-        assert_eq!(transitions(None, &first).len(), 4);
+        let first = compute_status(&r, &p, Some(&d), &at("2026-01-01T00:00:00Z"), &steady());
+        assert_eq!(transitions(None, &first).len(), 5);
         r.status = Some(first.clone());
-        let second = compute_status(&r, &p, Some(&d), &at("2026-01-02T00:00:00Z"));
+        let second = compute_status(&r, &p, Some(&d), &at("2026-01-02T00:00:00Z"), &steady());
         assert_eq!(first, second);
         assert!(transitions(Some(&first), &second).is_empty());
         // A change of status moves only that condition's transition time.
         let d2 = ds(1, 1, 1, 1, 0);
-        let third = compute_status(&r, &p, Some(&d2), &at("2026-01-03T00:00:00Z"));
+        let third = compute_status(&r, &p, Some(&d2), &at("2026-01-03T00:00:00Z"), &steady());
         let moved: Vec<_> = transitions(Some(&first), &third)
             .iter()
             .map(|c| c.type_)

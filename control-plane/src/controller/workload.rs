@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use edgeroute_protocol::crd::{EDGE_TAINT, EdgeRegion, REGION_LABEL};
+use edgeroute_protocol::crd::{CANARY_TRACK, EDGE_TAINT, EdgeRegion, REGION_LABEL, TRACK_LABEL};
 use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource, ObjectFieldSelector,
+    Affinity, Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort,
+    EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource,
+    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
     SecurityContext, Service, ServicePort, ServiceSpec, Toleration, Volume, VolumeMount,
 };
@@ -37,6 +38,20 @@ pub fn child_name(region: &EdgeRegion) -> String {
     format!("edgeroute-agent-{}", region.name_any())
 }
 
+/// Name of the region's canary DaemonSet, which exists only during an agent rollout.
+pub fn canary_name(region: &EdgeRegion) -> String {
+    format!("edgeroute-agent-{}-canary", region.name_any())
+}
+
+/// Which of a region's two agent DaemonSets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Track {
+    /// Every region node without the canary label (all of them outside a rollout).
+    Stable,
+    /// The nodes labelled `edgeroute.io/track=canary`.
+    Canary,
+}
+
 fn selector_labels(region: &EdgeRegion) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
@@ -47,22 +62,36 @@ fn selector_labels(region: &EdgeRegion) -> BTreeMap<String, String> {
     ])
 }
 
-fn labels(region: &EdgeRegion) -> BTreeMap<String, String> {
+/// Label on a DaemonSet (and its pods) naming the agent version it runs.
+pub const VERSION_LABEL: &str = "app.kubernetes.io/version";
+
+fn labels(region: &EdgeRegion, version: &str) -> BTreeMap<String, String> {
     let mut labels = selector_labels(region);
     labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
-    labels.insert(
-        "app.kubernetes.io/version".into(),
-        region.spec.agent.version.clone(),
-    );
+    labels.insert(VERSION_LABEL.into(), version.to_owned());
     labels.insert(REGION_LABEL.into(), region.name_any());
     labels
 }
 
 fn metadata(region: &EdgeRegion, owner: &OwnerReference) -> ObjectMeta {
+    metadata_named(
+        region,
+        owner,
+        child_name(region),
+        &region.spec.agent.version,
+    )
+}
+
+fn metadata_named(
+    region: &EdgeRegion,
+    owner: &OwnerReference,
+    name: String,
+    version: &str,
+) -> ObjectMeta {
     ObjectMeta {
-        name: Some(child_name(region)),
+        name: Some(name),
         namespace: region.namespace(),
-        labels: Some(labels(region)),
+        labels: Some(labels(region, version)),
         owner_references: Some(vec![owner.clone()]),
         ..ObjectMeta::default()
     }
@@ -226,16 +255,66 @@ fn runtime_default_seccomp() -> SeccompProfile {
     }
 }
 
-/// The agent DaemonSet, scheduled on the nodes labelled for the region.
+/// The region's stable agent DaemonSet running the spec's version (what a region runs
+/// outside a rollout).
 pub fn daemon_set(
     region: &EdgeRegion,
     owner: &OwnerReference,
     cm: &ConfigMap,
     agent_env: &AgentEnv,
 ) -> DaemonSet {
+    let version = region.spec.agent.version.clone();
+    agent_daemon_set(region, owner, cm, agent_env, &version, Track::Stable)
+}
+
+/// The stable DaemonSet keeps its historical name and selector (both immutable, so
+/// upgrading the controller does not recreate it) and always stays off canary nodes,
+/// even outside a rollout: adding that affinity only when a rollout starts would change
+/// its pod template and restart every stable agent.
+///
+/// The canary DaemonSet runs on the region's nodes labelled `edgeroute.io/track=canary`;
+/// its pods carry the Service's selector labels too, so canaries serve traffic.
+pub fn agent_daemon_set(
+    region: &EdgeRegion,
+    owner: &OwnerReference,
+    cm: &ConfigMap,
+    agent_env: &AgentEnv,
+    version: &str,
+    track: Track,
+) -> DaemonSet {
     let agent = &region.spec.agent;
+    let mut pod_labels = labels(region, version);
+    let mut selector = selector_labels(region);
+    let mut node_selector = BTreeMap::from([(REGION_LABEL.to_owned(), region.name_any())]);
+    let (name, affinity) = match track {
+        Track::Stable => (
+            child_name(region),
+            Some(Affinity {
+                node_affinity: Some(NodeAffinity {
+                    required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                        node_selector_terms: vec![NodeSelectorTerm {
+                            match_expressions: Some(vec![NodeSelectorRequirement {
+                                key: TRACK_LABEL.into(),
+                                operator: "NotIn".into(),
+                                values: Some(vec![CANARY_TRACK.into()]),
+                            }]),
+                            match_fields: None,
+                        }],
+                    }),
+                    ..NodeAffinity::default()
+                }),
+                ..Affinity::default()
+            }),
+        ),
+        Track::Canary => {
+            for map in [&mut pod_labels, &mut selector, &mut node_selector] {
+                map.insert(TRACK_LABEL.into(), CANARY_TRACK.into());
+            }
+            (canary_name(region), None)
+        }
+    };
     let template_meta = ObjectMeta {
-        labels: Some(labels(region)),
+        labels: Some(pod_labels),
         annotations: Some(BTreeMap::from([(
             "edgeroute.io/config-hash".to_owned(),
             config_hash(cm),
@@ -244,7 +323,7 @@ pub fn daemon_set(
     };
     let container = Container {
         name: "agent".into(),
-        image: Some(format!("{}:{}", agent.image, agent.version)),
+        image: Some(format!("{}:{version}", agent.image)),
         image_pull_policy: Some(agent.image_pull_policy.as_str().into()),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
@@ -291,10 +370,8 @@ pub fn daemon_set(
         ..Container::default()
     };
     let pod = PodSpec {
-        node_selector: Some(BTreeMap::from([(
-            REGION_LABEL.to_owned(),
-            region.name_any(),
-        )])),
+        node_selector: Some(node_selector),
+        affinity,
         tolerations: Some(tolerations(region)),
         // Agents talk to the control plane only; they need no Kubernetes API token.
         automount_service_account_token: Some(false),
@@ -326,11 +403,18 @@ pub fn daemon_set(
         termination_grace_period_seconds: Some(30),
         ..PodSpec::default()
     };
+    let mut metadata = metadata_named(region, owner, name, version);
+    if track == Track::Canary {
+        metadata
+            .labels
+            .get_or_insert_default()
+            .insert(TRACK_LABEL.into(), CANARY_TRACK.into());
+    }
     DaemonSet {
-        metadata: metadata(region, owner),
+        metadata,
         spec: DaemonSetSpec {
             selector: LabelSelector {
-                match_labels: Some(selector_labels(region)),
+                match_labels: Some(selector),
                 match_expressions: None,
             },
             template: PodTemplateSpec {
@@ -463,6 +547,53 @@ mod tests {
                 .clone()
         };
         assert_ne!(hash(&ds), hash(&ds2));
+    }
+
+    #[test]
+    fn stable_and_canary_daemon_sets_split_the_region_by_the_track_label() {
+        let (r, stable, svc, cm) = build();
+        let owner = owner_ref(&r).unwrap();
+        let env = AgentEnv {
+            control_plane_url: "http://cp:8080".into(),
+        };
+        let canary = agent_daemon_set(&r, &owner, &cm, &env, "0.2.0", Track::Canary);
+        let old = agent_daemon_set(&r, &owner, &cm, &env, "0.1.0", Track::Stable);
+        assert_eq!(
+            old, stable,
+            "the stable DaemonSet is the region's DaemonSet"
+        );
+        let s = serde_json::to_value(&stable).unwrap();
+        let c = serde_json::to_value(&canary).unwrap();
+        assert_eq!(s["metadata"]["name"], "edgeroute-agent-porto");
+        assert_eq!(c["metadata"]["name"], "edgeroute-agent-porto-canary");
+        let term = &s["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0];
+        assert_eq!(
+            term["matchExpressions"][0],
+            json!({"key": TRACK_LABEL, "operator": "NotIn", "values": [CANARY_TRACK]})
+        );
+        let cpod = &c["spec"]["template"]["spec"];
+        assert_eq!(cpod["nodeSelector"][TRACK_LABEL], CANARY_TRACK);
+        assert_eq!(cpod["nodeSelector"][REGION_LABEL], "porto");
+        assert!(cpod["affinity"].is_null());
+        assert_eq!(
+            cpod["containers"][0]["image"],
+            "ghcr.io/edgeroute/agent:0.2.0"
+        );
+        // The selectors do not overlap from the canary's side, and the Service reaches both.
+        assert_eq!(
+            c["spec"]["selector"]["matchLabels"][TRACK_LABEL],
+            CANARY_TRACK
+        );
+        assert!(s["spec"]["selector"]["matchLabels"][TRACK_LABEL].is_null());
+        let service_selector = svc.spec.unwrap().selector.unwrap();
+        let canary_pod_labels = canary.spec.template.metadata.unwrap().labels.unwrap();
+        assert!(
+            service_selector
+                .iter()
+                .all(|(k, v)| canary_pod_labels.get(k) == Some(v))
+        );
+        assert_eq!(canary_pod_labels[VERSION_LABEL], "0.2.0");
     }
 
     #[test]

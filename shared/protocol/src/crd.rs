@@ -20,6 +20,16 @@ pub const REGION_LABEL: &str = "edgeroute.io/region";
 pub const MANAGED_ANNOTATION: &str = "edgeroute.io/managed-region";
 /// Taint key edge nodes carry; agents tolerate it by default.
 pub const EDGE_TAINT: &str = "node-role.kubernetes.io/edge";
+/// Label the controller puts on a region's canary nodes during an agent rollout (value
+/// [`CANARY_TRACK`]); the canary DaemonSet runs there and the stable one does not.
+pub const TRACK_LABEL: &str = "edgeroute.io/track";
+/// Value of [`TRACK_LABEL`] on canary nodes.
+pub const CANARY_TRACK: &str = "canary";
+/// Annotation through which an operator (or the center's `rollout` CLI) commands the
+/// region's agent rollout: `promote`, `abort`, `pause` or `resume`, optionally followed by
+/// `:` and a nonce so the same command can be given twice. The controller acts once per
+/// distinct value and records it in `status.rolloutActionAck`.
+pub const ROLLOUT_ACTION_ANNOTATION: &str = "edgeroute.io/rollout-action";
 
 /// Desired state of an edge region.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -40,6 +50,9 @@ pub const EDGE_TAINT: &str = "node-role.kubernetes.io/edge";
     printcolumn = r#"{"name":"Nodes","type":"integer","description":"nodes labelled for this region","jsonPath":".status.matchedNodes"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","description":"agents that pass their readiness probe","jsonPath":".status.readyAgents"}"#,
     printcolumn = r#"{"name":"Version","type":"string","description":"agent version fully rolled out","jsonPath":".status.currentVersion"}"#,
+    printcolumn = r#"{"name":"Rollout","type":"string","description":"phase of the current or last agent rollout","jsonPath":".status.rollout.phase"}"#,
+    printcolumn = r#"{"name":"Step","type":"integer","description":"share of nodes, in percent, on the new version","jsonPath":".status.rollout.stepPercent"}"#,
+    printcolumn = r#"{"name":"Verdict","type":"string","description":"last verdict of the canary analysis","jsonPath":".status.rollout.lastVerdict.kind"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -226,6 +239,15 @@ pub struct EdgeRegionStatus {
     /// The current or last agent-version rollout; the controller resumes from it.
     #[serde(default)]
     pub rollout: Option<crate::rollout::RolloutStatus>,
+    /// When the controller next asks the center for a verdict on the current step (ms
+    /// since the epoch); kept here so a restarted or newly elected controller keeps the
+    /// analysis rhythm instead of judging at once.
+    #[serde(default)]
+    pub rollout_next_analysis_at_ms: Option<u64>,
+    /// The last value of the `edgeroute.io/rollout-action` annotation the controller acted
+    /// on (or refused); a different value is a new command.
+    #[serde(default)]
+    pub rollout_action_ack: Option<String>,
 }
 
 impl EdgeRegionStatus {
@@ -264,6 +286,9 @@ pub enum ConditionType {
     Degraded,
     /// Some matched nodes belong to another region.
     NodeConflict,
+    /// The agent rollout is holding (no verdict yet) or paused: it will not move on its own
+    /// soon, and if paused it waits for a human to promote, abort or resume it.
+    RolloutStalled,
 }
 
 /// The tri-state status of a condition.
@@ -342,6 +367,8 @@ mod tests {
                 reason: "new agent version".into(),
                 updated_at_ms: 1_764_000_000_000,
             }),
+            rollout_next_analysis_at_ms: Some(1_764_000_300_000),
+            rollout_action_ack: Some("promote:1".into()),
         });
         let json = serde_json::to_value(&region).unwrap();
         assert_eq!(json["status"]["conditions"][0]["type"], "NodeConflict");
@@ -393,6 +420,11 @@ mod tests {
         assert_eq!(policy["enum"].as_array().unwrap().len(), 3);
         let columns = version.additional_printer_columns.as_ref().unwrap();
         let names: Vec<_> = columns.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["Nodes", "Ready", "Version", "Age"]);
+        assert_eq!(
+            names,
+            [
+                "Nodes", "Ready", "Version", "Rollout", "Step", "Verdict", "Age"
+            ]
+        );
     }
 }
