@@ -47,6 +47,8 @@ enum Canary {
     Healthy,
     /// Answers 8% errors where stable answers 0.5%.
     Erroring,
+    /// Answers as often as stable, but with a p99 of 900 ms.
+    Slow,
     /// Gets almost no traffic.
     Idle,
     /// Stopped reporting (a partition).
@@ -102,6 +104,10 @@ impl Judge for SimJudge {
         let canary = match behaviour {
             Canary::Healthy => arm(n, n, 500, 5),
             Canary::Erroring => arm(n, n, 500, 80),
+            Canary::Slow => ArmFigures {
+                p99_ms: Some(900.0),
+                ..arm(n, n, 500, 5)
+            },
             Canary::Idle => arm(n, n, 2, 0),
             Canary::Partitioned => arm(n, 0, 0, 0),
         };
@@ -125,6 +131,14 @@ impl Judge for SimJudge {
                     "canary error rate {:.3} vs stable {:.3}",
                     rate(&canary),
                     rate(&stable)
+                ),
+            )
+        } else if canary.p99_ms.unwrap_or(0.0) > f64::from(req.policy.max_p99_latency_ms) {
+            (
+                VerdictKind::Fail,
+                format!(
+                    "canary p99 {:?} ms above {} ms",
+                    canary.p99_ms, req.policy.max_p99_latency_ms
                 ),
             )
         } else {
@@ -381,15 +395,17 @@ async fn a_healthy_canary_promotes_through_every_step() {
     region_rolling_out(&server, 8).await;
     let writes_before = server.requests().len();
 
-    // Record the canary set as it grows until the rollout is over.
+    // Record the canary set of each step (as decided in the status; the labels follow one
+    // node at a time) until the rollout is over.
     let mut sizes: Vec<usize> = Vec::new();
     eventually("promoted and cleaned up", || {
-        let n = canaries(&server).len();
-        if n > 0 && sizes.last() != Some(&n) {
+        let r = rollout(&server);
+        let n = r["canaryNodes"].as_array().map_or(0, Vec::len);
+        if r["phase"] == "Progressing" && n > 0 && sizes.last() != Some(&n) {
             sizes.push(n);
         }
-        phase(&server).as_deref() == Some("Promoted")
-            && n == 0
+        r["phase"] == "Promoted"
+            && canaries(&server).is_empty()
             && server.object(DAEMONSETS, NS, CANARY).is_none()
     })
     .await;
@@ -421,7 +437,7 @@ async fn a_healthy_canary_promotes_through_every_step() {
         "RolloutPromoted",
         "CanaryRemoved",
     ] {
-        assert!(event(&server, reason), "{reason} event");
+        eventually(reason, || event(&server, reason)).await;
     }
     let metrics = replica.metrics.encode().unwrap();
     assert!(metrics.contains(r#"edgeroute_controller_rollout_verdicts_total{kind="Pass"} 4"#));
@@ -474,12 +490,33 @@ async fn a_failing_canary_rolls_back_within_one_window() {
         "{r}"
     );
     assert_eq!(r["lastVerdict"]["kind"], "Fail");
-    assert!(event(&server, "RolloutRolledBack"));
+    eventually("a RolloutRolledBack event", || {
+        event(&server, "RolloutRolledBack")
+    })
+    .await;
     // The spec still says 0.2.0, but the rollout is over: nothing moves any more.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(canaries(&server).is_empty());
     assert_eq!(image(&server, STABLE).as_deref(), Some(OLD));
     assert!(judge.requests().iter().all(|r| r.canary_nodes.len() == 1));
+    replica.shutdown().await;
+    sim.abort();
+}
+
+#[tokio::test]
+async fn a_slow_canary_rolls_back() {
+    let server = Arc::new(FakeApiServer::start().await);
+    let sim = simulate_daemon_sets(&server);
+    let judge = SimJudge::new(Canary::Healthy);
+    let replica = Replica::start(&server, "one", Some(judge.clone()));
+    region_rolling_out(&server, 8).await;
+    // The first step is fine; the canary turns slow during the second.
+    eventually("second step", || canaries(&server).len() == 2).await;
+    judge.set(Canary::Slow);
+    rolled_back(&server).await;
+    let r = rollout(&server);
+    assert!(r["reason"].as_str().unwrap().contains("p99"), "{r}");
+    assert_eq!(r["step"], 1);
     replica.shutdown().await;
     sim.abort();
 }
@@ -494,15 +531,16 @@ async fn an_idle_canary_holds_then_pauses_and_is_not_rolled_back() {
     eventually("holding", || phase(&server).as_deref() == Some("Holding")).await;
     let held = canaries(&server);
     assert_eq!(held.len(), 1);
-    let status = server.object(REGIONS, NS, "porto").unwrap()["status"].clone();
-    let stalled = status["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "RolloutStalled")
-        .unwrap()
-        .clone();
-    assert_eq!(stalled["status"], "True");
+    // The rollout decision is written first, the conditions right after.
+    eventually("the RolloutStalled condition", || {
+        let status = server.object(REGIONS, NS, "porto").unwrap()["status"].clone();
+        status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "RolloutStalled" && c["status"] == "True")
+    })
+    .await;
     eventually("paused after maxInconclusiveSeconds", || {
         phase(&server).as_deref() == Some("Paused")
     })
@@ -516,7 +554,7 @@ async fn an_idle_canary_holds_then_pauses_and_is_not_rolled_back() {
     assert!(judge.requests().len() >= 2, "asked again while holding");
     assert_eq!(canaries(&server), held, "not rolled back");
     assert_eq!(image(&server, CANARY).as_deref(), Some(NEW));
-    assert!(event(&server, "RolloutPaused"));
+    eventually("a RolloutPaused event", || event(&server, "RolloutPaused")).await;
     // Paused: no more questions.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let asked = judge.requests().len();

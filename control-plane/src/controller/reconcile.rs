@@ -540,5 +540,19 @@ mod tests {
         assert!(release["metadata"]["annotations"][MANAGED_ANNOTATION].is_null());
         let claim = node_label_patch(&node, Some("north"));
         assert_eq!(claim["metadata"]["labels"][REGION_LABEL], "north");
+        assert!(claim["metadata"]["labels"].get(TRACK_LABEL).is_none());
+    }
+
+    #[test]
+    fn a_released_canary_loses_its_track_label_too() {
+        let node = crate::fixtures::node("a", &[(TRACK_LABEL, CANARY_TRACK)], Some("porto"));
+        let release = node_label_patch(&node, None);
+        let labels = release["metadata"]["labels"].as_object().unwrap();
+        assert!(labels.contains_key(TRACK_LABEL) && labels[TRACK_LABEL].is_null());
+        assert_eq!(
+            track_patch(true)["metadata"]["labels"][TRACK_LABEL],
+            CANARY_TRACK
+        );
+        assert!(track_patch(false)["metadata"]["labels"][TRACK_LABEL].is_null());
     }
 }

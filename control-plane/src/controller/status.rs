@@ -357,6 +357,58 @@ mod tests {
     }
 
     #[test]
+    fn a_holding_rollout_is_stalled_and_a_step_is_progressing() {
+        use edgeroute_protocol::rollout::{RolloutStatus, RolloutTarget};
+        let r = region("porto", "porto");
+        let mut rollout = RolloutStatus {
+            target: RolloutTarget::Agent,
+            from_version: Some("0.1.0".into()),
+            to_version: "0.2.0".into(),
+            phase: RolloutPhase::Progressing,
+            step: 1,
+            step_percent: 25,
+            canary_nodes: vec!["a".into()],
+            started_at_ms: 1,
+            step_started_at_ms: 2,
+            holding_since_ms: None,
+            last_verdict: None,
+            reason: "step 2/4 (25%) started".into(),
+            updated_at_ms: 2,
+        };
+        let mut rp = steady();
+        rp.status = Some(rollout.clone());
+        rp.next_analysis_at_ms = Some(300_002);
+        rp.acknowledged = Some("resume:1".into());
+        let d = ds(1, 1, 1, 1, 1);
+        let now = at("2026-01-01T00:00:00Z");
+        let s = compute_status(&r, &plan(&["a", "b"], &[]), Some(&d), &now, &rp);
+        let progressing = s.condition(ConditionType::Progressing).unwrap();
+        assert_eq!(progressing.status, ConditionStatus::True);
+        assert_eq!(progressing.reason, "CanaryStep");
+        assert!(progressing.message.contains("0.1.0 -> 0.2.0"));
+        let stalled = s.condition(ConditionType::RolloutStalled).unwrap();
+        assert_eq!(stalled.status, ConditionStatus::False);
+        assert_eq!(s.rollout, rp.status);
+        assert_eq!(s.rollout_next_analysis_at_ms, Some(300_002));
+        assert_eq!(s.rollout_action_ack.as_deref(), Some("resume:1"));
+        // The stable DaemonSet still runs the old version: that is the current version.
+        assert_eq!(s.current_version.as_deref(), Some("0.1.0"));
+
+        rollout.phase = RolloutPhase::Holding;
+        rollout.reason = "silent: canary nodes stopped reporting".into();
+        rp.status = Some(rollout);
+        rp.acknowledged = None;
+        let mut r2 = r.clone();
+        r2.status = Some(s);
+        let held = compute_status(&r2, &plan(&["a", "b"], &[]), Some(&d), &now, &rp);
+        let stalled = held.condition(ConditionType::RolloutStalled).unwrap();
+        assert_eq!(stalled.status, ConditionStatus::True);
+        assert_eq!(stalled.reason, "Holding");
+        assert!(stalled.message.contains("stopped reporting"));
+        assert_eq!(held.rollout_action_ack.as_deref(), Some("resume:1"), "kept");
+    }
+
+    #[test]
     fn conflicts_are_named_in_the_condition() {
         let r = region("porto", "porto");
         let s = compute_status(
