@@ -8,13 +8,15 @@
 //!   while this replica holds the lease); the `controller` subcommand wires them in
 //!   [`crate::cli`].
 //! - [`nodes`]: which nodes to label, release, or report as conflicts (pure).
-//! - [`rollout`]: the canary rollout of agent versions, a state machine (pure).
+//! - [`rollout`]: the canary rollout of agent versions, a state machine (pure); which nodes
+//!   are canaries is [`canaries`].
 //! - [`judge`]: the center's verdicts on canary windows ([`judge::Judge`], over HTTP).
 //! - [`workload`]: the DaemonSets, Service and ConfigMap a region owns (pure).
 //! - [`status`]: the status and condition transitions (pure).
 //! - [`leader`]: leader election on a Lease.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
 
+pub mod canaries;
 pub mod http;
 pub mod judge;
 pub mod leader;

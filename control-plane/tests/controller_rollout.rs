@@ -1,20 +1,20 @@
 //! Agent-version rollouts: the real controller, through a real `kube::Client`, against the
 //! in-process fake API server, with a simulated DaemonSet controller and a judge computing
 //! verdicts from simulated agent report figures (the center's real analysis is tested at
-//! the center); plus the HTTP judge against a tiny in-process center.
+//! the center; the HTTP judge alone in `controller_judge.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "controller_rollout/sim.rs"]
+mod sim;
 mod support;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use axum::Json;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::post;
-use edgeroute_control_plane::controller::judge::{HttpJudge, Judge, JudgeError};
+use edgeroute_control_plane::controller::judge::{HttpJudge, Judge};
 use edgeroute_control_plane::controller::leader::LeaseSettings;
 use edgeroute_control_plane::controller::workload::AgentEnv;
 use edgeroute_control_plane::controller::{Context, Settings, run_elected};
@@ -22,10 +22,10 @@ use edgeroute_control_plane::metrics::Metrics;
 use edgeroute_protocol::crd::{
     CANARY_TRACK, EdgeRegion, REGION_LABEL, ROLLOUT_ACTION_ANNOTATION, TRACK_LABEL,
 };
-use edgeroute_protocol::rollout::{AnalysisRequest, ArmFigures, Verdict, VerdictKind};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use sim::{Canary, SimJudge, places_on, simulate_daemon_sets};
 use support::fake_apiserver::FakeApiServer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -39,120 +39,6 @@ const LEASES: &str = "coordination.k8s.io/v1/leases";
 const STABLE: &str = "edgeroute-agent-porto";
 const CANARY: &str = "edgeroute-agent-porto-canary";
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-/// How the simulated agents behave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Canary {
-    /// Serves like the stable nodes.
-    Healthy,
-    /// Answers 8% errors where stable answers 0.5%.
-    Erroring,
-    /// Answers as often as stable, but with a p99 of 900 ms.
-    Slow,
-    /// Gets almost no traffic.
-    Idle,
-    /// Stopped reporting (a partition).
-    Partitioned,
-}
-
-/// A judge computing verdicts from simulated report figures with a simple rule (the real,
-/// statistical analysis lives at the center): silent canaries are Silent, arms below the
-/// minimum sample are Inconclusive, a canary error rate above stable's plus the allowed rate
-/// fails, anything else passes.
-struct SimJudge {
-    canary: Mutex<Canary>,
-    requests: Mutex<Vec<AnalysisRequest>>,
-}
-
-impl SimJudge {
-    fn new(canary: Canary) -> Arc<Self> {
-        Arc::new(Self {
-            canary: Mutex::new(canary),
-            requests: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn set(&self, canary: Canary) {
-        *self.canary.lock().unwrap() = canary;
-    }
-
-    fn requests(&self) -> Vec<AnalysisRequest> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-fn arm(nodes: u32, reporting: u32, requests_per_node: u64, error_permille: u64) -> ArmFigures {
-    let requests = requests_per_node * u64::from(reporting);
-    ArmFigures {
-        nodes,
-        reporting_nodes: reporting,
-        requests,
-        errors: requests * error_permille / 1000,
-        p99_ms: (requests > 0).then_some(40.0),
-        shadow_compared: 0,
-        shadow_differ: 0,
-    }
-}
-
-#[async_trait]
-impl Judge for SimJudge {
-    async fn judge(&self, region: &str, req: &AnalysisRequest) -> Result<Verdict, JudgeError> {
-        assert_eq!(region, "porto");
-        self.requests.lock().unwrap().push(req.clone());
-        let n = u32::try_from(req.canary_nodes.len()).unwrap();
-        let behaviour = *self.canary.lock().unwrap();
-        let canary = match behaviour {
-            Canary::Healthy => arm(n, n, 500, 5),
-            Canary::Erroring => arm(n, n, 500, 80),
-            Canary::Slow => ArmFigures {
-                p99_ms: Some(900.0),
-                ..arm(n, n, 500, 5)
-            },
-            Canary::Idle => arm(n, n, 2, 0),
-            Canary::Partitioned => arm(n, 0, 0, 0),
-        };
-        let stable = arm(8 - n.min(8), 8 - n.min(8), 500, 5);
-        let rate = |a: &ArmFigures| a.errors as f64 / a.requests.max(1) as f64;
-        let min = u64::from(req.policy.min_requests);
-        let (kind, reason) = if canary.reporting_nodes < canary.nodes {
-            (
-                VerdictKind::Silent,
-                "canary nodes stopped reporting".to_owned(),
-            )
-        } else if canary.requests < min {
-            (
-                VerdictKind::Inconclusive,
-                format!("{} canary requests < {min}", canary.requests),
-            )
-        } else if rate(&canary) > rate(&stable) + req.policy.max_error_rate {
-            (
-                VerdictKind::Fail,
-                format!(
-                    "canary error rate {:.3} vs stable {:.3}",
-                    rate(&canary),
-                    rate(&stable)
-                ),
-            )
-        } else if canary.p99_ms.unwrap_or(0.0) > f64::from(req.policy.max_p99_latency_ms) {
-            (
-                VerdictKind::Fail,
-                format!(
-                    "canary p99 {:?} ms above {} ms",
-                    canary.p99_ms, req.policy.max_p99_latency_ms
-                ),
-            )
-        } else {
-            (VerdictKind::Pass, "canary within bounds".to_owned())
-        };
-        Ok(Verdict {
-            kind,
-            reason,
-            at_ms: req.since_ms,
-            canary,
-            stable,
-        })
-    }
-}
 
 struct Replica {
     metrics: Arc<Metrics>,
@@ -220,75 +106,6 @@ fn add_node(server: &FakeApiServer, name: &str) {
         json!({"apiVersion": "v1", "kind": "Node",
                "metadata": {"name": name, "labels": {"zone": "porto"}}}),
     );
-}
-
-/// Whether a DaemonSet's pods belong on a node, from its nodeSelector and the stable
-/// DaemonSet's "not canary" affinity.
-fn places_on(ds: &Value, node: &Value) -> bool {
-    let pod = &ds["spec"]["template"]["spec"];
-    let labels = &node["metadata"]["labels"];
-    let selected = pod["nodeSelector"]
-        .as_object()
-        .is_some_and(|sel| sel.iter().all(|(k, v)| &labels[k] == v));
-    let terms = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-        ["nodeSelectorTerms"];
-    let affine = terms.as_array().is_none_or(|terms| {
-        terms.iter().any(|t| {
-            t["matchExpressions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .all(|e| {
-                    let value = labels[e["key"].as_str().unwrap()].as_str();
-                    let values: Vec<&str> = e["values"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .collect();
-                    match e["operator"].as_str().unwrap() {
-                        "NotIn" => value.is_none_or(|v| !values.contains(&v)),
-                        "In" => value.is_some_and(|v| values.contains(&v)),
-                        other => panic!("unexpected operator {other}"),
-                    }
-                })
-        })
-    });
-    selected && affine
-}
-
-/// Plays the DaemonSet controller: every DaemonSet reports its current template updated
-/// and ready on every node it places pods on.
-fn simulate_daemon_sets(server: &Arc<FakeApiServer>) -> JoinHandle<()> {
-    let server = Arc::clone(server);
-    tokio::spawn(async move {
-        loop {
-            let nodes = server.objects(NODES);
-            for ds in server.objects(DAEMONSETS) {
-                let n = nodes.iter().filter(|node| places_on(&ds, node)).count();
-                let status = json!({
-                    "observedGeneration": ds["metadata"]["generation"],
-                    "desiredNumberScheduled": n, "currentNumberScheduled": n,
-                    "updatedNumberScheduled": n, "numberReady": n, "numberAvailable": n,
-                    "numberMisscheduled": 0,
-                });
-                let current = &ds["status"];
-                let same = status
-                    .as_object()
-                    .unwrap()
-                    .iter()
-                    .all(|(k, v)| &current[k] == v);
-                if !same {
-                    let name = ds["metadata"]["name"].as_str().unwrap().to_owned();
-                    // The controller may have deleted it since the list.
-                    if server.object(DAEMONSETS, NS, &name).is_some() {
-                        server.merge(DAEMONSETS, NS, &name, json!({ "status": status }), true);
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
 }
 
 fn region_json(version: &str) -> Value {
@@ -785,100 +602,4 @@ async fn without_a_center_a_rollout_holds_then_pauses() {
     assert_eq!(image(&server, STABLE).as_deref(), Some(OLD));
     replica.shutdown().await;
     sim.abort();
-}
-
-fn request() -> AnalysisRequest {
-    AnalysisRequest {
-        target: edgeroute_protocol::rollout::RolloutTarget::Agent,
-        canary_nodes: vec!["edge-1".into()],
-        since_ms: 1_000,
-        policy: edgeroute_protocol::crd::RolloutSpec::default(),
-    }
-}
-
-#[tokio::test]
-async fn http_judge_posts_the_request_with_the_admin_key_and_reads_the_verdict() {
-    let seen: Arc<Mutex<Vec<(String, AnalysisRequest)>>> = Arc::default();
-    let log = Arc::clone(&seen);
-    let app = axum::Router::new().route(
-        "/api/v1/regions/{region}/analysis",
-        post(
-            move |axum::extract::Path(region): axum::extract::Path<String>,
-                  headers: HeaderMap,
-                  Json(req): Json<AnalysisRequest>| async move {
-                if headers["authorization"] != "Bearer adm" {
-                    return (StatusCode::UNAUTHORIZED, Json(json!({"error": "bad key"})));
-                }
-                log.lock().unwrap().push((region, req));
-                let verdict = Verdict {
-                    kind: VerdictKind::Inconclusive,
-                    reason: "3 canary requests < 100".into(),
-                    at_ms: 2_000,
-                    canary: ArmFigures::default(),
-                    stable: ArmFigures::default(),
-                };
-                (StatusCode::OK, Json(serde_json::to_value(verdict).unwrap()))
-            },
-        ),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    let verdict = HttpJudge::new(&url, "adm")
-        .unwrap()
-        .judge("porto", &request())
-        .await
-        .unwrap();
-    assert_eq!(verdict.kind, VerdictKind::Inconclusive);
-    assert_eq!(seen.lock().unwrap()[0], ("porto".to_owned(), request()));
-    let err = HttpJudge::new(&url, "wrong")
-        .unwrap()
-        .judge("porto", &request())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, JudgeError::Status { status: 401, .. }),
-        "{err}"
-    );
-    assert!(err.to_string().contains("bad key"));
-    task.abort();
-}
-
-#[tokio::test]
-async fn http_judge_errors_name_what_went_wrong() {
-    let (url, task) = fake_center(StatusCode::OK, r#"{"kind": "Maybe"}"#).await;
-    let err = HttpJudge::new(&url, "adm")
-        .unwrap()
-        .judge("porto", &request())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, JudgeError::Decode(_)), "{err}");
-    assert_eq!(err.metric_label(), "decode");
-    task.abort();
-
-    let (url, task) = fake_center(StatusCode::SERVICE_UNAVAILABLE, "overloaded").await;
-    let err = HttpJudge::new(&url, "adm")
-        .unwrap()
-        .judge("porto", &request())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, JudgeError::Status { status: 503, .. }),
-        "{err}"
-    );
-    task.abort();
-
-    // Nothing listens on a port we bound and released.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let err = HttpJudge::new(&format!("http://{addr}"), "adm")
-        .unwrap()
-        .judge("porto", &request())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, JudgeError::Unreachable(_)), "{err}");
-    assert_eq!(err.metric_label(), "unreachable");
 }
