@@ -463,6 +463,36 @@ async fn operators_promote_and_abort_through_the_annotation() {
 }
 
 #[tokio::test]
+async fn spec_paused_freezes_a_rollout_until_cleared() {
+    let server = Arc::new(FakeApiServer::start().await);
+    let sim = simulate_daemon_sets(&server);
+    let judge = SimJudge::new(Canary::Partitioned);
+    let replica = Replica::start(&server, "one", Some(judge.clone()));
+    region_rolling_out(&server, 8).await;
+    eventually("holding", || phase(&server).as_deref() == Some("Holding")).await;
+    patch_region(&server, json!({"spec": {"paused": true}})).await;
+    eventually("paused by the spec", || {
+        phase(&server).as_deref() == Some("Paused")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = judge.requests().len();
+    // Frozen: no verdicts asked for, no step taken, even once the canary is healthy again.
+    judge.set(Canary::Healthy);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(judge.requests().len(), asked);
+    assert_eq!(canaries(&server).len(), 1);
+    assert_eq!(phase(&server).as_deref(), Some("Paused"));
+    patch_region(&server, json!({"spec": {"paused": false}})).await;
+    eventually("resumed and on to the second step", || {
+        canaries(&server).len() == 2
+    })
+    .await;
+    replica.shutdown().await;
+    sim.abort();
+}
+
+#[tokio::test]
 async fn a_restart_and_a_leader_change_resume_from_status() {
     let server = Arc::new(FakeApiServer::start().await);
     let sim = simulate_daemon_sets(&server);
