@@ -579,7 +579,9 @@ impl Decision<'_, '_> {
             let stable_done = input
                 .stable
                 .is_some_and(|st| st.version == to && st.complete);
-            if !stable_done {
+            // Once the labels are gone the rollout is over for good: a stable DaemonSet that
+            // later loses a pod must not bring the canary DaemonSet back.
+            if !stable_done && had_canaries {
                 let nodes: BTreeSet<&str> = input.nodes.iter().map(String::as_str).collect();
                 s.canary_nodes.retain(|n| nodes.contains(n.as_str()));
                 return (Some(s), None, to.clone(), Some(to));

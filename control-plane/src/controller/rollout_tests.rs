@@ -207,11 +207,16 @@ fn a_healthy_canary_passes_every_step_then_promotes_and_cleans_up() {
     assert_eq!(done.canary_version, None);
     assert_eq!(done.stable_version, "0.2.0");
     assert_eq!(done.events[0].reason, "CanaryRemoved");
-    // And it stays quiet afterwards.
+    // And it stays quiet afterwards, even when the stable DaemonSet loses a pod.
     w.advance(600_000);
-    let quiet = w.step(never);
+    w.stable = Some(StableObserved {
+        version: "0.2.0".into(),
+        complete: false,
+    });
+    let quiet = decide(&w.input(None));
     assert!(quiet.events.is_empty());
     assert_eq!(quiet.status, w.status);
+    assert_eq!(quiet.canary_version, None);
 }
 
 #[test]
