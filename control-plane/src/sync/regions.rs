@@ -2,6 +2,11 @@
 //! watches the EdgeRegions there and makes each one's `spec.graph.version` its region's
 //! graph at the center, which every report's directive then carries to the agents. Without
 //! Kubernetes the same setting comes from `PUT /api/v1/regions/{region}/graph`.
+//!
+//! [`follow_center`] (what `serve` runs) also takes each EdgeRegion's `spec.rollout` as its
+//! region's rollout policy, and a changed version of a region that already serves a graph
+//! on nodes becomes a graph rollout ([`crate::rollout::graph`]). [`follow`] only writes the
+//! store (no rollouts).
 
 use std::{sync::Arc, time::Duration};
 
@@ -54,6 +59,43 @@ pub async fn follow(client: Client, namespace: String, store: Arc<dyn CenterStor
             Ok(None) => return,
             Err(err) => {
                 // default_backoff already spaces re-lists; this only keeps logs readable.
+                tracing::warn!(error = %err, "EdgeRegion watch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Follow the EdgeRegions of `namespace` for the center: policies, and versions as
+/// rollouts. Runs until the stream ends (it does not; see [`follow`]).
+pub async fn follow_center(client: Client, namespace: String, center: crate::serve::Center) {
+    let api: Api<EdgeRegion> = Api::namespaced(client, &namespace);
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects();
+    futures::pin_mut!(stream);
+    loop {
+        match stream.try_next().await {
+            Ok(Some(region)) => {
+                let name = region.name_any();
+                center
+                    .rollouts
+                    .set_policy(&name, region.spec.rollout.clone());
+                let wanted = region.spec.graph.version.trim();
+                if wanted.is_empty() {
+                    continue;
+                }
+                match crate::rollout::graph::request_graph(&center, &name, wanted, false).await {
+                    Ok(outcome) => {
+                        tracing::debug!(region = %name, version = %wanted, ?outcome, "EdgeRegion graph followed")
+                    }
+                    Err(err) => {
+                        tracing::warn!(region = %name, error = %err, "cannot follow the region's graph")
+                    }
+                }
+            }
+            Ok(None) => return,
+            Err(err) => {
                 tracing::warn!(error = %err, "EdgeRegion watch failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
