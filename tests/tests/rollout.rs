@@ -229,9 +229,8 @@ async fn all_on(http: &reqwest::Client, dev: &Proc, version: Option<&str>) -> Ve
                     .filter(|n| {
                         n["state"] == "online"
                             && n["ready"] == true
-                            && version.map_or(n["graph_version"].is_string(), |v| {
-                                n["graph_version"] == v
-                            })
+                            && version
+                                .map_or(n["graph_version"].is_string(), |v| n["graph_version"] == v)
                     })
                     .collect();
                 (on.len() == 3).then_some(on)
@@ -249,11 +248,14 @@ async fn a_good_graph_rolls_out_and_a_bad_one_rolls_back() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let data_dir = tmp.path().join("dev");
-    let porto = {
+    // One build after the other: two at once on a busy two-core machine starve each other.
+    let builds = {
         let dir = tmp.path().to_owned();
-        tokio::task::spawn_blocking(move || porto_artifact(&dir, &porto_pbf))
+        tokio::task::spawn_blocking(move || {
+            let monaco_b = artifact("monaco-b").to_owned();
+            (monaco_b, porto_artifact(&dir, &porto_pbf))
+        })
     };
-    let monaco_b = tokio::task::spawn_blocking(|| artifact("monaco-b").to_owned());
     let http = client();
     let mut dev = start_dev(&data_dir).await;
     let online = all_on(&http, &dev, None).await;
@@ -273,25 +275,40 @@ async fn a_good_graph_rolls_out_and_a_bad_one_rolls_back() {
         )
     };
     let (from, to) = (place(&online[0]), place(&online[1]));
-    let route = format!(
-        "/route/v1/driving/{},{};{},{}",
-        from.0, from.1, to.0, to.1
-    );
+    let route = format!("/route/v1/driving/{},{};{},{}", from.0, from.1, to.0, to.1);
     let clients = Clients::start(&http, &agents, &route);
 
     // A good version: step by step to every agent.
-    upload(&http, &dev.url, "monaco-b", &monaco_b.await.unwrap()).await;
+    let (monaco_b, porto) = builds.await.unwrap();
+    upload(&http, &dev.url, "monaco-b", &monaco_b).await;
     roll_out(&http, &dev.url, "monaco-b").await;
-    let (good, canaries) = until_phase(&http, &dev, "monaco-b", &["Promoted", "RolledBack", "Paused"]).await;
+    let (good, canaries) = until_phase(
+        &http,
+        &dev,
+        "monaco-b",
+        &["Promoted", "RolledBack", "Paused"],
+    )
+    .await;
     assert_eq!(good["phase"], "Promoted", "{good}");
     assert_eq!(good["lastVerdict"]["kind"], "Pass", "{good}");
-    assert!(!canaries.is_empty() && canaries.len() < 3, "{canaries:?}");
+    assert_eq!(good["step"], 1, "promoted after its second step: {good}");
+    assert_eq!(
+        canaries.len(),
+        3,
+        "the last step took every agent: {canaries:?}"
+    );
     all_on(&http, &dev, Some("monaco-b")).await;
 
     // A bad one: rolled back on its first window, with the reason.
-    upload(&http, &dev.url, "porto-x", &porto.await.unwrap()).await;
+    upload(&http, &dev.url, "porto-x", &porto).await;
     roll_out(&http, &dev.url, "porto-x").await;
-    let (bad, canaries) = until_phase(&http, &dev, "porto-x", &["Promoted", "RolledBack", "Paused"]).await;
+    let (bad, canaries) = until_phase(
+        &http,
+        &dev,
+        "porto-x",
+        &["Promoted", "RolledBack", "Paused"],
+    )
+    .await;
     assert_eq!(bad["phase"], "RolledBack", "{bad}");
     assert_eq!(bad["step"], 0, "{bad}");
     let reason = bad["reason"].as_str().unwrap();

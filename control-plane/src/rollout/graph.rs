@@ -194,21 +194,33 @@ pub async fn act(
     Ok(r.status)
 }
 
-/// Judge every rollout whose window is due; how many were judged. Rollouts of regions
-/// whose nodes are known but not yet cached (after a restart) are loaded first.
+/// Judge every rollout whose window is due; how many were judged. On the first call the
+/// rollouts of every region with known nodes are read from the store (after a restart).
 pub async fn tick(center: &Center) -> Result<usize, store::Error> {
     let now = center.rollouts.clock.now_ms();
     center.rollouts.windows.prune(now);
-    let mut regions: Vec<String> = center
-        .fleet
-        .records()
-        .into_iter()
-        .map(|r| r.report.region)
-        .collect();
-    regions.sort();
-    regions.dedup();
-    for region in &regions {
-        record(center, region).await?;
+    if !center
+        .rollouts
+        .scanned
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        // Once per process: every rollout started later goes through the cache, and every
+        // region with a stored rollout has nodes, all of them loaded at start.
+        let mut regions: Vec<String> = center
+            .fleet
+            .records()
+            .into_iter()
+            .map(|r| r.report.region)
+            .collect();
+        regions.sort();
+        regions.dedup();
+        for region in &regions {
+            record(center, region).await?;
+        }
+        center
+            .rollouts
+            .scanned
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
     let mut judged = 0;
     for region in center.rollouts.active_regions() {

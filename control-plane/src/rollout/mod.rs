@@ -83,6 +83,8 @@ pub struct Rollouts {
     policies: Mutex<HashMap<String, RolloutSpec>>,
     records: Mutex<HashMap<String, RolloutRecord>>,
     loaded: Mutex<HashSet<String>>,
+    /// Whether the regions known at start have been read from the store.
+    scanned: std::sync::atomic::AtomicBool,
     /// One change at a time: a judgement, an action and a new version never interleave.
     ops: tokio::sync::Mutex<()>,
 }
@@ -98,6 +100,7 @@ impl Rollouts {
             policies: Mutex::default(),
             records: Mutex::default(),
             loaded: Mutex::default(),
+            scanned: std::sync::atomic::AtomicBool::new(false),
             ops: tokio::sync::Mutex::new(()),
         }
     }
