@@ -501,6 +501,22 @@ async fn a_restarted_center_resumes_the_rollout_where_it_was() {
 #[tokio::test]
 async fn the_controller_gets_verdicts_on_the_reports() {
     let mut r = Region::start().await;
+    let request = json!({
+        "target": "Agent",
+        "canaryNodes": ["edge-1"],
+        "sinceMs": T0,
+        "policy": RolloutSpec::default(),
+    });
+    // The first question starts keeping the region's reports: nothing to judge yet.
+    let (status, v) =
+        r.c.admin_json(
+            "POST",
+            "/api/v1/regions/monaco/analysis",
+            Some(request.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["kind"], "Silent", "{v}");
     for _ in 0..3 {
         r.round(|n| {
             Some(if n == "edge-1" {
@@ -515,12 +531,6 @@ async fn the_controller_gets_verdicts_on_the_reports() {
         })
         .await;
     }
-    let request = json!({
-        "target": "Agent",
-        "canaryNodes": ["edge-1"],
-        "sinceMs": T0,
-        "policy": RolloutSpec::default(),
-    });
     let (status, v) =
         r.c.admin_json(
             "POST",

@@ -282,7 +282,10 @@ fn judge(
 }
 
 /// Judge the region's canary nodes against its other nodes since `since_ms` for the
-/// controller (agent rollouts: every report counts, whatever graph it served).
+/// controller (agent rollouts: every report counts, whatever graph it served). The first
+/// question about a region starts keeping its reports, so it is answered `Inconclusive`
+/// (no data yet) unless a graph rollout already watched the region: the controller should
+/// ask at the start of a step too.
 pub fn analyse(
     center: &Center,
     region: &str,
@@ -290,6 +293,12 @@ pub fn analyse(
 ) -> edgeroute_protocol::rollout::Verdict {
     let now = center.rollouts.clock.now_ms();
     let window_ms = u64::from(request.policy.analysis_window_seconds.max(1)) * 1000;
+    // The region's reports are kept from the first question on, for a while after the
+    // last: the controller asks at least once per window.
+    center.rollouts.windows.watch_at_least(
+        region,
+        now.saturating_add(window_ms.saturating_mul(2).max(600_000)),
+    );
     let recent = now.saturating_sub(window_ms).max(request.since_ms);
     let stable: Vec<String> = region_nodes(center, region)
         .into_iter()

@@ -142,6 +142,11 @@ impl Rollouts {
         }
         self.metrics
             .set_phases(records.values().map(|r| r.status.phase));
+        // A running rollout keeps its region's reports; an ended one stops that.
+        match records.get(region) {
+            Some(r) if !r.status.phase.is_terminal() => self.windows.watch(region, u64::MAX),
+            _ => self.windows.end_watch(region, self.clock.now_ms()),
+        }
         drop(records);
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         loaded.insert(region.to_owned());

@@ -3,8 +3,11 @@
 //!
 //! Each report's window is kept with its arrival time and the graph the node served, in a
 //! bounded ring per node (at most [`WindowConfig::per_node`] windows, none older than
-//! [`WindowConfig::retention_ms`]). After a center restart the rings are empty, so a step's
-//! window effectively restarts: a verdict needs fresh reports (the rollout holds meanwhile).
+//! [`WindowConfig::retention_ms`]), but only for *watched* regions: those with a running
+//! rollout, and those the controller asked about recently. So memory grows with the nodes
+//! under analysis, not with the fleet. After a center restart the rings are empty, so a
+//! step's window effectively restarts: a verdict needs fresh reports (the rollout holds
+//! meanwhile).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -51,6 +54,8 @@ struct NodeRing {
 pub struct Windows {
     config: WindowConfig,
     nodes: Mutex<HashMap<String, NodeRing>>,
+    /// Region -> until when (ms) its reports are kept.
+    watched: Mutex<HashMap<String, u64>>,
 }
 
 /// Which reports an arm counts: only those of nodes serving this graph version (a canary
@@ -69,12 +74,45 @@ impl Windows {
         Self {
             config,
             nodes: Mutex::default(),
+            watched: Mutex::default(),
         }
     }
 
-    /// Keep a report's window, received at `at_ms`.
+    /// Keep the reports of `region` until `until_ms` (a later time extends, an earlier one
+    /// shortens: a rollout that ends stops the recording).
+    pub fn watch(&self, region: &str, until_ms: u64) {
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        watched.insert(region.to_owned(), until_ms);
+    }
+
+    /// Keep the reports of `region` at least until `until_ms`.
+    pub fn watch_at_least(&self, region: &str, until_ms: u64) {
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = watched.entry(region.to_owned()).or_insert(0);
+        *slot = (*slot).max(until_ms);
+    }
+
+    /// End an open-ended watch (a rollout's) at `now_ms`; a watch with an end (the
+    /// controller's) stays as it is.
+    pub fn end_watch(&self, region: &str, now_ms: u64) {
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = watched.get_mut(region)
+            && *until == u64::MAX
+        {
+            *until = now_ms;
+        }
+    }
+
+    /// Whether reports of `region` arriving at `at_ms` are kept.
+    pub fn is_watched(&self, region: &str, at_ms: u64) -> bool {
+        let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        watched.get(region).is_some_and(|until| at_ms <= *until)
+    }
+
+    /// Keep a report's window, received at `at_ms`, if its region is watched.
     pub fn record(&self, report: &Report<RawEvent>, at_ms: u64) {
         self.record_window(
+            &report.region,
             &report.node,
             report.graph.as_ref().map(|g| g.version.clone()),
             report.metrics.clone(),
@@ -82,14 +120,18 @@ impl Windows {
         );
     }
 
-    /// Keep `node`'s window, served on `graph`, received at `at_ms`.
+    /// Keep `node`'s window, served on `graph`, received at `at_ms`, if `region` is watched.
     pub fn record_window(
         &self,
+        region: &str,
         node: &str,
         graph: Option<String>,
         window: MetricsWindow,
         at_ms: u64,
     ) {
+        if !self.is_watched(region, at_ms) {
+            return;
+        }
         let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
         let ring = nodes.entry(node.to_owned()).or_default();
         ring.samples.push_back(Sample {
@@ -106,9 +148,14 @@ impl Windows {
         }
     }
 
-    /// Drop what is older than the retention, and nodes left without windows.
+    /// Drop what is older than the retention, nodes left without windows, and watches
+    /// that ended.
     pub fn prune(&self, now_ms: u64) {
         let horizon = now_ms.saturating_sub(self.config.retention_ms);
+        {
+            let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+            watched.retain(|_, until| *until >= horizon);
+        }
         let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
         nodes.retain(|_, ring| {
             while ring.samples.front().is_some_and(|s| s.at_ms < horizon) {
@@ -202,6 +249,7 @@ mod tests {
     #[test]
     fn arms_sum_the_windows_after_since_of_the_right_graph() {
         let w = Windows::new(WindowConfig::default());
+        w.watch("r", u64::MAX);
         w.record(&report("a", "v1", 5), 1_000);
         w.record(&report("a", "v2", 7), 2_000);
         w.record(&report("a", "v2", 11), 3_000);
@@ -224,6 +272,7 @@ mod tests {
             per_node: 3,
             retention_ms: 10_000,
         });
+        w.watch("r", u64::MAX);
         for t in 0..10 {
             w.record(&report("a", "v1", 1), t * 100);
         }
@@ -235,5 +284,26 @@ mod tests {
         assert_eq!(w.len(), 1, "b's window ages out on a prune");
         w.prune(1_000_000);
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn only_watched_regions_are_kept() {
+        let w = Windows::new(WindowConfig::default());
+        w.record(&report("a", "v1", 5), 1_000);
+        assert!(w.is_empty(), "nobody asked about region r");
+        w.watch("r", 2_000);
+        w.record(&report("a", "v1", 5), 1_500);
+        w.record(&report("a", "v1", 5), 2_500);
+        assert_eq!(w.len(), 1, "the watch ended at 2000");
+        w.watch_at_least("r", 1_000);
+        assert!(w.is_watched("r", 2_000), "at_least never shortens");
+        w.watch("r", 0);
+        assert!(!w.is_watched("r", 1), "a plain watch does");
+        w.watch("r", u64::MAX);
+        w.end_watch("r", 10);
+        assert!(!w.is_watched("r", 11));
+        w.watch("r", 50);
+        w.end_watch("r", 10);
+        assert!(w.is_watched("r", 50), "a bounded watch is not ended");
     }
 }

@@ -107,10 +107,13 @@ async fn report(
     center.metrics.ingested(pending, acked_seq);
     center.fleet.record(seen, received_at_ms, acked_seq);
     // Only an accepted report's window counts: a retried one arrives again.
-    center
-        .rollouts
-        .windows
-        .record_window(&node, graph, window, center.rollouts.clock.now_ms());
+    center.rollouts.windows.record_window(
+        &region,
+        &node,
+        graph,
+        window,
+        center.rollouts.clock.now_ms(),
+    );
     let directives = directives(&center, &region, &node).await?;
     Ok(Json(ReportAck {
         acked_seq,
