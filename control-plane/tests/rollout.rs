@@ -558,3 +558,73 @@ async fn the_controller_gets_verdicts_on_the_reports() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["code"], "InvalidRequest");
 }
+
+#[tokio::test]
+async fn an_edgeregion_version_rolls_out_under_its_policy_and_pauses_when_frozen() {
+    use support::fake_apiserver::FakeApiServer;
+    const NS: &str = "edgeroute";
+    const REGIONS: &str = "edgeroute.io/v1alpha1/edgeregions";
+    let r = Region::start().await;
+    let server = FakeApiServer::start().await;
+    server.put(
+        REGIONS,
+        NS,
+        json!({
+            "apiVersion": "edgeroute.io/v1alpha1", "kind": "EdgeRegion",
+            "metadata": {"name": REGION, "namespace": NS},
+            "spec": {
+                "nodeSelector": {"matchLabels": {"zone": REGION}},
+                "agent": {"image": "ghcr.io/edgeroute/agent", "version": "0.1.0"},
+                "graph": {"source": "monaco.osm.pbf", "version": "v1"},
+                "rollout": {
+                    "steps": [50, 100], "analysisWindowSeconds": 30, "maxErrorRate": 0.01,
+                    "maxP99LatencyMs": 250, "minRequests": 10, "maxInconclusiveSeconds": 60,
+                    "shadowSampleRate": 0.1, "shadowDurationTolerance": 0.1,
+                    "maxShadowDiffRate": 0.02
+                }
+            }
+        }),
+    );
+    let task = tokio::spawn(edgeroute_control_plane::sync::regions::follow_center(
+        server.client(),
+        NS.into(),
+        r.c.center.clone(),
+    ));
+    let wait = |what: &'static str, check: fn(&Value) -> bool| {
+        let c = &r.c;
+        async move {
+            for _ in 0..500 {
+                let (status, body) = c
+                    .admin_json("GET", "/api/v1/regions/monaco/rollout", None)
+                    .await;
+                if status == StatusCode::OK && check(&body) {
+                    return body;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            panic!("never: {what}");
+        }
+    };
+    server.merge(
+        REGIONS,
+        NS,
+        REGION,
+        json!({"spec": {"graph": {"version": "v2"}}}),
+        false,
+    );
+    let s = wait("a rollout of v2", |s| s["toVersion"] == "v2").await;
+    assert_eq!(s["stepPercent"], 50, "the EdgeRegion's policy: {s}");
+    assert_eq!(s["canaryNodes"].as_array().unwrap().len(), 2);
+    let (_, g) = r.c.admin_get("/api/v1/regions/monaco/graph").await;
+    assert_eq!(g["version"], "v1", "stable until promoted");
+    server.merge(
+        REGIONS,
+        NS,
+        REGION,
+        json!({"spec": {"paused": true}}),
+        false,
+    );
+    let s = wait("paused", |s| s["phase"] == "Paused").await;
+    assert_eq!(s["reason"], "paused by an operator");
+    task.abort();
+}

@@ -318,6 +318,24 @@ async fn a_good_graph_rolls_out_and_a_bad_one_rolls_back() {
     );
     all_on(&http, &dev, Some("monaco-b")).await;
 
+    // The CLI shows it, and refuses to act on a rollout that is over.
+    let cli = |verb: &str| {
+        std::process::Command::new(binary("edgeroute-control-plane").unwrap())
+            .args(["rollout", verb, "--region", "monaco", "--center", &dev.url])
+            .args(["--admin-key", ADMIN])
+            .output()
+            .unwrap()
+    };
+    let status = cli("status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(text.contains("phase   RolledBack"), "{text}");
+    assert!(text.contains("last verdict Fail"), "{text}");
+    let promote = cli("promote");
+    assert!(!promote.status.success());
+    let err = String::from_utf8_lossy(&promote.stderr);
+    assert!(err.contains("409") && err.contains("over"), "{err}");
+
     let (failed, ok) = clients.stop().await;
     for (node, _) in &agents {
         assert!(ok.get(node).copied().unwrap_or(0) > 50, "{node}: {ok:?}");

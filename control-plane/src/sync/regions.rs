@@ -5,8 +5,9 @@
 //!
 //! [`follow_center`] (what `serve` runs) also takes each EdgeRegion's `spec.rollout` as its
 //! region's rollout policy, and a changed version of a region that already serves a graph
-//! on nodes becomes a graph rollout ([`crate::rollout::graph`]). [`follow`] only writes the
-//! store (no rollouts).
+//! on nodes becomes a graph rollout ([`crate::rollout::graph`]); `spec.paused` pauses a
+//! running rollout and holds back new versions. [`follow`] only writes the store (no
+//! rollouts).
 
 use std::{sync::Arc, time::Duration};
 
@@ -81,6 +82,12 @@ pub async fn follow_center(client: Client, namespace: String, center: crate::ser
                 center
                     .rollouts
                     .set_policy(&name, region.spec.rollout.clone());
+                if region.spec.paused {
+                    // A frozen region changes no node: its running rollout pauses, and a
+                    // new version waits until it is unfrozen.
+                    pause_running(&center, &name).await;
+                    continue;
+                }
                 let wanted = region.spec.graph.version.trim();
                 if wanted.is_empty() {
                     continue;
@@ -100,6 +107,26 @@ pub async fn follow_center(client: Client, namespace: String, center: crate::ser
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+    }
+}
+
+async fn pause_running(center: &crate::serve::Center, region: &str) {
+    use edgeroute_protocol::rollout::{RolloutAction, RolloutPhase};
+    let running = match crate::rollout::graph::record(center, region).await {
+        Ok(Some(r)) => matches!(
+            r.status.phase,
+            RolloutPhase::Progressing | RolloutPhase::Holding
+        ),
+        Ok(None) => false,
+        Err(err) => {
+            tracing::warn!(%region, error = %err, "cannot read the region's rollout");
+            false
+        }
+    };
+    if running
+        && let Err(err) = crate::rollout::graph::act(center, region, RolloutAction::Pause).await
+    {
+        tracing::warn!(%region, error = %err, "cannot pause the frozen region's rollout");
     }
 }
 
