@@ -43,6 +43,8 @@ pub enum Command {
     /// Run a local fleet without a cluster: the center in this process and agents as
     /// child processes, on the bundled map.
     Dev(crate::dev::DevArgs),
+    /// Show or steer a region's graph rollout at a center.
+    Rollout(crate::rollout::cli::RolloutArgs),
     /// Print the EdgeRegion CustomResourceDefinition as YAML.
     Crd,
 }
@@ -114,6 +116,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             // On this thread: children get their parent-death signal from the thread that
             // started them, and the main thread lives as long as the process.
             runtime.block_on(crate::dev::run(args))
+        }
+        Command::Rollout(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(crate::rollout::cli::run(args))
         }
         Command::Crd => {
             print!("{}", crdgen::crd_yaml()?);

@@ -14,9 +14,10 @@
 //! - [`crdgen`]: renders the CRD YAML committed under `manifests/`.
 //! - [`metrics`]: Prometheus metrics of the controller.
 //!
-//! Coming next, in its own module beside these: `rollout/` (canary analysis of agent and
-//! graph versions). Every server runs
-//! through `edgeroute_server::serve(listener, app, shutdown)`.
+//! - [`rollout`]: progressive delivery: canary analysis of agent and graph versions, the
+//!   graph rollout driver and its API.
+//!
+//! Every server runs through `edgeroute_server::serve(listener, app, shutdown)`.
 
 pub mod cli;
 pub mod controller;
@@ -28,5 +29,6 @@ mod fixtures;
 pub mod fleet;
 pub mod graphs;
 pub mod metrics;
+pub mod rollout;
 pub mod serve;
 pub mod sync;

@@ -19,7 +19,10 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use edgeroute_protocol::sync::{Location, NodeState};
+use edgeroute_protocol::{
+    crd::RolloutSpec,
+    sync::{Location, NodeState},
+};
 use tokio::sync::watch;
 
 use self::agents::{AgentSpec, PidFile, RunningAgent};
@@ -66,6 +69,31 @@ pub struct DevArgs {
     /// Time between an agent's reports (shorter than in production, so the dashboard moves).
     #[arg(long, default_value_t = 2_000)]
     pub sync_interval_ms: u64,
+    /// Graph rollouts: the share of nodes, in percent, on the new graph at each step
+    /// (ascending, the last normally 100).
+    #[arg(long, value_delimiter = ',', default_value = "34,100")]
+    pub canary_steps: Vec<u8>,
+    /// Graph rollouts: seconds each step is observed before it is judged.
+    #[arg(long, default_value_t = 15)]
+    pub analysis_window_s: u32,
+    /// Graph rollouts: requests each arm must serve before a step can be judged.
+    #[arg(long, default_value_t = 20)]
+    pub min_requests: u32,
+    /// Graph rollouts: seconds a step may stay inconclusive before the rollout pauses.
+    #[arg(long, default_value_t = 60)]
+    pub max_inconclusive_s: u32,
+}
+
+/// The rollout policy of `dev`'s region, from its flags (the rest as in an EdgeRegion's
+/// defaults).
+pub fn rollout_policy(args: &DevArgs) -> RolloutSpec {
+    RolloutSpec {
+        steps: args.canary_steps.clone(),
+        analysis_window_seconds: args.analysis_window_s,
+        min_requests: args.min_requests,
+        max_inconclusive_seconds: args.max_inconclusive_s,
+        ..RolloutSpec::default()
+    }
 }
 
 /// Check what clap cannot.
@@ -98,6 +126,17 @@ pub fn validate(args: &DevArgs) -> anyhow::Result<()> {
             "--sync-interval-ms must be at least 100; got {}",
             args.sync_interval_ms
         );
+    }
+    let steps = &args.canary_steps;
+    if steps.is_empty()
+        || steps.len() > 20
+        || steps.iter().any(|p| !(1..=100).contains(p))
+        || !steps.is_sorted()
+    {
+        bail!("--canary-steps must be 1 to 20 ascending percentages from 1 to 100; got {steps:?}");
+    }
+    if args.analysis_window_s == 0 || args.max_inconclusive_s == 0 {
+        bail!("--analysis-window-s and --max-inconclusive-s must be at least 1");
     }
     if args.admin_key.as_deref().is_some_and(str::is_empty) {
         bail!("--admin-key must not be empty");
@@ -178,6 +217,7 @@ async fn run_fleet(
     let settings = Settings {
         stale_after_ms: args.stale_after_s.saturating_mul(1000),
         offline_after_ms: args.offline_after_s.saturating_mul(1000),
+        rollout_policy: rollout_policy(args),
         ..Settings::default()
     };
     let auth = CenterAuth::new(std::slice::from_ref(&agent_token), Some(&admin_key), false);
@@ -205,6 +245,15 @@ async fn run_fleet(
             let _ = server_stop.wait_for(|stop| *stop).await;
         },
         Duration::from_secs(5),
+    ));
+
+    let mut rollout_stop = stop_rx.clone();
+    tokio::spawn(crate::rollout::graph::run(
+        center.clone(),
+        crate::serve::ROLLOUT_TICK,
+        async move {
+            let _ = rollout_stop.wait_for(|stop| *stop).await;
+        },
     ));
 
     let places = {
@@ -399,6 +448,17 @@ mod tests {
         assert_eq!(args.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(args.data_dir, PathBuf::from(".dev"));
         validate(&args).unwrap();
+        let policy = rollout_policy(&parse(&[
+            "--canary-steps",
+            "10,50,100",
+            "--analysis-window-s",
+            "5",
+            "--min-requests",
+            "7",
+        ]));
+        assert_eq!(policy.steps, vec![10, 50, 100]);
+        assert_eq!(policy.analysis_window_seconds, 5);
+        assert_eq!(policy.min_requests, 7);
         for (extra, needle) in [
             (&["--agents", "0"][..], "--agents"),
             (&["--agents", "65"], "--agents"),
@@ -411,6 +471,9 @@ mod tests {
             (&["--stale-after-s", "0"], "stale"),
             (&["--sync-interval-ms", "5"], "--sync-interval-ms"),
             (&["--admin-key", ""], "--admin-key"),
+            (&["--canary-steps", "50,20"], "--canary-steps"),
+            (&["--canary-steps", "0,100"], "--canary-steps"),
+            (&["--analysis-window-s", "0"], "--analysis-window-s"),
             (&["--map", "/nonexistent.pbf"], "does not exist"),
         ] {
             let err = validate(&parse(extra)).unwrap_err().to_string();

@@ -145,12 +145,11 @@ async fn set_region(
             ),
         ));
     }
-    center
-        .store
-        .set_region_graph(&region, &wanted.version)
+    // A region that already serves a graph on nodes gets the new one as a rollout.
+    let outcome = crate::rollout::graph::request_graph(&center, &region, &wanted.version, true)
         .await
-        .map_err(ApiError::storage)?;
-    tracing::info!(%region, version = %wanted.version, "region graph set");
+        .map_err(crate::rollout::api::rollout_error)?;
+    tracing::info!(%region, version = %wanted.version, ?outcome, "region graph requested");
     Ok(Json(wanted))
 }
 

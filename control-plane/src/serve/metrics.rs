@@ -109,6 +109,8 @@ pub struct CenterMetrics {
     outbox_sum: Family<RegionLabels, Gauge>,
     outbox_max: Family<RegionLabels, Gauge>,
     age_max: Family<RegionLabels, Gauge<f64, AtomicU64>>,
+    /// Rollouts by phase and verdicts by kind, updated by [`crate::rollout`].
+    pub rollouts: crate::rollout::metrics::RolloutMetrics,
     /// Scrapes rebuild the fleet gauges from scratch; two at once would interleave.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -181,6 +183,7 @@ impl CenterMetrics {
             "Age of the oldest last report among the region's nodes that are not offline",
             age_max.clone(),
         );
+        let rollouts = crate::rollout::metrics::RolloutMetrics::register(&mut registry);
         for result in REPORT_RESULTS {
             let _ = reports.get_or_create(&ResultLabels { result });
         }
@@ -207,6 +210,7 @@ impl CenterMetrics {
             outbox_sum,
             outbox_max,
             age_max,
+            rollouts,
             scrape: tokio::sync::Mutex::new(()),
         }
     }

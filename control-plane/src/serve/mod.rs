@@ -17,12 +17,18 @@ use anyhow::Context;
 use axum::{Router, http::StatusCode, routing::get};
 use tower_http::decompression::RequestDecompressionLayer;
 
+use edgeroute_protocol::crd::RolloutSpec;
+
 use self::{auth::CenterAuth, error::ApiError};
 use crate::{
     fleet::view::{FleetView, HistoryConfig},
     graphs::{self, registry::GraphRegistry},
+    rollout::{Clock, Rollouts},
     sync::{self, sled_store::SledCenterStore, store::CenterStore},
 };
+
+/// How often the rollout driver looks for due analysis windows.
+pub const ROLLOUT_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Command-line arguments of `serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -103,6 +109,10 @@ pub struct Settings {
     pub max_graph_bytes: u64,
     /// How much node history the fleet view keeps.
     pub history: HistoryConfig,
+    /// The rollout policy of regions without an EdgeRegion (`dev` sets it from flags).
+    pub rollout_policy: RolloutSpec,
+    /// The time rollouts are judged by (a manual clock in tests).
+    pub clock: Clock,
 }
 
 impl Default for Settings {
@@ -114,6 +124,8 @@ impl Default for Settings {
             max_report_bytes: 64 << 20,
             max_graph_bytes: 4 << 30,
             history: HistoryConfig::default(),
+            rollout_policy: RolloutSpec::default(),
+            clock: Clock::system(),
         }
     }
 }
@@ -130,6 +142,7 @@ impl From<&ServeArgs> for Settings {
                 point_ms: a.history_point_s.max(1).saturating_mul(1000),
                 ..HistoryConfig::default()
             },
+            ..Settings::default()
         }
     }
 }
@@ -149,6 +162,8 @@ pub struct Center {
     pub metrics: Arc<metrics::CenterMetrics>,
     /// The fleet in memory, kept current by every report.
     pub fleet: Arc<FleetView>,
+    /// Graph rollouts: the cache of their records, the recent windows, the policies.
+    pub rollouts: Arc<Rollouts>,
 }
 
 impl std::fmt::Debug for Center {
@@ -175,13 +190,20 @@ impl Center {
             .node_records()
             .with_context(|| format!("cannot read the nodes in {}", data_dir.display()))?;
         let fleet = FleetView::load(records, &settings, settings.history);
+        let metrics = metrics::CenterMetrics::new();
+        let rollouts = Rollouts::new(
+            settings.rollout_policy.clone(),
+            metrics.rollouts.clone(),
+            settings.clock.clone(),
+        );
         Ok(Self {
             store: Arc::new(store),
             registry: Arc::new(registry),
             auth: Arc::new(auth),
             settings: Arc::new(settings),
-            metrics: Arc::new(metrics::CenterMetrics::new()),
+            metrics: Arc::new(metrics),
             fleet: Arc::new(fleet),
+            rollouts: Arc::new(rollouts),
         })
     }
 }
@@ -197,6 +219,7 @@ pub fn app(center: Center) -> Router {
         )
         .merge(graphs::api::router())
         .merge(crate::fleet::router())
+        .merge(crate::rollout::api::router())
         .merge(crate::dashboard::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
@@ -258,12 +281,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let client = kube::Client::try_default()
             .await
             .context("connecting to the Kubernetes API for --regions-namespace")?;
-        tokio::spawn(crate::sync::regions::follow(
+        tokio::spawn(crate::sync::regions::follow_center(
             client,
             namespace,
-            center.store.clone(),
+            center.clone(),
         ));
     }
+    tokio::spawn(crate::rollout::graph::run(
+        center.clone(),
+        ROLLOUT_TICK,
+        std::future::pending(),
+    ));
     let app = app(center);
     let grace = std::time::Duration::from_secs(args.shutdown_grace_s);
     match (&args.tls_cert, &args.tls_key) {

@@ -94,6 +94,11 @@ async fn report(
         .before_ingest(center.store.as_ref(), &report, &event_headers)
         .await;
     let (seen, received_at_ms) = (crate::fleet::view::Seen::of(&report), now_ms());
+    let node = report.node.clone();
+    let (graph, window) = (
+        report.graph.as_ref().map(|g| g.version.clone()),
+        report.metrics.clone(),
+    );
     let acked_seq = center
         .store
         .ingest(report, event_headers, received_at_ms)
@@ -101,39 +106,60 @@ async fn report(
         .map_err(ApiError::storage)?;
     center.metrics.ingested(pending, acked_seq);
     center.fleet.record(seen, received_at_ms, acked_seq);
-    let directives = directives(&center, &region).await?;
+    // Only an accepted report's window counts: a retried one arrives again.
+    center.rollouts.windows.record_window(
+        &region,
+        &node,
+        graph,
+        window,
+        center.rollouts.clock.now_ms(),
+    );
+    let directives = directives(&center, &region, &node).await?;
     Ok(Json(ReportAck {
         acked_seq,
         directives,
     }))
 }
 
-/// What the center wants from the agents of `region`.
-pub async fn directives(center: &Center, region: &str) -> Result<Directives, ApiError> {
-    let graph = match center
-        .store
-        .region_graph(region)
+/// What the center wants from `node` of `region`: the region's graph, or during a graph
+/// rollout the new graph (and the previous one as shadow) for canary nodes.
+pub async fn directives(center: &Center, region: &str, node: &str) -> Result<Directives, ApiError> {
+    let (version, shadow) = crate::rollout::graph::directive_graph(center, region, node)
         .await
-        .map_err(ApiError::storage)?
-    {
-        Some(version) => center
-            .store
-            .graph(&version)
-            .await
-            .map_err(ApiError::storage)?
-            .map(|meta| GraphDirective {
-                url: format!("/sync/v1/graphs/{}", meta.version),
-                version: meta.version,
-                sha256: meta.sha256,
-                size_bytes: meta.size_bytes,
-            }),
+        .map_err(ApiError::storage)?;
+    let graph = match version {
+        Some(version) => graph_directive(center, &version).await?,
+        None => None,
+    };
+    let shadow = match shadow {
+        Some(plan) => graph_directive(center, &plan.version)
+            .await?
+            .map(|g| plan.directive(g)),
         None => None,
     };
     Ok(Directives {
         graph,
         sync_interval_ms: center.settings.agent_sync_interval_ms,
-        shadow: None,
+        shadow,
     })
+}
+
+/// Where agents download a registered version.
+async fn graph_directive(
+    center: &Center,
+    version: &str,
+) -> Result<Option<GraphDirective>, ApiError> {
+    Ok(center
+        .store
+        .graph(version)
+        .await
+        .map_err(ApiError::storage)?
+        .map(|meta| GraphDirective {
+            url: format!("/sync/v1/graphs/{}", meta.version),
+            version: meta.version,
+            sha256: meta.sha256,
+            size_bytes: meta.size_bytes,
+        }))
 }
 
 /// Stream an artifact; `Range: bytes=N-` resumes a cut download.

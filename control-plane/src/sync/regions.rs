@@ -2,6 +2,12 @@
 //! watches the EdgeRegions there and makes each one's `spec.graph.version` its region's
 //! graph at the center, which every report's directive then carries to the agents. Without
 //! Kubernetes the same setting comes from `PUT /api/v1/regions/{region}/graph`.
+//!
+//! [`follow_center`] (what `serve` runs) also takes each EdgeRegion's `spec.rollout` as its
+//! region's rollout policy, and a changed version of a region that already serves a graph
+//! on nodes becomes a graph rollout ([`crate::rollout::graph`]); `spec.paused` pauses a
+//! running rollout and holds back new versions. [`follow`] only writes the store (no
+//! rollouts).
 
 use std::{sync::Arc, time::Duration};
 
@@ -58,6 +64,69 @@ pub async fn follow(client: Client, namespace: String, store: Arc<dyn CenterStor
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+    }
+}
+
+/// Follow the EdgeRegions of `namespace` for the center: policies, and versions as
+/// rollouts. Runs until the stream ends (it does not; see [`follow`]).
+pub async fn follow_center(client: Client, namespace: String, center: crate::serve::Center) {
+    let api: Api<EdgeRegion> = Api::namespaced(client, &namespace);
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects();
+    futures::pin_mut!(stream);
+    loop {
+        match stream.try_next().await {
+            Ok(Some(region)) => {
+                let name = region.name_any();
+                center
+                    .rollouts
+                    .set_policy(&name, region.spec.rollout.clone());
+                if region.spec.paused {
+                    // A frozen region changes no node: its running rollout pauses, and a
+                    // new version waits until it is unfrozen.
+                    pause_running(&center, &name).await;
+                    continue;
+                }
+                let wanted = region.spec.graph.version.trim();
+                if wanted.is_empty() {
+                    continue;
+                }
+                match crate::rollout::graph::request_graph(&center, &name, wanted, false).await {
+                    Ok(outcome) => {
+                        tracing::debug!(region = %name, version = %wanted, ?outcome, "EdgeRegion graph followed")
+                    }
+                    Err(err) => {
+                        tracing::warn!(region = %name, error = %err, "cannot follow the region's graph")
+                    }
+                }
+            }
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "EdgeRegion watch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+async fn pause_running(center: &crate::serve::Center, region: &str) {
+    use edgeroute_protocol::rollout::{RolloutAction, RolloutPhase};
+    let running = match crate::rollout::graph::record(center, region).await {
+        Ok(Some(r)) => matches!(
+            r.status.phase,
+            RolloutPhase::Progressing | RolloutPhase::Holding
+        ),
+        Ok(None) => false,
+        Err(err) => {
+            tracing::warn!(%region, error = %err, "cannot read the region's rollout");
+            false
+        }
+    };
+    if running
+        && let Err(err) = crate::rollout::graph::act(center, region, RolloutAction::Pause).await
+    {
+        tracing::warn!(%region, error = %err, "cannot pause the frozen region's rollout");
     }
 }
 

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use edgeroute_protocol::sync::{Event, EventHeader, EventKind, RawEvent, Report};
 
 use super::store::{
-    CenterStore, Error, GraphMeta, NodeRecord, Result, StoredPlan, advance_watermark,
+    CenterStore, Error, GraphMeta, NodeRecord, Result, RolloutRecord, StoredPlan, advance_watermark,
 };
 
 /// Event streams, node records, plans and graph metadata in a sled database.
@@ -25,6 +25,8 @@ pub struct SledCenterStore {
     graphs: sled::Tree,
     /// region -> desired graph version.
     regions: sled::Tree,
+    /// region -> [`RolloutRecord`] JSON.
+    rollouts: sled::Tree,
 }
 
 /// `name \0 seq`: ordered by name, then numerically by seq.
@@ -71,6 +73,7 @@ impl SledCenterStore {
             plans: db.open_tree("plans")?,
             graphs: db.open_tree("graphs")?,
             regions: db.open_tree("regions")?,
+            rollouts: db.open_tree("rollouts")?,
             db,
         })
     }
@@ -340,5 +343,28 @@ impl CenterStore for SledCenterStore {
                 .transpose()
         })
         .await
+    }
+
+    async fn rollout(&self, region: &str) -> Result<Option<RolloutRecord>> {
+        let region = region.to_owned();
+        self.blocking(move |s| {
+            s.rollouts
+                .get(region.as_bytes())?
+                .map(|v| serde_json::from_slice(&v).map_err(|_| Error::Corrupt("rollouts")))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn put_rollout(&self, region: &str, record: &RolloutRecord) -> Result<()> {
+        let region = region.to_owned();
+        let json = serde_json::to_vec(record).map_err(|_| Error::Corrupt("rollouts"))?;
+        self.blocking(move |s| {
+            s.rollouts.insert(region.as_bytes(), json)?;
+            Ok(())
+        })
+        .await?;
+        self.db.flush_async().await?;
+        Ok(())
     }
 }

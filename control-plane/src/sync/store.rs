@@ -14,6 +14,8 @@ use edgeroute_protocol::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use crate::rollout::machine::RolloutRecord;
+
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -106,8 +108,13 @@ pub trait CenterStore: Send + Sync + 'static {
     async fn graph(&self, version: &str) -> Result<Option<GraphMeta>>;
     /// Set the graph version a region's agents should serve.
     async fn set_region_graph(&self, region: &str, version: &str) -> Result<()>;
-    /// The graph version a region's agents should serve, if one was set.
+    /// The graph version a region's agents should serve, if one was set. During a graph
+    /// rollout this is the stable (previous) version; the rollout record names the new one.
     async fn region_graph(&self, region: &str) -> Result<Option<String>>;
+    /// The region's current or last rollout, if it ever had one.
+    async fn rollout(&self, region: &str) -> Result<Option<RolloutRecord>>;
+    /// Replace the region's rollout record (one JSON value per region), durably.
+    async fn put_rollout(&self, region: &str, record: &RolloutRecord) -> Result<()>;
 }
 
 /// The highest sequence number reachable from `watermark` through stored events without a

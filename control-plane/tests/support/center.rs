@@ -24,12 +24,17 @@ pub struct TestCenter {
     _dir: tempfile::TempDir,
     /// Its whole API.
     pub app: Router,
+    /// Its state (store, fleet view, rollouts), for what the API does not reach.
+    pub center: Center,
 }
 
 impl TestCenter {
     /// A center with these settings, [`ADMIN`] and [`TOKEN`].
     pub fn new(settings: Settings) -> TestCenter {
-        let dir = tempfile::tempdir().unwrap();
+        Self::in_dir(tempfile::tempdir().unwrap(), settings)
+    }
+
+    fn in_dir(dir: tempfile::TempDir, settings: Settings) -> TestCenter {
         let center = Center::open(
             dir.path(),
             CenterAuth::new(&[TOKEN.into()], Some(ADMIN), false),
@@ -37,9 +42,18 @@ impl TestCenter {
         )
         .unwrap();
         TestCenter {
-            app: app(center),
+            app: app(center.clone()),
+            center,
             _dir: dir,
         }
+    }
+
+    /// Stop this center and start another on the same data directory (a restart).
+    pub fn restart(self, settings: Settings) -> TestCenter {
+        let TestCenter { _dir, app, center } = self;
+        drop(app);
+        drop(center);
+        Self::in_dir(_dir, settings)
     }
 
     /// Status, headers and body of one request.
@@ -86,6 +100,27 @@ impl TestCenter {
                 .unwrap(),
         )
         .await
+    }
+
+    /// A request with the admin key and an optional JSON body, answered in JSON.
+    pub async fn admin_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"));
+        let body = match body {
+            Some(v) => {
+                r = r.header(header::CONTENT_TYPE, "application/json");
+                Body::from(serde_json::to_vec(&v).unwrap())
+            }
+            None => Body::empty(),
+        };
+        self.json(r.body(body).unwrap()).await
     }
 
     /// POST a report with the agent token.

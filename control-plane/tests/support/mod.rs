@@ -2,3 +2,4 @@
 
 pub mod center;
 pub mod fake_apiserver;
+pub mod rollout;

@@ -162,7 +162,7 @@ function nodesQuery(p) {
 
 const COLUMNS = [
   ['node', 'node'], ['region', 'region'], ['state', 'state'], ['age', 'last report'],
-  [null, 'agent'], [null, 'graph'], [null, 'advertise URL'], ['rate', 'req/s'],
+  [null, 'agent'], [null, 'graph'], [null, 'rollout'], [null, 'advertise URL'], ['rate', 'req/s'],
   ['errors', 'errors'], ['p99', 'p50 / p99'], ['outbox', 'outbox'], [null, 'acked seq'],
   [null, 'problems'],
 ];
@@ -184,7 +184,51 @@ function filterButton(label, count, active, onClick, cls) {
   return b;
 }
 
-function renderFleet(page, p) {
+// A running rollout (not Promoted or RolledBack) of the region, if any.
+function activeRollout(rollouts, region) {
+  const r = rollouts[region];
+  return r && r.phase !== 'Promoted' && r.phase !== 'RolledBack' ? r : null;
+}
+
+// The node's part in its region's rollout: canary on the new version, or stable.
+function rolloutRole(rollouts, n) {
+  const r = activeRollout(rollouts, n.region);
+  if (!r) return el('td', { class: 'rollout', text: '—' });
+  const canary = (r.canaryNodes || []).includes(n.node);
+  return el('td', { class: 'rollout ' + (canary ? 'warn' : 'dim'), 'data-role': canary ? 'canary' : 'stable',
+    text: canary ? 'canary · ' + r.toVersion : 'stable · ' + (r.fromVersion || '—') });
+}
+
+function rolloutSummary(r) {
+  if (!r) return '—';
+  return r.phase + ' · step ' + (r.step + 1) + ' (' + r.stepPercent + '%) · ' + (r.fromVersion || '—') + ' → ' + r.toVersion;
+}
+
+function armText(name, a) {
+  return name + ': ' + a.reportingNodes + '/' + a.nodes + ' nodes reporting, ' + a.requests + ' requests, ' +
+    a.errors + ' errors (' + pct(a.requests ? a.errors / a.requests : 0) + '), p99 ' + ms(a.p99Ms);
+}
+
+function rolloutPanel(rollouts) {
+  const regions = Object.keys(rollouts).filter((r) => rollouts[r]);
+  if (!regions.length) return null;
+  return el('section', { class: 'rollouts' },
+    el('h2', { text: 'Rollouts' }),
+    regions.map((region) => {
+      const r = rollouts[region];
+      const v = r.lastVerdict;
+      return el('div', { class: 'rollout-panel', 'data-region': region },
+        el('h3', { text: region + ': ' + rolloutSummary(r) }),
+        el('p', { class: 'reason', text: r.reason }),
+        el('p', { text: 'canary nodes: ' + ((r.canaryNodes || []).join(', ') || '—') }),
+        v ? el('p', { class: 'verdict', text: 'last verdict ' + v.kind + ': ' + v.reason }) : null,
+        v ? el('p', { class: 'figures', text: armText('canary', v.canary) }) : null,
+        v ? el('p', { class: 'figures', text: armText('stable', v.stable) }) : null);
+    }));
+}
+
+function renderFleet(page, p, rollouts) {
+  rollouts = rollouts || {};
   const c = page.counts;
   const main = el('main', { id: 'main' });
 
@@ -206,7 +250,7 @@ function renderFleet(page, p) {
 
   main.append(el('section', { class: 'filters' }, states, regionSelect, search));
 
-  // Regions at a glance; the rollout column stays empty until the center runs rollouts.
+  // Regions at a glance, with each one's current or last rollout.
   const regionRows = Object.entries(c.regions).map(([name, rc]) => {
     const link = el('button', { class: 'link', type: 'button', text: name });
     link.addEventListener('click', () => setFleetParams({ region: p.region === name ? '' : name }));
@@ -215,13 +259,15 @@ function renderFleet(page, p) {
       el('td', { class: 'num' + (rc.stale ? ' warn' : ''), text: rc.stale }),
       el('td', { class: 'num' + (rc.offline ? ' dim' : ''), text: rc.offline }),
       el('td', { class: 'num' + (rc.attention ? ' bad' : ''), text: rc.attention }),
-      el('td', { class: 'rollout', text: rc.rollout ? String(rc.rollout.phase || rc.rollout) : '—' }));
+      el('td', { class: 'rollout', text: rolloutSummary(rollouts[name]) }));
   });
   main.append(el('section', { class: 'regions' },
     el('h2', { text: 'Regions' }),
     el('table', { class: 'grid' },
       el('thead', {}, el('tr', {}, ['region', 'online', 'stale', 'offline', 'attention', 'rollout'].map((h) => el('th', { text: h })))),
       el('tbody', {}, regionRows.length ? regionRows : el('tr', {}, el('td', { colspan: 6, class: 'empty', text: 'no node has reported yet' }))))));
+  const panel = rolloutPanel(rollouts);
+  if (panel) main.append(panel);
 
   const rows = page.nodes.map((n) => {
     const w = n.last_window;
@@ -233,6 +279,7 @@ function renderFleet(page, p) {
       el('td', { class: 'num', text: duration(n.last_report_age_ms) + ' ago', title: n.last_report_at }),
       el('td', { text: n.agent_version }),
       el('td', { text: n.graph_version || '—', title: n.graph_sha256 || '' }),
+      rolloutRole(rollouts, n),
       el('td', { class: 'url', text: n.advertise_url || '—' }),
       el('td', { class: 'num', text: num(w.request_rate) }),
       el('td', { class: 'num' + (w.error_rate > 0 ? ' bad' : ''), text: pct(w.error_rate) }),
@@ -397,6 +444,21 @@ function showKeyForm(message) {
   form.elements.key.focus();
 }
 
+// Each region's current or last rollout (a region without one answers 404: no entry).
+const MAX_ROLLOUT_REGIONS = 32;
+async function regionRollouts(regions) {
+  const out = {};
+  await Promise.all(regions.slice(0, MAX_ROLLOUT_REGIONS).map(async (r) => {
+    try {
+      out[r] = await api('/api/v1/regions/' + encodeURIComponent(r) + '/rollout');
+    } catch (e) {
+      if (e instanceof AuthError) throw e;
+      out[r] = null;
+    }
+  }));
+  return out;
+}
+
 async function refresh() {
   clearTimeout(timer);
   const mine = ++generation;
@@ -426,7 +488,7 @@ async function refresh() {
       }
       const c = page.counts.all;
       document.title = (c.stale + c.offline ? '⚠ ' : '') + 'edgeroute fleet';
-      view = renderFleet(page, p);
+      view = renderFleet(page, p, await regionRollouts(Object.keys(page.counts.regions)));
     }
     if (mine !== generation) return;
     replaceMain(view);
