@@ -256,3 +256,84 @@ async fn an_edgeregion_version_rolls_out_under_its_policy_and_pauses_when_frozen
     assert_eq!(s["reason"], "paused by an operator");
     task.abort();
 }
+
+#[tokio::test]
+async fn an_agent_rollout_in_an_edgeregion_status_is_recorded_from_its_start() {
+    use support::fake_apiserver::FakeApiServer;
+    const NS: &str = "edgeroute";
+    const REGIONS: &str = "edgeroute.io/v1alpha1/edgeregions";
+    let mut r = Region::start().await;
+    let server = FakeApiServer::start().await;
+    // The controller wrote this status when the canary step began; the center only sees the
+    // EdgeRegion, not the controller.
+    server.put(
+        REGIONS,
+        NS,
+        json!({
+            "apiVersion": "edgeroute.io/v1alpha1", "kind": "EdgeRegion",
+            "metadata": {"name": REGION, "namespace": NS},
+            "spec": {
+                "nodeSelector": {"matchLabels": {"zone": REGION}},
+                "agent": {"image": "ghcr.io/edgeroute/agent", "version": "0.2.0"},
+                "graph": {"source": "monaco.osm.pbf", "version": "v1"}
+            },
+            "status": {"rollout": {
+                "target": "Agent", "fromVersion": "0.1.0", "toVersion": "0.2.0",
+                "phase": "Progressing", "step": 0, "stepPercent": 25,
+                "canaryNodes": ["edge-1"], "startedAtMs": T0, "stepStartedAtMs": T0,
+                "reason": "new agent version", "updatedAtMs": T0
+            }}
+        }),
+    );
+    let task = tokio::spawn(edgeroute_control_plane::sync::regions::follow_center(
+        server.client(),
+        NS.into(),
+        r.c.center.clone(),
+    ));
+    let watched = |c: &support::center::TestCenter| {
+        c.center
+            .rollouts
+            .windows
+            .is_watched(REGION, c.center.rollouts.clock.now_ms())
+    };
+    for _ in 0..500 {
+        if watched(&r.c) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        watched(&r.c),
+        "the center never started keeping the region's windows"
+    );
+    for _ in 0..3 {
+        r.round(|n| {
+            Some(if n == "edge-1" {
+                Traffic {
+                    requests: 60,
+                    errors: 30,
+                    ms: 3.0,
+                }
+            } else {
+                HEALTHY
+            })
+        })
+        .await;
+    }
+    // The controller's first question, at the window's end, already has the whole window.
+    let (status, v) =
+        r.c.admin_json(
+            "POST",
+            "/api/v1/regions/monaco/analysis",
+            Some(json!({
+                "target": "Agent",
+                "canaryNodes": ["edge-1"],
+                "sinceMs": T0,
+                "policy": RolloutSpec::default(),
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["kind"], "Fail", "{v}");
+    task.abort();
+}

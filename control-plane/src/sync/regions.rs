@@ -82,6 +82,7 @@ pub async fn follow_center(client: Client, namespace: String, center: crate::ser
                 center
                     .rollouts
                     .set_policy(&name, region.spec.rollout.clone());
+                watch_agent_rollout(&center, &name, &region);
                 if region.spec.paused {
                     // A frozen region changes no node: its running rollout pauses, and a
                     // new version waits until it is unfrozen.
@@ -107,6 +108,28 @@ pub async fn follow_center(client: Client, namespace: String, center: crate::ser
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+    }
+}
+
+/// While the controller runs an agent-version rollout in `region`, keep its agents' windows:
+/// the controller asks for a verdict only when a window ends, and without recording from the
+/// step's start that first question would find no data. The controller writes the status
+/// at every step and verdict, so each write extends the watch by two windows.
+fn watch_agent_rollout(center: &crate::serve::Center, name: &str, region: &EdgeRegion) {
+    use edgeroute_protocol::rollout::RolloutTarget;
+    let active = region
+        .status
+        .as_ref()
+        .and_then(|s| s.rollout.as_ref())
+        .is_some_and(|r| r.target == RolloutTarget::Agent && !r.phase.is_terminal());
+    if active {
+        let window_ms = u64::from(region.spec.rollout.analysis_window_seconds.max(1)) * 1000;
+        let until = center
+            .rollouts
+            .clock
+            .now_ms()
+            .saturating_add(2 * window_ms + 60_000);
+        center.rollouts.windows.watch_at_least(name, until);
     }
 }
 
