@@ -26,6 +26,10 @@ pub(crate) struct Search {
     heap: BinaryHeap<Reverse<(Weight, u32)>>,
     /// Nodes settled in the last run, in order (used by the many-to-many buckets).
     pub(crate) settled: Vec<(u32, Weight)>,
+    /// Nodes taken off the queue in the last run (stalled ones included) and arcs relaxed:
+    /// the size of the search space, which is what the contraction order is judged by.
+    pub(crate) scanned: usize,
+    pub(crate) relaxed: usize,
 }
 
 impl Search {
@@ -43,6 +47,8 @@ impl Search {
             round: 0,
             heap: BinaryHeap::new(),
             settled: Vec::new(),
+            scanned: 0,
+            relaxed: 0,
         }
     }
 
@@ -58,6 +64,8 @@ impl Search {
         }
         self.heap.clear();
         self.settled.clear();
+        self.scanned = 0;
+        self.relaxed = 0;
     }
 
     pub(crate) fn dist(&self, v: u32) -> Weight {
@@ -101,6 +109,7 @@ impl Search {
             if d > self.dist(v) {
                 continue;
             }
+            self.scanned += 1;
             // Stall-on-demand: if a higher node reaches v more cheaply through an arc of the
             // opposite direction, v's own distance is not the shortest and its arcs need not
             // be relaxed. It is still reported, harmlessly, with a non-minimal distance.
@@ -111,6 +120,7 @@ impl Search {
                 })
             });
             if !stalled {
+                self.relaxed += graph.arcs(v).len();
                 for i in graph.arcs(v) {
                     let w = graph.head[i];
                     let nd = d.add(graph.weight[i]);

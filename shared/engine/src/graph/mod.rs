@@ -10,7 +10,9 @@ mod assemble;
 mod seeds;
 mod types;
 
-pub use types::{BuildOptions, BuildProgress, GraphInfo, ProgressFn, Route, RouteSegment, Table};
+pub use types::{
+    BuildOptions, BuildProgress, GraphInfo, ProgressFn, Route, RouteSegment, SearchSpace, Table,
+};
 
 use crate::artifact::{self, Contents};
 use crate::ch::{self, Hierarchy, Search};
@@ -236,6 +238,19 @@ impl Graph {
             (Some(f), _) => Ok(self.assemble_route(from, to, &f)),
             (None, None) => Err(Error::NoRoute),
         }
+    }
+
+    /// The search space of the point-to-point query behind [`Graph::route`] from `from` to
+    /// `to`: a measurement for benchmarks and tuning, not needed to route.
+    pub fn search_space(&self, from: &Snap, to: &Snap) -> SearchSpace {
+        with_workspace(self.turns.node_count, |fwd, bwd| {
+            self.ch
+                .query(fwd, bwd, &self.source_seeds(from), &self.target_seeds(to));
+            SearchSpace {
+                settled: fwd.scanned + bwd.scanned,
+                relaxed: fwd.relaxed + bwd.relaxed,
+            }
+        })
     }
 
     /// Shortest weights between every source and target, computed with CH buckets. A snap

@@ -132,3 +132,13 @@ impl Table {
         self.cell(i, j).map(Weight::distance_m)
     }
 }
+
+/// The size of one point-to-point search in the hierarchy, both directions together: what
+/// the contraction order and the query are tuned by (see `docs/benchmarks.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SearchSpace {
+    /// Nodes taken off the priority queues.
+    pub settled: usize,
+    /// Arcs relaxed (looked at from a settled node).
+    pub relaxed: usize,
+}
