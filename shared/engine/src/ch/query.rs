@@ -205,13 +205,14 @@ impl Hierarchy {
 
     /// Bidirectional upward search from several seeded sources to several seeded targets
     /// (a snapped point is "on the way" to both ends of its road, at different offsets).
-    pub(crate) fn query(
+    /// Returns the best weight and the node where the two searches meet on it.
+    fn meet(
         &self,
         fwd: &mut Search,
         bwd: &mut Search,
         sources: &[(u32, Weight)],
         targets: &[(u32, Weight)],
-    ) -> Option<Found> {
+    ) -> Option<(Weight, u32)> {
         fwd.reset();
         bwd.reset();
         for &(v, d) in sources {
@@ -247,20 +248,42 @@ impl Hierarchy {
                 meet = v;
             }
         }
-        if meet == NONE {
-            return None;
-        }
+        (meet != NONE).then_some((best, meet))
+    }
+
+    /// The shortest path from the sources to the targets, unpacked into original edges.
+    pub(crate) fn query(
+        &self,
+        fwd: &mut Search,
+        bwd: &mut Search,
+        sources: &[(u32, Weight)],
+        targets: &[(u32, Weight)],
+    ) -> Option<Found> {
+        let (weight, meet) = self.meet(fwd, bwd, sources, targets)?;
         let mut up = fwd.arcs_to(meet);
         up.reverse();
         let down = bwd.arcs_to(meet);
         let mut edges = Vec::new();
         self.unpack(up.into_iter().chain(down), &mut edges);
         Some(Found {
-            weight: best,
+            weight,
             source: fwd.root_of(meet),
             target: bwd.root_of(meet),
             edges,
         })
+    }
+
+    /// The shortest weight from the sources to the targets, without the path: what a table
+    /// cell needs. `Weight::INFINITY` when unreachable.
+    pub(crate) fn distance(
+        &self,
+        fwd: &mut Search,
+        bwd: &mut Search,
+        sources: &[(u32, Weight)],
+        targets: &[(u32, Weight)],
+    ) -> Weight {
+        self.meet(fwd, bwd, sources, targets)
+            .map_or(Weight::INFINITY, |(w, _)| w)
     }
 
     /// Many-to-many shortest weights with buckets: one backward search per target leaves

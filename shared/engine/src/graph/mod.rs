@@ -258,8 +258,21 @@ impl Graph {
     pub fn table(&self, sources: &[Snap], targets: &[Snap]) -> Table {
         let source_seeds: Vec<_> = sources.iter().map(|s| self.source_seeds(s)).collect();
         let target_seeds: Vec<_> = targets.iter().map(|t| self.target_seeds(t)).collect();
-        let mut weights = with_workspace(self.turns.node_count, |fwd, _| {
-            self.ch.many_to_many(fwd, &source_seeds, &target_seeds)
+        let (n, m) = (sources.len(), targets.len());
+        let mut weights = with_workspace(self.turns.node_count, |fwd, bwd| {
+            // Buckets cost one unpruned search per row and column plus a pass over every
+            // node; a pruned point-to-point search per cell is cheaper while there are no
+            // more cells than rows and columns (1x1, 1xN, 2x2: single routes and the VRP's
+            // incremental lookups).
+            if n * m <= n + m {
+                source_seeds
+                    .iter()
+                    .flat_map(|s| target_seeds.iter().map(move |t| (s, t)))
+                    .map(|(s, t)| self.ch.distance(fwd, bwd, s, t))
+                    .collect()
+            } else {
+                self.ch.many_to_many(fwd, &source_seeds, &target_seeds)
+            }
         });
         for (i, s) in sources.iter().enumerate() {
             for (j, t) in targets.iter().enumerate() {
