@@ -3,7 +3,7 @@
 use super::varint::undelta_varints;
 use super::{Contents, FORMAT_VERSION, HEADER_LEN, MAGIC, malformed, sha256};
 use crate::Result;
-use crate::ch::{Hierarchy, UpwardGraph};
+use crate::ch::{Hierarchy, UpArc, UpwardGraph};
 use crate::error::ArtifactError;
 use crate::geo::Coord;
 use crate::network::{EdgeId, Restriction, RestrictionStats, Road, RoadNetwork};
@@ -79,21 +79,28 @@ impl<'a> Reader<'a> {
         nodes: usize,
         arcs_bound: Option<usize>,
     ) -> Result<UpwardGraph, ArtifactError> {
+        let first = self.u32s()?;
+        let head = self.u32s()?;
+        let weight = self.weights()?;
+        let arc = self.u32s()?;
+        let m = head.len();
+        let ok = first.len() == nodes + 1
+            && first.first() == Some(&0)
+            && first.last().is_some_and(|&l| l as usize == m)
+            && first.windows(2).all(|w| w[0] <= w[1])
+            && weight.len() == m
+            && arc.len() == m
+            && head.iter().all(|&h| (h as usize) < nodes)
+            && arcs_bound.is_none_or(|b| arc.iter().all(|&a| (a as usize) < b));
         let g = UpwardGraph {
-            first: self.u32s()?,
-            head: self.u32s()?,
-            weight: self.weights()?,
-            arc: self.u32s()?,
+            first,
+            arcs: head
+                .into_iter()
+                .zip(weight)
+                .zip(arc)
+                .map(|((head, weight), arc)| UpArc { weight, head, arc })
+                .collect(),
         };
-        let m = g.head.len();
-        let ok = g.first.len() == nodes + 1
-            && g.first.first() == Some(&0)
-            && g.first.last().is_some_and(|&l| l as usize == m)
-            && g.first.windows(2).all(|w| w[0] <= w[1])
-            && g.weight.len() == m
-            && g.arc.len() == m
-            && g.head.iter().all(|&h| (h as usize) < nodes)
-            && arcs_bound.is_none_or(|b| g.arc.iter().all(|&a| (a as usize) < b));
         if ok {
             Ok(g)
         } else {
@@ -247,10 +254,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Contents, String)> {
             }
         })
         && forward
-            .arc
+            .arcs
             .iter()
-            .chain(&backward.arc)
-            .all(|&a| (a as usize) < arcs);
+            .chain(&backward.arcs)
+            .all(|a| (a.arc as usize) < arcs);
     if !arcs_ok {
         return Err(malformed("hierarchy arc refers to a missing edge or arc").into());
     }

@@ -6,7 +6,6 @@ use crate::ch::{Hierarchy, UpwardGraph};
 use crate::geo::Coord;
 use crate::network::RoadNetwork;
 use crate::turns::TurnTables;
-use crate::weight::Weight;
 use sha2::{Digest, Sha256};
 
 struct Writer(Vec<u8>);
@@ -32,10 +31,6 @@ impl Writer {
         self.len(v.len());
         v.iter().for_each(|&x| self.u32(x));
     }
-    fn weights(&mut self, v: &[Weight]) {
-        self.len(v.len());
-        v.iter().for_each(|&x| self.u64(x.0));
-    }
     fn coords(&mut self, v: &[Coord]) {
         self.len(v.len());
         for c in v {
@@ -45,9 +40,12 @@ impl Writer {
     }
     fn upward(&mut self, g: &UpwardGraph) {
         self.u32s(&g.first);
-        self.u32s(&g.head);
-        self.weights(&g.weight);
-        self.u32s(&g.arc);
+        self.len(g.arcs.len());
+        g.arcs.iter().for_each(|a| self.u32(a.head));
+        self.len(g.arcs.len());
+        g.arcs.iter().for_each(|a| self.u64(a.weight.0));
+        self.len(g.arcs.len());
+        g.arcs.iter().for_each(|a| self.u32(a.arc));
     }
 }
 
@@ -137,9 +135,7 @@ fn encoded_len(
     ids_len: usize,
 ) -> usize {
     let list = 8;
-    let upward = |g: &UpwardGraph| {
-        4 * list + 4 * (g.first.len() + g.head.len() + g.arc.len()) + 8 * g.weight.len()
-    };
+    let upward = |g: &UpwardGraph| 4 * list + 4 * g.first.len() + 16 * g.arcs.len();
     HEADER_LEN
         + list
         + version.len()

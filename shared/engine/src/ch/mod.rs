@@ -32,35 +32,45 @@ const NONE: u32 = u32::MAX;
 /// relaxed arcs, and its instruction count (callgrind) by a quarter.
 const STALL_P2P: bool = true;
 
-/// An upward adjacency in compressed-sparse-row form.
+/// One arc of an upward adjacency. Head, weight and arc id side by side, 16 bytes: a search
+/// relaxing a node's arcs reads one run of memory instead of three arrays, and the searches
+/// are bound by memory latency, not arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct UpArc {
+    pub(crate) weight: Weight,
+    pub(crate) head: u32,
+    /// Index into [`Hierarchy::arc_a`]/[`Hierarchy::arc_b`].
+    pub(crate) arc: u32,
+}
+
+/// An upward adjacency in compressed-sparse-row form. (The artifact stores heads, weights
+/// and arc ids as three lists; only the in-memory layout interleaves them.)
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct UpwardGraph {
     pub(crate) first: Vec<u32>,
-    pub(crate) head: Vec<u32>,
-    pub(crate) weight: Vec<Weight>,
-    pub(crate) arc: Vec<u32>,
+    pub(crate) arcs: Vec<UpArc>,
 }
 
 impl UpwardGraph {
     fn from_lists(lists: Vec<Vec<(u32, Weight, u32)>>) -> Self {
         let mut g = UpwardGraph {
             first: Vec::with_capacity(lists.len() + 1),
-            ..Default::default()
+            arcs: Vec::with_capacity(lists.iter().map(Vec::len).sum()),
         };
         g.first.push(0);
         for list in lists {
-            for (head, weight, arc) in list {
-                g.head.push(head);
-                g.weight.push(weight);
-                g.arc.push(arc);
-            }
-            g.first.push(g.head.len() as u32);
+            g.arcs.extend(
+                list.into_iter()
+                    .map(|(head, weight, arc)| UpArc { weight, head, arc }),
+            );
+            g.first.push(g.arcs.len() as u32);
         }
         g
     }
 
-    fn arcs(&self, node: u32) -> std::ops::Range<usize> {
-        self.first[node as usize] as usize..self.first[node as usize + 1] as usize
+    /// The arcs leaving `node`.
+    pub(crate) fn out(&self, node: u32) -> &[UpArc] {
+        &self.arcs[self.first[node as usize] as usize..self.first[node as usize + 1] as usize]
     }
 }
 

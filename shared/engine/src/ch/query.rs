@@ -114,19 +114,19 @@ impl Search {
             // opposite direction, v's own distance is not the shortest and its arcs need not
             // be relaxed. It is still reported, harmlessly, with a non-minimal distance.
             let stalled = opposite.is_some_and(|opposite| {
-                opposite.arcs(v).any(|i| {
-                    let u = opposite.head[i];
-                    self.dist(u).add(opposite.weight[i]) < d
-                })
+                opposite
+                    .out(v)
+                    .iter()
+                    .any(|a| self.dist(a.head).add(a.weight) < d)
             });
             if !stalled {
-                self.relaxed += graph.arcs(v).len();
-                for i in graph.arcs(v) {
-                    let w = graph.head[i];
-                    let nd = d.add(graph.weight[i]);
-                    if nd < self.dist(w) {
-                        self.set(w, nd, v, graph.arc[i]);
-                        self.heap.push(Reverse((nd, w)));
+                let arcs = graph.out(v);
+                self.relaxed += arcs.len();
+                for a in arcs {
+                    let nd = d.add(a.weight);
+                    if nd < self.dist(a.head) {
+                        self.set(a.head, nd, v, a.arc);
+                        self.heap.push(Reverse((nd, a.head)));
                     }
                 }
                 self.settled.push((v, d));
@@ -188,7 +188,7 @@ pub(crate) struct Found {
 impl Hierarchy {
     /// Expands arcs into original edges, in order.
     fn unpack(&self, arcs: impl Iterator<Item = u32>, out: &mut Vec<EdgeId>) {
-        let mut stack: Vec<u32> = Vec::new();
+        let mut stack: Vec<u32> = Vec::with_capacity(64);
         for arc in arcs {
             stack.push(arc);
             while let Some(a) = stack.pop() {
@@ -263,7 +263,9 @@ impl Hierarchy {
         let mut up = fwd.arcs_to(meet);
         up.reverse();
         let down = bwd.arcs_to(meet);
-        let mut edges = Vec::new();
+        // Room for a cross-city path (Porto: a few hundred edges), so the vector is not
+        // regrown several times per query.
+        let mut edges = Vec::with_capacity(512);
         self.unpack(up.into_iter().chain(down), &mut edges);
         Some(Found {
             weight,

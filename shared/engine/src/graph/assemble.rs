@@ -52,8 +52,20 @@ impl Graph {
     }
 
     pub(super) fn assemble_route(&self, from: &Snap, to: &Snap, found: &ch::Found) -> Route {
-        let mut geometry: Vec<Coord> = Vec::with_capacity(found.edges.len() * 4 + 8);
-        let mut nodes: Vec<i64> = Vec::with_capacity(found.edges.len() * 4 + 8);
+        // Sized exactly (every edge adds its shape points but the first; the two partial
+        // roads add at most all of theirs plus the two snapped points), so the copies below
+        // never reallocate: regrowing cost a tenth of a Porto route.
+        let road_len = |road: u32| self.net.roads[road as usize].geometry_len as usize;
+        let points = found
+            .edges
+            .iter()
+            .map(|e| road_len(e.road()) - 1)
+            .sum::<usize>()
+            + road_len(from.road)
+            + road_len(to.road)
+            + 2;
+        let mut geometry: Vec<Coord> = Vec::with_capacity(points);
+        let mut nodes: Vec<i64> = Vec::with_capacity(points);
         geometry.push(from.location);
         // (name id, weight, geometry start); consecutive pieces of equally named roads are
         // merged: that is the unit turn-by-turn steps are made of, and it saves a string
