@@ -25,6 +25,12 @@ use crate::weight::Weight;
 /// faster queries) at the cost of preprocessing time; missing a witness only adds a
 /// redundant shortcut, never a wrong answer.
 const WITNESS_SETTLE_LIMIT: usize = 500;
+/// The budget when a witness search only estimates a priority. Priorities are recomputed
+/// for every neighbour of every contracted node, so this is most of the build's work; on
+/// Porto 30 instead of 500 shortens the build by a third and, by making the estimate favour
+/// nodes whose shortcuts are obviously unnecessary, even shrinks the search space (155 ->
+/// 143 settled nodes per query) for 0.5% more arcs.
+const PRIORITY_SETTLE_LIMIT: usize = 30;
 
 /// An adjacency entry: the other node, the arc's weight and the arc's id.
 type Adj = (u32, Weight, u32);
@@ -58,7 +64,14 @@ impl Witness {
 
     /// Dijkstra from `source` over `out`, never entering a node `avoid` accepts, stopping
     /// past `limit`.
-    fn run(&mut self, out: &[Vec<Adj>], source: u32, avoid: impl Fn(u32) -> bool, limit: Weight) {
+    fn run(
+        &mut self,
+        out: &[Vec<Adj>],
+        source: u32,
+        avoid: impl Fn(u32) -> bool,
+        limit: Weight,
+        settle_limit: usize,
+    ) {
         self.round = self.round.wrapping_add(1);
         if self.round == 0 {
             self.stamp.fill(0);
@@ -77,7 +90,7 @@ impl Witness {
                 break;
             }
             settled += 1;
-            if settled > WITNESS_SETTLE_LIMIT {
+            if settled > settle_limit {
                 break;
             }
             for &(w, wt, _) in &out[v as usize] {
@@ -167,12 +180,14 @@ impl Contractor {
     }
 
     /// The shortcuts contracting `x` would need, with witness searches that never enter a
-    /// node `avoid` accepts (`x` itself and, in a round, every node contracted with it).
+    /// node `avoid` accepts (`x` itself and, in a round, every node contracted with it)
+    /// and give up after `settle_limit` nodes.
     fn shortcuts(
         &self,
         x: u32,
         witness: &mut Witness,
         avoid: impl Fn(u32) -> bool,
+        settle_limit: usize,
     ) -> Vec<Shortcut> {
         let mut needed = Vec::new();
         let ins = &self.inn[x as usize];
@@ -184,7 +199,7 @@ impl Contractor {
             let Some(max_out) = outs.iter().filter(|o| o.0 != u).map(|o| o.1).max() else {
                 continue;
             };
-            witness.run(&self.out, u, &avoid, w_ux.add(max_out));
+            witness.run(&self.out, u, &avoid, w_ux.add(max_out), settle_limit);
             for &(v, w_xv, a_xv) in outs {
                 if v == u {
                     continue;
@@ -203,7 +218,7 @@ impl Contractor {
     /// (edge difference as a ratio); and original edges represented per original edge
     /// removed, which stops long shortcuts from piling up on a few nodes.
     fn priority(&self, x: u32, witness: &mut Witness) -> u64 {
-        let shortcuts = self.shortcuts(x, witness, |v| v == x);
+        let shortcuts = self.shortcuts(x, witness, |v| v == x, PRIORITY_SETTLE_LIMIT);
         let (ins, outs) = (&self.inn[x as usize], &self.out[x as usize]);
         let removed = (ins.len() + outs.len()).max(1) as u64;
         let removed_hops = ins
@@ -276,7 +291,9 @@ pub(crate) fn contract(
         }
         let shortcuts: Vec<Vec<Shortcut>> = round
             .par_iter()
-            .map(|&x| pool.with(|w| c.shortcuts(x, w, |v| in_round[v as usize])))
+            .map(|&x| {
+                pool.with(|w| c.shortcuts(x, w, |v| in_round[v as usize], WITNESS_SETTLE_LIMIT))
+            })
             .collect();
 
         let mut touched: Vec<u32> = Vec::new();
