@@ -1,10 +1,11 @@
 //! Contraction hierarchies: preprocessing, point-to-point and many-to-many queries.
 //!
-//! Nodes are contracted one by one in the order of a lazily updated priority (edge
-//! difference, contracted neighbours, level). Contracting a node adds a shortcut between two
-//! of its neighbours unless a bounded witness search finds a path at least as good that
-//! avoids it. A query then runs two Dijkstra searches that only ever go "up" the order and
-//! meet at the highest node of the shortest path.
+//! Nodes are contracted in rounds of independent sets, in parallel and deterministically,
+//! by a priority of level, arcs added per arc removed and original edges represented (see
+//! [`contract`](mod@contract)). Contracting a node adds a shortcut between two of its
+//! neighbours unless a bounded witness search finds a path at least as good that avoids it.
+//! A query then runs two Dijkstra searches that only ever go "up" the order, with
+//! stall-on-demand, and meet at the highest node of the shortest path.
 //!
 //! Weights are the packed (duration, distance) [`Weight`], so ties are broken by distance
 //! exactly as in the oracle.
