@@ -1,4 +1,5 @@
-//! Engine benchmarks: build, point-to-point query, 100x100 table, snapping, artifact load.
+//! Engine benchmarks: build, point-to-point query (with geometry and duration only),
+//! 100x100 and 1,000x1,000 tables, snapping, artifact load.
 //!
 //! `cargo bench -p edgeroute-engine --bench routing`. Porto comes from the shared data set
 //! beside the repository (`../shared/data/osm/porto.osm.pbf`) and is skipped with a notice
@@ -83,10 +84,29 @@ fn benches(c: &mut Criterion) {
             })
         });
 
+        // Duration only, one pair: what the VRP's lookups and a 1x1 `/table` cost.
+        let mut i = 0;
+        c.bench_function(&format!("route/{name}/random_pair_duration_only"), |b| {
+            b.iter(|| {
+                let (x, y) = (i % 2000, (i + 1) % 2000);
+                i += 2;
+                black_box(
+                    graph
+                        .table(&pairs[x..x + 1], &pairs[y..y + 1])
+                        .duration_s(0, 0),
+                )
+            })
+        });
+
         let pts = snaps(&graph, 100, 0x7ab1e);
         let mut group = c.benchmark_group("table");
         group.sample_size(20);
         group.bench_with_input(BenchmarkId::new(name, "100x100"), &pts, |b, pts| {
+            b.iter(|| black_box(graph.table(pts, pts)))
+        });
+        let pts = snaps(&graph, 1000, 0x7ab1e);
+        group.sample_size(10);
+        group.bench_with_input(BenchmarkId::new(name, "1000x1000"), &pts, |b, pts| {
             b.iter(|| black_box(graph.table(pts, pts)))
         });
         group.finish();

@@ -157,3 +157,36 @@ fn porto_ch_equals_dijkstra_on_1000_random_pairs() {
         }
     }
 }
+
+#[test]
+fn small_tables_take_the_point_to_point_path_and_equal_dijkstra() {
+    // Tables with no more cells than rows plus columns are answered by one pruned
+    // point-to-point search per cell instead of buckets: check that path on its own.
+    let g = monaco();
+    let oracle = Oracle::new(g);
+    let pts = random_snaps(g, 120, 0x5eed_0003, 500.0);
+    for (k, pair) in pts.chunks(2).enumerate() {
+        let table = g.table(&pair[..1], &pair[1..]);
+        let expected = oracle.route(&pair[0], &pair[1]);
+        assert_eq!(
+            table.duration_s(0, 0),
+            expected.as_ref().map(|r| r.duration_s),
+            "1x1 pair {k}"
+        );
+        assert_eq!(
+            table.distance_m(0, 0),
+            expected.as_ref().map(|r| r.distance_m),
+            "1x1 pair {k}"
+        );
+    }
+    for shape in pts.chunks(4) {
+        let (sources, targets) = shape.split_at(2);
+        let table = g.table(sources, targets);
+        for (i, s) in sources.iter().enumerate() {
+            for (j, t) in targets.iter().enumerate() {
+                let expected = oracle.route(s, t).map(|r| r.duration_s);
+                assert_eq!(table.duration_s(i, j), expected, "2x2 cell [{i}][{j}]");
+            }
+        }
+    }
+}

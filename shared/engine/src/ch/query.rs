@@ -9,12 +9,13 @@ use crate::network::EdgeId;
 use crate::weight::Weight;
 
 /// Per-node state of one search direction. Kept together (one cache line access per node
-/// instead of three) because the searches are bound by memory latency, not arithmetic.
+/// instead of three) because the searches are bound by memory latency, not arithmetic; and
+/// 16 bytes, four to a cache line: the arc a node was reached by is not stored but found
+/// again in its parent's adjacency for the few nodes of the final path.
 #[derive(Debug, Clone, Copy)]
 struct NodeState {
     dist: Weight,
     parent: u32,
-    arc: u32,
     stamp: u32,
 }
 
@@ -26,6 +27,10 @@ pub(crate) struct Search {
     heap: BinaryHeap<Reverse<(Weight, u32)>>,
     /// Nodes settled in the last run, in order (used by the many-to-many buckets).
     pub(crate) settled: Vec<(u32, Weight)>,
+    /// Nodes taken off the queue in the last run (stalled ones included) and arcs relaxed:
+    /// the size of the search space, which is what the contraction order is judged by.
+    pub(crate) scanned: usize,
+    pub(crate) relaxed: usize,
 }
 
 impl Search {
@@ -35,7 +40,6 @@ impl Search {
                 NodeState {
                     dist: Weight::INFINITY,
                     parent: NONE,
-                    arc: NONE,
                     stamp: 0,
                 };
                 n
@@ -43,6 +47,8 @@ impl Search {
             round: 0,
             heap: BinaryHeap::new(),
             settled: Vec::new(),
+            scanned: 0,
+            relaxed: 0,
         }
     }
 
@@ -58,6 +64,8 @@ impl Search {
         }
         self.heap.clear();
         self.settled.clear();
+        self.scanned = 0;
+        self.relaxed = 0;
     }
 
     pub(crate) fn dist(&self, v: u32) -> Weight {
@@ -69,18 +77,17 @@ impl Search {
         }
     }
 
-    fn set(&mut self, v: u32, dist: Weight, parent: u32, arc: u32) {
+    fn set(&mut self, v: u32, dist: Weight, parent: u32) {
         self.state[v as usize] = NodeState {
             dist,
             parent,
-            arc,
             stamp: self.round,
         };
     }
 
     fn seed(&mut self, v: u32, d: Weight) {
         if d < self.dist(v) {
-            self.set(v, d, NONE, NONE);
+            self.set(v, d, NONE);
             self.heap.push(Reverse((d, v)));
         }
     }
@@ -101,22 +108,24 @@ impl Search {
             if d > self.dist(v) {
                 continue;
             }
+            self.scanned += 1;
             // Stall-on-demand: if a higher node reaches v more cheaply through an arc of the
             // opposite direction, v's own distance is not the shortest and its arcs need not
             // be relaxed. It is still reported, harmlessly, with a non-minimal distance.
             let stalled = opposite.is_some_and(|opposite| {
-                opposite.arcs(v).any(|i| {
-                    let u = opposite.head[i];
-                    self.dist(u).add(opposite.weight[i]) < d
-                })
+                opposite
+                    .out(v)
+                    .iter()
+                    .any(|a| self.dist(a.head).add(a.weight) < d)
             });
             if !stalled {
-                for i in graph.arcs(v) {
-                    let w = graph.head[i];
-                    let nd = d.add(graph.weight[i]);
-                    if nd < self.dist(w) {
-                        self.set(w, nd, v, graph.arc[i]);
-                        self.heap.push(Reverse((nd, w)));
+                let arcs = graph.out(v);
+                self.relaxed += arcs.len();
+                for a in arcs {
+                    let nd = d.add(a.weight);
+                    if nd < self.dist(a.head) {
+                        self.set(a.head, nd, v);
+                        self.heap.push(Reverse((nd, a.head)));
                     }
                 }
                 self.settled.push((v, d));
@@ -140,14 +149,24 @@ impl Search {
         while self.step(graph, Some(opposite)).is_some() {}
     }
 
-    /// Arcs from the seed to `v`, in the order this search walked them.
-    fn arcs_to(&self, mut v: u32) -> Vec<u32> {
+    /// Arcs from the seed to `v` in `graph` (the graph this search ran on), from `v`
+    /// backwards: the parent's arc to the node whose weight accounts for the distance
+    /// (contraction keeps only the best of parallel arcs, so there is one).
+    fn arcs_to(&self, graph: &UpwardGraph, mut v: u32) -> Vec<u32> {
         let mut arcs = Vec::new();
         while let Some(s) = self.state.get(v as usize) {
             if s.parent == NONE {
                 break;
             }
-            arcs.push(s.arc);
+            let from = self.dist(s.parent);
+            let Some(a) = graph
+                .out(s.parent)
+                .iter()
+                .find(|a| a.head == v && from.add(a.weight) == s.dist)
+            else {
+                break;
+            };
+            arcs.push(a.arc);
             v = s.parent;
         }
         arcs
@@ -178,7 +197,7 @@ pub(crate) struct Found {
 impl Hierarchy {
     /// Expands arcs into original edges, in order.
     fn unpack(&self, arcs: impl Iterator<Item = u32>, out: &mut Vec<EdgeId>) {
-        let mut stack: Vec<u32> = Vec::new();
+        let mut stack: Vec<u32> = Vec::with_capacity(64);
         for arc in arcs {
             stack.push(arc);
             while let Some(a) = stack.pop() {
@@ -195,13 +214,14 @@ impl Hierarchy {
 
     /// Bidirectional upward search from several seeded sources to several seeded targets
     /// (a snapped point is "on the way" to both ends of its road, at different offsets).
-    pub(crate) fn query(
+    /// Returns the best weight and the node where the two searches meet on it.
+    fn meet(
         &self,
         fwd: &mut Search,
         bwd: &mut Search,
         sources: &[(u32, Weight)],
         targets: &[(u32, Weight)],
-    ) -> Option<Found> {
+    ) -> Option<(Weight, u32)> {
         fwd.reset();
         bwd.reset();
         for &(v, d) in sources {
@@ -237,20 +257,44 @@ impl Hierarchy {
                 meet = v;
             }
         }
-        if meet == NONE {
-            return None;
-        }
-        let mut up = fwd.arcs_to(meet);
+        (meet != NONE).then_some((best, meet))
+    }
+
+    /// The shortest path from the sources to the targets, unpacked into original edges.
+    pub(crate) fn query(
+        &self,
+        fwd: &mut Search,
+        bwd: &mut Search,
+        sources: &[(u32, Weight)],
+        targets: &[(u32, Weight)],
+    ) -> Option<Found> {
+        let (weight, meet) = self.meet(fwd, bwd, sources, targets)?;
+        let mut up = fwd.arcs_to(&self.forward, meet);
         up.reverse();
-        let down = bwd.arcs_to(meet);
-        let mut edges = Vec::new();
+        let down = bwd.arcs_to(&self.backward, meet);
+        // Room for a cross-city path (Porto: a few hundred edges), so the vector is not
+        // regrown several times per query.
+        let mut edges = Vec::with_capacity(512);
         self.unpack(up.into_iter().chain(down), &mut edges);
         Some(Found {
-            weight: best,
+            weight,
             source: fwd.root_of(meet),
             target: bwd.root_of(meet),
             edges,
         })
+    }
+
+    /// The shortest weight from the sources to the targets, without the path: what a table
+    /// cell needs. `Weight::INFINITY` when unreachable.
+    pub(crate) fn distance(
+        &self,
+        fwd: &mut Search,
+        bwd: &mut Search,
+        sources: &[(u32, Weight)],
+        targets: &[(u32, Weight)],
+    ) -> Weight {
+        self.meet(fwd, bwd, sources, targets)
+            .map_or(Weight::INFINITY, |(w, _)| w)
     }
 
     /// Many-to-many shortest weights with buckets: one backward search per target leaves

@@ -1,0 +1,190 @@
+//! Route assembly: a hierarchy path (or a stretch of a single road) turned into geometry,
+//! OSM node ids and named segments.
+
+use super::{Graph, Route, RouteSegment};
+use crate::ch;
+use crate::geo::Coord;
+use crate::network::EdgeId;
+use crate::snap::Snap;
+use crate::weight::Weight;
+
+impl Graph {
+    fn name(&self, road: u32) -> String {
+        let r = &self.net.roads[road as usize];
+        self.net
+            .names
+            .get(r.name as usize)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(super) fn direct_route(&self, from: &Snap, to: &Snap, w: Weight, backward: bool) -> Route {
+        let road = &self.net.roads[from.road as usize];
+        let pts = self.net.geometry(road);
+        let ids = self.net.point_ids(road);
+        let (a, b) = (from.segment as usize, to.segment as usize);
+        // Points strictly between the two snaps, in travel order; the snaps themselves are
+        // named after the node behind the start and the node ahead of the end.
+        let (inner, first, last): (Vec<usize>, usize, usize) = if backward {
+            ((b + 1..=a).rev().collect(), a + 1, b)
+        } else {
+            ((a + 1..=b).collect(), a, b + 1)
+        };
+        let mut geometry = vec![from.location];
+        geometry.extend(inner.iter().map(|&i| pts[i]));
+        geometry.push(to.location);
+        let mut nodes = vec![ids[first]];
+        nodes.extend(inner.iter().map(|&i| ids[i]));
+        nodes.push(ids[last]);
+        let segments = vec![RouteSegment {
+            name: self.name(from.road),
+            duration_s: w.duration_s(),
+            distance_m: w.distance_m(),
+            geometry: 0..geometry.len(),
+        }];
+        Route {
+            duration_s: w.duration_s(),
+            distance_m: w.distance_m(),
+            geometry,
+            nodes,
+            segments,
+        }
+    }
+
+    pub(super) fn assemble_route(&self, from: &Snap, to: &Snap, found: &ch::Found) -> Route {
+        // Sized exactly (every edge adds its shape points but the first; the two partial
+        // roads add at most all of theirs plus the two snapped points), so the copies below
+        // never reallocate: regrowing cost a tenth of a Porto route.
+        let road_len = |road: u32| self.net.roads[road as usize].geometry_len as usize;
+        let points = found
+            .edges
+            .iter()
+            .map(|e| road_len(e.road()) - 1)
+            .sum::<usize>()
+            + road_len(from.road)
+            + road_len(to.road)
+            + 2;
+        let mut geometry: Vec<Coord> = Vec::with_capacity(points);
+        let mut nodes: Vec<i64> = Vec::with_capacity(points);
+        geometry.push(from.location);
+        // (name id, weight, geometry start); consecutive pieces of equally named roads are
+        // merged: that is the unit turn-by-turn steps are made of, and it saves a string
+        // per edge on the hot path.
+        let mut pieces: Vec<(u32, Weight, usize)> = Vec::new();
+        // Appends the road's shape points `range` (reversed if `backward`) and then `last`,
+        // if any, with their OSM node ids.
+        let net = &self.net;
+        let mut push = |geometry: &mut Vec<Coord>,
+                        nodes: &mut Vec<i64>,
+                        range: std::ops::Range<usize>,
+                        backward: bool,
+                        last: Option<(Coord, i64)>,
+                        road: u32,
+                        w: Weight| {
+            let start = geometry.len() - 1;
+            let (points, ids) = (&net.points[range.clone()], &net.point_ids[range]);
+            if backward {
+                geometry.extend(points.iter().rev());
+                nodes.extend(ids.iter().rev());
+            } else {
+                geometry.extend_from_slice(points);
+                nodes.extend_from_slice(ids);
+            }
+            if let Some((c, id)) = last {
+                geometry.push(c);
+                nodes.push(id);
+            }
+            let name = net.roads[road as usize].name;
+            match pieces.last_mut() {
+                Some(last) if last.0 == name => last.1 = last.1.add(w),
+                _ => pieces.push((name, w, start)),
+            }
+        };
+
+        // The first partial road: towards `to` if we left through the road's end node.
+        let rs = &self.net.roads[from.road as usize];
+        let base = rs.geometry_start as usize;
+        let len = rs.geometry_len as usize;
+        let seg = from.segment as usize;
+        if Some(found.source) == self.turns.arrive(EdgeId::new(from.road, false)) {
+            nodes.push(self.net.point_ids[base + seg]);
+            let w = rs.forward.scale(1.0 - from.fraction);
+            let range = base + seg + 1..base + len;
+            push(&mut geometry, &mut nodes, range, false, None, from.road, w);
+        } else {
+            nodes.push(self.net.point_ids[base + seg + 1]);
+            let w = rs.backward.scale(from.fraction);
+            let range = base..base + seg + 1;
+            push(&mut geometry, &mut nodes, range, true, None, from.road, w);
+        }
+
+        for edge in &found.edges {
+            let road = &self.net.roads[edge.road() as usize];
+            let base = road.geometry_start as usize;
+            let len = road.geometry_len as usize;
+            let w = road.weight(edge.is_backward());
+            // The junction the edge starts at is already in the geometry.
+            let range = if edge.is_backward() {
+                base..base + len - 1
+            } else {
+                base + 1..base + len
+            };
+            let backward = edge.is_backward();
+            push(
+                &mut geometry,
+                &mut nodes,
+                range,
+                backward,
+                None,
+                edge.road(),
+                w,
+            );
+        }
+
+        // The last partial road: we arrive from its start node when driving it forward.
+        let rt = &self.net.roads[to.road as usize];
+        let base = rt.geometry_start as usize;
+        let len = rt.geometry_len as usize;
+        let seg = to.segment as usize;
+        let forward = EdgeId::new(to.road, false);
+        if self.turns.departures(forward).any(|n| n == found.target) {
+            let w = rt.forward.scale(to.fraction);
+            let last = Some((to.location, self.net.point_ids[base + seg + 1]));
+            let range = base + 1..base + seg + 1;
+            push(&mut geometry, &mut nodes, range, false, last, to.road, w);
+        } else {
+            let w = rt.backward.scale(1.0 - to.fraction);
+            let last = Some((to.location, self.net.point_ids[base + seg]));
+            let range = base + seg + 1..base + len - 1;
+            push(&mut geometry, &mut nodes, range, true, last, to.road, w);
+        }
+
+        let ends = pieces
+            .iter()
+            .skip(1)
+            .map(|p| p.2 + 1)
+            .chain(std::iter::once(geometry.len()));
+        let segments = pieces
+            .iter()
+            .zip(ends)
+            .map(|(&(name, w, start), end)| RouteSegment {
+                name: self
+                    .net
+                    .names
+                    .get(name as usize)
+                    .cloned()
+                    .unwrap_or_default(),
+                duration_s: w.duration_s(),
+                distance_m: w.distance_m(),
+                geometry: start..end,
+            })
+            .collect();
+        Route {
+            duration_s: found.weight.duration_s(),
+            distance_m: found.weight.distance_m(),
+            geometry,
+            nodes,
+            segments,
+        }
+    }
+}
