@@ -230,6 +230,10 @@ pub struct Config {
     /// Most events in one report.
     #[arg(long, env = "EDGEROUTE_SYNC_BATCH_EVENTS", default_value_t = 2_000)]
     pub sync_batch_events: usize,
+    /// Sampled requests waiting for comparison on the shadow graph during a graph canary;
+    /// beyond, samples are dropped (and counted), never the client's request.
+    #[arg(long, env = "EDGEROUTE_SHADOW_QUEUE", default_value_t = crate::routing::shadow::DEFAULT_QUEUE)]
+    pub shadow_queue: usize,
 }
 
 /// Parse `lat,lon` in degrees.

@@ -14,7 +14,7 @@ use crate::{
     api::{self, AppState, Auth, NodeInfo, middleware::RateLimiter},
     config::Config,
     metrics::Metrics,
-    routing::{GraphHolder, GraphService, Source},
+    routing::{GraphHolder, GraphService, Source, shadow::Shadow},
     storage::{SledStore, Store},
 };
 
@@ -101,6 +101,12 @@ impl Agent {
                 .with_spool_dir(config.data_dir.join("uploads")),
         );
         let limits = config.limits();
+        let window: Arc<crate::sync::window::WindowRecorder> = Arc::default();
+        let shadow = Arc::new(Shadow::new(
+            config.shadow_queue,
+            window.clone(),
+            metrics.clone(),
+        ));
         let state = AppState {
             graphs,
             store: store.clone(),
@@ -120,8 +126,9 @@ impl Agent {
                 boot_count: identity.boot_count,
                 started: Instant::now(),
             }),
-            window: Arc::default(),
+            window,
             sync: None,
+            shadow,
         };
         let mut state = state;
         let mut sync = None;
@@ -140,6 +147,7 @@ impl Agent {
                 state: handle.state.clone(),
                 node: state.node.clone(),
                 metrics: state.metrics.clone(),
+                shadow: state.shadow.clone(),
             });
         }
         Ok(Self {
@@ -173,6 +181,7 @@ impl Agent {
             sync,
         } = self;
         let graphs = state.graphs.clone();
+        let shadow = state.shadow.clone();
         if state.admission.max_lag.is_some() {
             tokio::spawn(state.admission.lag.clone().run());
         }
@@ -214,6 +223,10 @@ impl Agent {
         // The sync loop stops with the server; it holds nothing that needs draining (what it
         // has not sent stays in the outbox).
         let (stop_sync, mut sync_stopped) = watch::channel(false);
+        let mut shadow_stopped = stop_sync.subscribe();
+        tokio::spawn(shadow.run(async move {
+            let _ = shadow_stopped.wait_for(|stop| *stop).await;
+        }));
         if let Some(sync) = sync {
             tokio::spawn(crate::sync::client::run(sync, async move {
                 let _ = sync_stopped.wait_for(|stop| *stop).await;

@@ -102,6 +102,8 @@ pub struct AppState {
     pub window: Arc<crate::sync::window::WindowRecorder>,
     /// The link to the control plane, when there is one.
     pub sync: Option<Arc<crate::sync::SyncHandle>>,
+    /// The shadow graph of a graph canary and its comparison queue.
+    pub shadow: Arc<crate::routing::shadow::Shadow>,
 }
 
 /// Admission control sized by `limits`, reporting to `metrics`.

@@ -17,6 +17,7 @@
 //! results into OSRM objects itself (`api::osrm`).
 
 pub mod matrix;
+pub mod shadow;
 pub mod spool;
 
 use std::{
