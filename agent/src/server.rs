@@ -14,7 +14,7 @@ use crate::{
     api::{self, AppState, Auth, NodeInfo, middleware::RateLimiter},
     config::Config,
     metrics::Metrics,
-    routing::{GraphHolder, GraphService, Source, shadow::Shadow},
+    routing::{GraphHolder, GraphService, Source, profiles::Profiles, shadow::Shadow},
     storage::{SledStore, Store},
 };
 
@@ -101,6 +101,28 @@ impl Agent {
                 .with_spool_dir(config.data_dir.join("uploads")),
         );
         let limits = config.limits();
+        let profiles = Arc::new(Profiles::new(config.data_dir.join("profiles")));
+        {
+            let profiles = profiles.clone();
+            let flags = config.profile_graphs.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                for (name, path) in &flags {
+                    let bytes = std::fs::read(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    profiles.install(name, &bytes).with_context(|| {
+                        format!("cannot serve {} as profile {name}", path.display())
+                    })?;
+                }
+                let loaded = profiles
+                    .load_dir()
+                    .context("cannot load the profile graphs")?;
+                if !loaded.is_empty() {
+                    tracing::info!(?loaded, "extra profiles served");
+                }
+                Ok(())
+            })
+            .await??;
+        }
         let window: Arc<crate::sync::window::WindowRecorder> = Arc::default();
         let shadow = Arc::new(Shadow::new(
             config.shadow_queue,
@@ -129,6 +151,7 @@ impl Agent {
             window,
             sync: None,
             shadow,
+            profiles,
         };
         let mut state = state;
         let mut sync = None;

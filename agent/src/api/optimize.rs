@@ -267,7 +267,7 @@ pub async fn optimize(
     let Query(query) = query.map_err(|_| VroomError::input("Query string malformed"))?;
     let limits = state.limits.clone();
     let time_limit = time_limit(&query, limits.max_vrp_time_limit)?;
-    let input: Input = serde_json::from_slice(&body)
+    let mut input: Input = serde_json::from_slice(&body)
         .map_err(|e| VroomError::input(format!("Invalid JSON: {e}")))?;
     let tasks = input.jobs.len() + input.shipments.len();
     if tasks > limits.max_vrp_jobs {
@@ -285,7 +285,13 @@ pub async fn optimize(
         }
         None
     } else {
-        Some(state.graph().map_err(|_| VroomError::not_ready())?)
+        let graph = fleet_graph(&state, &input)?;
+        // The profile is resolved: the matrix below is that profile's, so the problem the
+        // solver sees is a one-profile problem.
+        for v in &mut input.vehicles {
+            v.profile = None;
+        }
+        Some(graph)
     };
     let radius = limits.snap_radius_m;
     let (jobs, shipments, vehicles) = (
@@ -362,6 +368,36 @@ pub async fn optimize(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// The graph of the fleet's profile: each vehicle's `profile` (default `car`, as VROOM's)
+/// picks the matrix, as in VROOM. An unknown profile is VROOM's input error for it; a
+/// fleet of several profiles is refused until the solver takes one matrix per vehicle.
+fn fleet_graph(state: &AppState, input: &Input) -> Result<Arc<Graph>, VroomError> {
+    let mut fleet: Option<(usize, &str)> = None;
+    for (i, v) in input.vehicles.iter().enumerate() {
+        let name = match v.profile.as_deref() {
+            None => "car",
+            Some(p) if crate::routing::profiles::is_default(p) => "car",
+            Some(p) => p,
+        };
+        match fleet {
+            None => fleet = Some((i, name)),
+            Some((first, other)) if other != name => {
+                return Err(VroomError::input(format!(
+                    "vehicles[{i}].profile: {name:?} differs from vehicles[{first}].profile \
+                     {other:?}; one problem takes vehicles of one profile (send one request \
+                     per profile)"
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let name = fleet.map_or("car", |(_, name)| name);
+    let picked = state
+        .graph_for_profile(name)
+        .map_err(|_| VroomError::input(format!("Invalid profile: {name}.")))?;
+    picked.graph.ok_or_else(VroomError::not_ready)
 }
 
 fn millis(d: Duration) -> u64 {

@@ -30,7 +30,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     security(("bearer" = [])),
     params(
         ("version" = String, Path, description = "Protocol version: `v1`"),
-        ("profile" = String, Path, description = "Profile name (any; the graph's car profile answers)"),
+        ("profile" = String, Path, description = "`car` or `driving` (the default graph), or an extra profile the agent serves (`truck`)"),
         ("coordinates" = String, Path, description = "`lon,lat;lon,lat[;...]`, `polyline(...)` or `polyline6(...)`, optionally followed by `.json`"),
         ("alternatives" = Option<String>, Query, description = "`true`, `false` or a number; at most one route is returned"),
         ("steps" = Option<bool>, Query, description = "Return turn-by-turn steps"),
@@ -57,12 +57,11 @@ pub async fn route(
     let options = request.options(params::route_options)?;
     let graph = request.graph()?;
     let radius = request.limits().snap_radius_m;
+    let default_profile = request.is_default_profile();
     let coords = request.coordinates;
     // During a graph canary the request may be re-answered on the shadow graph after this
     // answer is ready: keep what that needs (only then, it costs a copy).
-    let for_shadow = state
-        .shadow
-        .is_active()
+    let for_shadow = (default_profile && state.shadow.is_active())
         .then(|| (coords.clone(), options.radiuses.clone()));
     let response = if coords.len() <= INLINE_WAYPOINTS {
         compute(&graph, &coords, &options, radius)

@@ -300,7 +300,7 @@ pub fn route_duration(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]

@@ -43,6 +43,10 @@ pub struct StatusResponse {
     /// The link to the control plane; absent on a standalone agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncStatus>,
+    /// Every profile served and its graph (`car` is the default graph, also reached as
+    /// `driving`; the others are extra profiles such as `truck`).
+    #[serde(default)]
+    pub profiles: std::collections::BTreeMap<String, GraphStatus>,
 }
 
 /// The agent's side of the link to the control plane.
