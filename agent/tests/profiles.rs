@@ -143,14 +143,19 @@ fn problem(profiles: &[Option<&str>]) -> serde_json::Value {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let mut v = json!({ "id": i + 1, "start": from, "end": to });
+            let mut v = json!({ "id": i + 1, "start": from, "end": to, "capacity": [1] });
             if let Some(p) = p {
                 v["profile"] = json!(p);
             }
             v
         })
         .collect();
-    json!({ "vehicles": vehicles, "jobs": [{ "id": 1, "location": to }] })
+    // One job per vehicle, each filling a vehicle: every vehicle drives Rua do Chouso's
+    // ends on its own profile's graph.
+    let jobs: Vec<_> = (0..profiles.len())
+        .map(|i| json!({ "id": i + 1, "location": to, "delivery": [1] }))
+        .collect();
+    json!({ "vehicles": vehicles, "jobs": jobs })
 }
 
 async fn optimize(
@@ -198,16 +203,30 @@ async fn optimize_picks_the_matrix_of_the_vehicles_profile() {
     );
     assert_eq!(unknown["error"], "Invalid profile: bike.");
 
-    // One matrix per problem for now: a mixed fleet is refused with a clear input error.
-    let (status, mixed) = optimize(&client, base, &problem(&[None, Some("truck")])).await;
-    assert_eq!((status, mixed["code"].as_u64()), (400, Some(2)), "{mixed}");
-    assert!(
-        mixed["error"]
-            .as_str()
-            .unwrap()
-            .contains("vehicles[1].profile"),
-        "{mixed}"
-    );
+    // A mixed fleet: each vehicle travels on its own profile's matrix.
+    for fleet in [[None, Some("truck")], [Some("truck"), Some("driving")]] {
+        let (status, mixed) = optimize(&client, base, &problem(&fleet)).await;
+        assert_eq!(status, 200, "{mixed}");
+        assert_eq!(mixed["unassigned"], json!([]), "{mixed}");
+        for route in mixed["routes"].as_array().unwrap() {
+            let vehicle = route["vehicle"].as_u64().unwrap() as usize;
+            let alone = if fleet[vehicle - 1] == Some("truck") {
+                &truck
+            } else {
+                &car
+            };
+            assert_eq!(
+                route["duration"].as_f64(),
+                alone["summary"]["duration"].as_f64(),
+                "vehicle {vehicle} of {fleet:?}: {mixed}"
+            );
+        }
+        assert_eq!(
+            duration(&mixed),
+            duration(&car) + duration(&truck),
+            "{mixed}"
+        );
+    }
     agent.stop().await.unwrap();
 }
 
