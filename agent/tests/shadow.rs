@@ -37,6 +37,8 @@ struct Center {
     artifacts: Arc<Mutex<Vec<Artifact>>>,
     windows: Arc<Mutex<Vec<edgeroute_protocol::sync::MetricsWindow>>>,
     acked: Arc<Mutex<u64>>,
+    /// While set, every report is refused with 503 (a center in trouble).
+    failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Center {
@@ -78,7 +80,10 @@ impl Center {
         async fn report(
             State(center): State<Center>,
             body: Bytes,
-        ) -> (StatusCode, Json<ReportAck>) {
+        ) -> Result<Json<ReportAck>, StatusCode> {
+            if center.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StatusCode::SERVICE_UNAVAILABLE);
+            }
             let mut json = Vec::new();
             flate2::read::GzDecoder::new(&body[..])
                 .read_to_end(&mut json)
@@ -94,7 +99,7 @@ impl Center {
                 acked_seq: *acked,
                 directives: center.directives.lock().unwrap().clone(),
             };
-            (StatusCode::OK, Json(ack))
+            Ok(Json(ack))
         }
         async fn artifact(
             State(center): State<Center>,
@@ -382,5 +387,67 @@ async fn a_full_shadow_queue_drops_samples_and_never_fails_a_request() {
     .await;
     assert_eq!(reported.compared as f64, compared);
     assert_eq!(reported.differ, 0);
+    agent.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_counts_survive_failed_reports() {
+    let center = Center::default();
+    let a_bytes = std::fs::read(artifact_a()).unwrap();
+    let a = center.publish("monaco-a", &a_bytes);
+    center.direct(None, Some(shadow_of(a, 1.0)));
+    let url = center.clone().serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_in_process(
+        &dir.path().join("db"),
+        &[
+            "--no-auth",
+            "--graph",
+            artifact_a().to_str().unwrap(),
+            "--control-plane",
+            &url,
+            "--sync-interval-ms",
+            "50",
+            "--sync-max-backoff-ms",
+            "100",
+        ],
+    )
+    .await;
+    let client = client();
+    agent.ready(&client).await;
+    wait_for_graphs(&client, &agent.url, "monaco-a", Some("monaco-a")).await;
+    let (_, status) = common::get_json(&client, &format!("{}/v1/status", agent.url)).await;
+    assert_eq!(status["sync"]["shadow"], "monaco-a", "{status}");
+
+    // The center refuses reports while the requests are compared: the counts wait in the
+    // agent's window.
+    center
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    route_requests(&client, &agent.url, 12).await;
+    eventually("12 local comparisons and a failed report", async || {
+        let text = metrics_text(&client, &agent.url).await;
+        let compared = metric(&text, "edgeroute_agent_shadow_compared_total");
+        let failures = metric(&text, "edgeroute_agent_sync_report_failures_total");
+        (compared == 12.0 && failures >= 2.0).then_some(())
+    })
+    .await;
+    let before = center.shadow_totals().0.map_or(0, |c| c.compared);
+    assert_eq!(before, 0, "nothing compared reached the center yet");
+    center
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let counts = eventually("the counts delivered", async || {
+        center.shadow_totals().0.filter(|c| c.compared >= 12)
+    })
+    .await;
+    assert_eq!(counts.compared, 12);
+    // Sent once: later reports do not repeat them.
+    let reports = center.shadow_totals().1;
+    eventually("three more reports", async || {
+        (center.shadow_totals().1 >= reports + 3).then_some(())
+    })
+    .await;
+    assert_eq!(center.shadow_totals().0.unwrap().compared, 12);
     agent.stop().await.unwrap();
 }

@@ -63,6 +63,8 @@ pub async fn status(State(state): State<AppState>) -> Json<StatusResponse> {
                 graph_error: s.graph_error,
                 reports: s.reports,
                 report_failures: s.failures,
+                shadow: state.shadow.current().map(|g| g.version().to_owned()),
+                shadow_error: s.shadow_error,
             }
         }),
         profiles,

@@ -75,4 +75,10 @@ pub struct SyncStatus {
     pub reports: u64,
     /// Reports that failed since start.
     pub report_failures: u64,
+    /// The shadow graph loaded beside the served one during a graph canary (its version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<String>,
+    /// The last failure to load the shadow graph a directive named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_error: Option<String>,
 }
