@@ -69,9 +69,10 @@ impl Profiles {
             .collect()
     }
 
-    /// Load every `<name>.graph` kept in the directory (blocking). A file that fails
-    /// verification is an error: serving without a profile the operator installed would
-    /// answer its clients with "unknown profile".
+    /// Load every `<name>.graph` kept in the directory that is not served yet (blocking;
+    /// returns the names served). A file that fails verification is an error: serving
+    /// without a profile the operator installed would answer its clients with "unknown
+    /// profile".
     pub fn load_dir(&self) -> Result<Vec<String>, Error> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
@@ -94,6 +95,11 @@ impl Profiles {
             else {
                 continue;
             };
+            if self.get(name).is_some() {
+                // Installed from a flag a moment ago.
+                loaded.push(name.to_owned());
+                continue;
+            }
             let bytes = std::fs::read(&path).map_err(|source| Error::Read {
                 path: path.clone(),
                 source,
