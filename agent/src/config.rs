@@ -30,6 +30,13 @@ pub struct Config {
     #[arg(long, env = "EDGEROUTE_GRAPH")]
     pub graph: Option<PathBuf>,
 
+    /// An extra profile's graph, `NAME=ARTIFACT` (repeatable; comma separated in env):
+    /// `--profile-graph truck=porto-truck.graph` serves `/route/v1/truck/...` from it, and
+    /// `/optimize` vehicles with `"profile": "truck"` use it. Installed at every start
+    /// (replacing an earlier upload of that profile); `car`/`driving` name the `--graph`.
+    #[arg(long = "profile-graph", env = "EDGEROUTE_PROFILE_GRAPHS", value_delimiter = ',', value_parser = parse_profile_graph)]
+    pub profile_graphs: Vec<(String, PathBuf)>,
+
     /// Activate the `--map` or `--graph` file at start even if another graph is active
     /// (replacing, say, one uploaded since).
     #[arg(long, env = "EDGEROUTE_FORCE_GRAPH")]
@@ -230,6 +237,27 @@ pub struct Config {
     /// Most events in one report.
     #[arg(long, env = "EDGEROUTE_SYNC_BATCH_EVENTS", default_value_t = 2_000)]
     pub sync_batch_events: usize,
+    /// Sampled requests waiting for comparison on the shadow graph during a graph canary;
+    /// beyond, samples are dropped (and counted), never the client's request.
+    #[arg(long, env = "EDGEROUTE_SHADOW_QUEUE", default_value_t = crate::routing::shadow::DEFAULT_QUEUE)]
+    pub shadow_queue: usize,
+}
+
+/// Parse `NAME=PATH` of `--profile-graph`.
+pub fn parse_profile_graph(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not `PROFILE=ARTIFACT` (e.g. truck=truck.graph)"))?;
+    if !crate::routing::profiles::valid_name(name) {
+        return Err(format!(
+            "{name:?} cannot name an extra profile: use 1 to 32 of a-z, 0-9, _ and - \
+             (car and driving name the --graph)"
+        ));
+    }
+    if path.is_empty() {
+        return Err(format!("{s:?} names no artifact file"));
+    }
+    Ok((name.to_owned(), PathBuf::from(path)))
 }
 
 /// Parse `lat,lon` in degrees.

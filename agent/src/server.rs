@@ -14,7 +14,7 @@ use crate::{
     api::{self, AppState, Auth, NodeInfo, middleware::RateLimiter},
     config::Config,
     metrics::Metrics,
-    routing::{GraphHolder, GraphService, Source},
+    routing::{GraphHolder, GraphService, Source, profiles::Profiles, shadow::Shadow},
     storage::{SledStore, Store},
 };
 
@@ -101,6 +101,34 @@ impl Agent {
                 .with_spool_dir(config.data_dir.join("uploads")),
         );
         let limits = config.limits();
+        let profiles = Arc::new(Profiles::new(config.data_dir.join("profiles")));
+        {
+            let profiles = profiles.clone();
+            let flags = config.profile_graphs.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                for (name, path) in &flags {
+                    let bytes = std::fs::read(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    profiles.install(name, &bytes).with_context(|| {
+                        format!("cannot serve {} as profile {name}", path.display())
+                    })?;
+                }
+                let loaded = profiles
+                    .load_dir()
+                    .context("cannot load the profile graphs")?;
+                if !loaded.is_empty() {
+                    tracing::info!(?loaded, "extra profiles served");
+                }
+                Ok(())
+            })
+            .await??;
+        }
+        let window: Arc<crate::sync::window::WindowRecorder> = Arc::default();
+        let shadow = Arc::new(Shadow::new(
+            config.shadow_queue,
+            window.clone(),
+            metrics.clone(),
+        ));
         let state = AppState {
             graphs,
             store: store.clone(),
@@ -120,8 +148,10 @@ impl Agent {
                 boot_count: identity.boot_count,
                 started: Instant::now(),
             }),
-            window: Arc::default(),
+            window,
             sync: None,
+            shadow,
+            profiles,
         };
         let mut state = state;
         let mut sync = None;
@@ -140,6 +170,7 @@ impl Agent {
                 state: handle.state.clone(),
                 node: state.node.clone(),
                 metrics: state.metrics.clone(),
+                shadow: state.shadow.clone(),
             });
         }
         Ok(Self {
@@ -173,6 +204,7 @@ impl Agent {
             sync,
         } = self;
         let graphs = state.graphs.clone();
+        let shadow = state.shadow.clone();
         if state.admission.max_lag.is_some() {
             tokio::spawn(state.admission.lag.clone().run());
         }
@@ -214,6 +246,10 @@ impl Agent {
         // The sync loop stops with the server; it holds nothing that needs draining (what it
         // has not sent stays in the outbox).
         let (stop_sync, mut sync_stopped) = watch::channel(false);
+        let mut shadow_stopped = stop_sync.subscribe();
+        tokio::spawn(shadow.run(async move {
+            let _ = shadow_stopped.wait_for(|stop| *stop).await;
+        }));
         if let Some(sync) = sync {
             tokio::spawn(crate::sync::client::run(sync, async move {
                 let _ = sync_stopped.wait_for(|stop| *stop).await;

@@ -8,7 +8,7 @@
 use axum::{
     Json, Router,
     body::Body,
-    extract::State,
+    extract::{Query, State},
     http::{HeaderMap, header},
     routing::{post, put},
 };
@@ -59,12 +59,24 @@ fn graph_error(err: GraphError) -> ApiError {
         GraphError::VersionConflict(_) => ApiError::new(ErrorCode::Conflict, err.to_string()),
         GraphError::Read { .. } => ApiError::internal_chain(&err),
         GraphError::NoPrevious => ApiError::new(ErrorCode::Conflict, err.to_string()),
+        GraphError::ProfileName(_) | GraphError::ProfileMismatch { .. } => {
+            ApiError::invalid_value(err.to_string())
+        }
         _ => ApiError::internal_chain(&err),
     }
 }
 
+/// Which graph an upload replaces.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct UploadTarget {
+    /// `car` (default) for the default graph; another name installs an extra profile's
+    /// graph (`truck`), which must have been built for that profile.
+    pub profile: Option<String>,
+}
+
 /// Upload a graph artifact: verified, stored and swapped in while requests continue.
 #[utoipa::path(put, path = "/admin/graph", tag = "admin", security(("bearer" = [])),
+    params(UploadTarget),
     request_body(content = Vec<u8>, content_type = "application/octet-stream",
         description = "A graph artifact (`edgeroute-engine` format)"),
     responses(
@@ -76,9 +88,19 @@ fn graph_error(err: GraphError) -> ApiError {
     ))]
 pub async fn upload(
     State(state): State<AppState>,
+    target: Result<Query<UploadTarget>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<GraphChange>, ApiError> {
+    let Query(target) = target.map_err(|e| ApiError::invalid_query(e.body_text()))?;
+    let profile = target
+        .profile
+        .filter(|p| !crate::routing::profiles::is_default(p));
+    if let Some(name) = &profile
+        && !crate::routing::profiles::valid_name(name)
+    {
+        return Err(graph_error(GraphError::ProfileName(name.clone())));
+    }
     let max = u64::try_from(state.limits.max_graph_bytes).unwrap_or(u64::MAX);
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -105,6 +127,25 @@ pub async fn upload(
             }
             err @ SpoolError::Io { .. } => ApiError::internal_chain(&err),
         })?;
+    if let Some(name) = profile {
+        let profiles = state.profiles.clone();
+        let graph = tokio::task::spawn_blocking(move || {
+            let bytes = std::fs::read(spooled.path()).map_err(|source| GraphError::Read {
+                path: spooled.path().to_owned(),
+                source,
+            })?;
+            drop(spooled);
+            profiles.install(&name, &bytes)
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(graph_error)?;
+        return Ok(Json(GraphChange {
+            version: graph.info().version.clone(),
+            checksum: graph.sha256().to_owned(),
+            previous: None,
+        }));
+    }
     let activated = state
         .graphs
         .upload_spooled(spooled, "upload")

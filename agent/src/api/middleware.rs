@@ -458,6 +458,14 @@ mod tests {
             )),
             store,
             admission: Arc::new(crate::api::admission(&limits, &metrics)),
+            profiles: Arc::new(crate::routing::profiles::Profiles::new(
+                dir.join("profiles"),
+            )),
+            shadow: Arc::new(crate::routing::shadow::Shadow::new(
+                1,
+                Arc::default(),
+                metrics.clone(),
+            )),
             metrics,
             rate: Arc::new(RateLimiter::new(limits.rate_limit, limits.rate_burst)),
             limits: Arc::new(limits),

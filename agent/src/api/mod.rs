@@ -102,6 +102,10 @@ pub struct AppState {
     pub window: Arc<crate::sync::window::WindowRecorder>,
     /// The link to the control plane, when there is one.
     pub sync: Option<Arc<crate::sync::SyncHandle>>,
+    /// The shadow graph of a graph canary and its comparison queue.
+    pub shadow: Arc<crate::routing::shadow::Shadow>,
+    /// The graphs of the profiles served beside the default one.
+    pub profiles: Arc<crate::routing::profiles::Profiles>,
 }
 
 /// Admission control sized by `limits`, reporting to `metrics`.
@@ -133,6 +137,45 @@ impl AppState {
     pub fn graph(&self) -> Result<Arc<Graph>, ApiError> {
         self.graphs.holder().get().ok_or_else(ApiError::not_ready)
     }
+
+    /// The graph of the profile a URL names: an extra profile's, or the default graph for
+    /// `car`, `driving` and the default graph's own profile. `None` inside means the
+    /// default graph is not loaded yet; an unknown profile is an error naming the served ones.
+    pub fn graph_for_profile(&self, name: &str) -> Result<ProfileGraph, ApiError> {
+        if let Some(graph) = self.profiles.get(name) {
+            return Ok(ProfileGraph {
+                graph: Some(graph),
+                default: false,
+            });
+        }
+        let default = self.graphs.holder().get();
+        let own = default.as_ref().is_some_and(|g| g.info().profile == name);
+        if crate::routing::profiles::is_default(name) || own {
+            return Ok(ProfileGraph {
+                graph: default,
+                default: true,
+            });
+        }
+        let mut served = vec!["car (also driving)".to_owned()];
+        served.extend(self.profiles.all().into_iter().map(|(n, _)| n));
+        Err(ApiError::new(
+            edgeroute_protocol::osrm::ErrorCode::InvalidUrl,
+            format!(
+                "Unknown profile {name:?}; this agent serves: {}",
+                served.join(", ")
+            ),
+        ))
+    }
+}
+
+/// The graph a request's profile picks (see [`AppState::graph_for_profile`]).
+#[derive(Debug, Clone)]
+pub struct ProfileGraph {
+    /// The graph; `None` while the default graph is not loaded.
+    pub graph: Option<Arc<Graph>>,
+    /// Whether it is the default graph (the one the control plane directs, and the only
+    /// one compared on a shadow graph).
+    pub default: bool,
 }
 
 /// The whole application: every module's routes, the JSON 404 fallback and the middleware.

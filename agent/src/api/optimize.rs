@@ -28,7 +28,7 @@ use axum::{
 use edgeroute_engine::{Coord, Graph, Snap};
 use edgeroute_protocol::vroom::{self, Input, OptimizeResponse, Output};
 use edgeroute_vrp::{
-    SolveOptions, check_feasibility, solve,
+    ProfileMatrices, SolveOptions, check_feasibility, solve,
     vroom::{self as convert, Places, Times},
 };
 use tower_http::limit::RequestBodyLimitLayer;
@@ -36,7 +36,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use super::AppState;
 use crate::{
     error::{InternalError, ResponseCode},
-    routing::matrix::{MatrixError, TimeUnit, matrix},
+    routing::matrix::{Matrices, MatrixError, TimeUnit, matrix},
     storage::NewPlan,
 };
 
@@ -267,7 +267,7 @@ pub async fn optimize(
     let Query(query) = query.map_err(|_| VroomError::input("Query string malformed"))?;
     let limits = state.limits.clone();
     let time_limit = time_limit(&query, limits.max_vrp_time_limit)?;
-    let input: Input = serde_json::from_slice(&body)
+    let mut input: Input = serde_json::from_slice(&body)
         .map_err(|e| VroomError::input(format!("Invalid JSON: {e}")))?;
     let tasks = input.jobs.len() + input.shipments.len();
     if tasks > limits.max_vrp_jobs {
@@ -285,7 +285,12 @@ pub async fn optimize(
         }
         None
     } else {
-        Some(state.graph().map_err(|_| VroomError::not_ready())?)
+        let fleet = fleet(&state, &input)?;
+        // The profiles are resolved: each vehicle gets its profile's matrices below.
+        for v in &mut input.vehicles {
+            v.profile = None;
+        }
+        Some(fleet)
     };
     let radius = limits.snap_radius_m;
     let (jobs, shipments, vehicles) = (
@@ -312,14 +317,7 @@ pub async fn optimize(
     })?;
     let solved = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        compute(
-            &input,
-            &places,
-            graph.as_deref(),
-            radius,
-            time_limit,
-            started,
-        )
+        compute(&input, &places, graph.as_ref(), radius, time_limit, started)
     })
     .await
     .map_err(VroomError::internal)??;
@@ -364,54 +362,124 @@ pub async fn optimize(
     Ok(response)
 }
 
+/// The graphs a fleet travels on: one per distinct vehicle `profile` (default `car`, as
+/// VROOM's), the first vehicle's first.
+struct Fleet {
+    graphs: Vec<Arc<Graph>>,
+    /// Per vehicle, its index in `graphs`.
+    vehicle_graph: Vec<usize>,
+}
+
+/// Each vehicle's `profile` picks the graph its matrix comes from, as in VROOM; an unknown
+/// profile is VROOM's input error for it.
+fn fleet(state: &AppState, input: &Input) -> Result<Fleet, VroomError> {
+    let mut names: Vec<&str> = Vec::new();
+    let mut graphs = Vec::new();
+    let mut vehicle_graph = Vec::with_capacity(input.vehicles.len());
+    for v in &input.vehicles {
+        let name = match v.profile.as_deref() {
+            None => "car",
+            Some(p) if crate::routing::profiles::is_default(p) => "car",
+            Some(p) => p,
+        };
+        let index = match names.iter().position(|n| *n == name) {
+            Some(i) => i,
+            None => {
+                let picked = state
+                    .graph_for_profile(name)
+                    .map_err(|_| VroomError::input(format!("Invalid profile: {name}.")))?;
+                graphs.push(picked.graph.ok_or_else(VroomError::not_ready)?);
+                names.push(name);
+                names.len() - 1
+            }
+        };
+        vehicle_graph.push(index);
+    }
+    if graphs.is_empty() {
+        // No vehicles: the problem is refused later with its own message; route on the
+        // default graph meanwhile.
+        graphs.push(state.graph().map_err(|_| VroomError::not_ready())?);
+    }
+    Ok(Fleet {
+        graphs,
+        vehicle_graph,
+    })
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Matrices (from the graph when needed), solve, check, shape the output.
+/// Snap every place on `graph` and compute its matrices.
+fn graph_matrices(
+    graph: &Graph,
+    places: &Places,
+    radius: f64,
+) -> Result<(Vec<Snap>, Matrices), VroomError> {
+    let snaps = places
+        .points
+        .iter()
+        .zip(&places.owners)
+        .map(|(p, owner)| {
+            Coord::new(p[0], p[1])
+                .and_then(|c| graph.snap(c, radius))
+                .map_err(|_| {
+                    VroomError::routing(format!(
+                        "{owner}: no road within {radius} m of [{}, {}]",
+                        p[0], p[1]
+                    ))
+                })
+        })
+        .collect::<Result<Vec<Snap>, _>>()?;
+    let matrices = matrix(graph, &snaps, TimeUnit::Seconds).map_err(|e| match e {
+        // As VROOM: a pair the road graph cannot connect is a routing error.
+        MatrixError::Unreachable { from, to } => VroomError::routing(format!(
+            "Unfound route from {} to {}",
+            places.owners[from], places.owners[to]
+        )),
+        MatrixError::Range(e) => VroomError::from(e),
+    })?;
+    Ok((snaps, matrices))
+}
+
+/// Matrices (from the fleet's graphs when needed), solve, check, shape the output.
 fn compute(
     input: &Input,
     places: &Places,
-    graph: Option<&Graph>,
+    fleet: Option<&Fleet>,
     radius: f64,
     time_limit: Duration,
     started: Instant,
 ) -> Result<Solved, VroomError> {
     let routing_started = Instant::now();
-    let (durations, distances, snaps) = match graph {
-        None => {
-            let (d, dist) = convert::custom_matrices(input)?;
-            (d, dist, Vec::new())
-        }
-        Some(graph) => {
-            let snaps = places
-                .points
-                .iter()
-                .zip(&places.owners)
-                .map(|(p, owner)| {
-                    Coord::new(p[0], p[1])
-                        .and_then(|c| graph.snap(c, radius))
-                        .map_err(|_| {
-                            VroomError::routing(format!(
-                                "{owner}: no road within {radius} m of [{}, {}]",
-                                p[0], p[1]
-                            ))
-                        })
-                })
-                .collect::<Result<Vec<Snap>, _>>()?;
-            let matrices = matrix(graph, &snaps, TimeUnit::Seconds).map_err(|e| match e {
-                // As VROOM: a pair the road graph cannot connect is a routing error.
-                MatrixError::Unreachable { from, to } => VroomError::routing(format!(
-                    "Unfound route from {} to {}",
-                    places.owners[from], places.owners[to]
-                )),
-                MatrixError::Range(e) => VroomError::from(e),
-            })?;
-            (matrices.durations, Some(matrices.distances), snaps)
+    // Per graph of the fleet: the places snapped on it and its matrices.
+    let mut routed: Vec<(Vec<Snap>, Arc<ProfileMatrices>)> = Vec::new();
+    let (durations, distances) = match fleet {
+        None => convert::custom_matrices(input)?,
+        Some(fleet) => {
+            for graph in &fleet.graphs {
+                let (snaps, m) = graph_matrices(graph, places, radius)?;
+                routed.push((
+                    snaps,
+                    Arc::new(ProfileMatrices {
+                        durations: m.durations,
+                        distances: Some(m.distances),
+                    }),
+                ));
+            }
+            let first = &routed[0].1;
+            (first.durations.clone(), first.distances.clone())
         }
     };
     let routing = routing_started.elapsed();
-    let problem = convert::to_problem(input, places, durations, distances)?;
+    let mut problem = convert::to_problem(input, places, durations, distances)?;
+    if let Some(fleet) = fleet {
+        for (vehicle, &g) in problem.vehicles.iter_mut().zip(&fleet.vehicle_graph) {
+            if g != 0 {
+                vehicle.matrices = Some(routed[g].1.clone());
+            }
+        }
+    }
     let loading = started.elapsed().saturating_sub(routing);
     let solving_started = Instant::now();
     let options = SolveOptions {
@@ -430,10 +498,13 @@ fn compute(
         routing: millis(routing),
     };
     let mut output = convert::to_output(input, places, &problem, &solution, &stats, times);
-    if let Some(graph) = graph
+    if let Some(fleet) = fleet
         && input.options.is_some_and(|o| o.g)
     {
         for (route, out) in solution.routes.iter().zip(&mut output.routes) {
+            // Drawn on the graph of the vehicle's profile, between its own snaps.
+            let g = fleet.vehicle_graph.get(route.vehicle).copied().unwrap_or(0);
+            let (graph, snaps) = (&fleet.graphs[g], &routed[g].0);
             let points = route.visited();
             let mut coords: Vec<Coord> = Vec::new();
             for pair in points.windows(2) {
@@ -448,7 +519,12 @@ fn compute(
     }
     Ok(Solved {
         output,
-        graph: graph.map(|g| (g.info().version.clone(), g.sha256().to_owned())),
+        // The plan names the first vehicle's graph: the default one unless the fleet is of
+        // another profile.
+        graph: fleet.map(|f| {
+            let g = &f.graphs[0];
+            (g.info().version.clone(), g.sha256().to_owned())
+        }),
     })
 }
 

@@ -1,8 +1,8 @@
 //! `GET /route/v1/{profile}/{coordinates}`: fastest route through the waypoints in order.
 
-use axum::{Json, Router, routing::get};
+use axum::{Json, Router, extract::State, routing::get};
 use edgeroute_engine::{Coord, Graph};
-use edgeroute_protocol::osrm::{RouteOptions, RouteResponse};
+use edgeroute_protocol::osrm::{ErrorCode, RouteOptions, RouteResponse};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::{
@@ -10,7 +10,10 @@ use super::{
     osrm::{OsrmRequest, shape, snap_all},
     params,
 };
-use crate::error::{ApiError, from_engine};
+use crate::{
+    error::{ApiError, from_engine},
+    routing::shadow::Served,
+};
 
 /// Routes with more waypoints than this run on the blocking pool.
 const INLINE_WAYPOINTS: usize = 16;
@@ -27,7 +30,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     security(("bearer" = [])),
     params(
         ("version" = String, Path, description = "Protocol version: `v1`"),
-        ("profile" = String, Path, description = "Profile name (any; the graph's car profile answers)"),
+        ("profile" = String, Path, description = "`car` or `driving` (the default graph), or an extra profile the agent serves (`truck`)"),
         ("coordinates" = String, Path, description = "`lon,lat;lon,lat[;...]`, `polyline(...)` or `polyline6(...)`, optionally followed by `.json`"),
         ("alternatives" = Option<String>, Query, description = "`true`, `false` or a number; at most one route is returned"),
         ("steps" = Option<bool>, Query, description = "Return turn-by-turn steps"),
@@ -43,7 +46,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         (status = 401, description = "Missing or wrong API key", body = edgeroute_protocol::osrm::ErrorResponse),
         (status = 503, description = "No graph loaded yet, or overloaded", body = edgeroute_protocol::osrm::ErrorResponse),
     ))]
-pub async fn route(request: OsrmRequest) -> Result<Json<RouteResponse>, ApiError> {
+pub async fn route(
+    State(state): State<AppState>,
+    request: OsrmRequest,
+) -> Result<Json<RouteResponse>, ApiError> {
     params::waypoint_count(
         request.coordinates.len(),
         request.limits().max_route_waypoints,
@@ -51,15 +57,36 @@ pub async fn route(request: OsrmRequest) -> Result<Json<RouteResponse>, ApiError
     let options = request.options(params::route_options)?;
     let graph = request.graph()?;
     let radius = request.limits().snap_radius_m;
+    let default_profile = request.is_default_profile();
     let coords = request.coordinates;
+    // During a graph canary the request may be re-answered on the shadow graph after this
+    // answer is ready: keep what that needs (only then, it costs a copy).
+    let for_shadow = (default_profile && state.shadow.is_active())
+        .then(|| (coords.clone(), options.radiuses.clone()));
     let response = if coords.len() <= INLINE_WAYPOINTS {
-        compute(&graph, &coords, &options, radius)?
+        compute(&graph, &coords, &options, radius)
     } else {
         tokio::task::spawn_blocking(move || compute(&graph, &coords, &options, radius))
             .await
-            .map_err(ApiError::internal)??
+            .map_err(ApiError::internal)?
     };
-    Ok(Json(response))
+    if let Some((coords, radiuses)) = for_shadow {
+        let served = match &response {
+            Ok(r) => r.routes.first().map(|r| Served::Route {
+                duration_s: r.duration,
+            }),
+            Err(e) if matches!(e.code(), ErrorCode::NoRoute | ErrorCode::NoSegment) => {
+                Some(Served::NoRoute)
+            }
+            // A request the served graph refused for its own sake (bad radius, ...) says
+            // nothing about the graphs.
+            Err(_) => None,
+        };
+        if let Some(served) = served {
+            state.shadow.offer(&coords, &radiuses, radius, served);
+        }
+    }
+    Ok(Json(response?))
 }
 
 /// Snap, route each leg and shape the OSRM response.

@@ -26,17 +26,19 @@ pub async fn status(State(state): State<AppState>) -> Json<StatusResponse> {
         }
         None => None,
     };
-    let graph = state.graphs.holder().get().map(|g| {
-        let i = g.info();
-        GraphStatus {
-            version: i.version.clone(),
-            checksum: g.sha256().to_owned(),
-            node_count: i.node_count,
-            edge_count: i.edge_count,
-            road_count: i.road_count,
-            bbox: i.bbox,
-        }
-    });
+    let graph = state.graphs.holder().get().map(|g| graph_status(&g));
+    let mut profiles: std::collections::BTreeMap<String, GraphStatus> = state
+        .profiles
+        .all()
+        .iter()
+        .map(|(name, g)| (name.clone(), graph_status(g)))
+        .collect();
+    if let Some(g) = &graph {
+        profiles.insert(
+            crate::routing::profiles::DEFAULT_ALIASES[0].to_owned(),
+            g.clone(),
+        );
+    }
     Json(StatusResponse {
         node: state.node.name.clone(),
         node_id: state.node.id.clone(),
@@ -61,7 +63,22 @@ pub async fn status(State(state): State<AppState>) -> Json<StatusResponse> {
                 graph_error: s.graph_error,
                 reports: s.reports,
                 report_failures: s.failures,
+                shadow: state.shadow.current().map(|g| g.version().to_owned()),
+                shadow_error: s.shadow_error,
             }
         }),
+        profiles,
     })
+}
+
+fn graph_status(g: &edgeroute_engine::Graph) -> GraphStatus {
+    let i = g.info();
+    GraphStatus {
+        version: i.version.clone(),
+        checksum: g.sha256().to_owned(),
+        node_count: i.node_count,
+        edge_count: i.edge_count,
+        road_count: i.road_count,
+        bbox: i.bbox,
+    }
 }

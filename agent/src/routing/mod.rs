@@ -17,6 +17,8 @@
 //! results into OSRM objects itself (`api::osrm`).
 
 pub mod matrix;
+pub mod profiles;
+pub mod shadow;
 pub mod spool;
 
 use std::{
@@ -70,6 +72,22 @@ pub enum Error {
     /// A blocking task panicked or was cancelled.
     #[error("background task failed")]
     Task(#[from] tokio::task::JoinError),
+    /// A profile name that cannot name an extra profile (see `profiles::valid_name`).
+    #[error(
+        "{0:?} is not a profile name for an extra graph: use 1 to 32 of a-z, 0-9, _ and - (car and driving name the default graph)"
+    )]
+    ProfileName(String),
+    /// The artifact was built for another profile.
+    #[error("the artifact was built for the {built_for} profile, not {name}")]
+    ProfileMismatch {
+        /// The profile it was to be installed as.
+        name: String,
+        /// The profile recorded in the artifact.
+        built_for: String,
+    },
+    /// A lock was poisoned by a panic elsewhere.
+    #[error("a lock was poisoned")]
+    Poisoned,
 }
 
 /// Result alias for graph management.

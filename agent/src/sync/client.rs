@@ -13,6 +13,7 @@ use std::{
 
 use edgeroute_protocol::sync::{
     EventKind, GraphDirective, GraphRef, Health, Location, RawEvent, Report, ReportAck,
+    ShadowCounts, ShadowDirective,
 };
 use reqwest::{StatusCode, Url, header};
 
@@ -25,7 +26,10 @@ use crate::{
     api::NodeInfo,
     config::Config,
     metrics::Metrics,
-    routing::GraphService,
+    routing::{
+        GraphService,
+        shadow::{Shadow, ShadowGraph},
+    },
     storage::{self, Store, outbox::now_ms},
 };
 
@@ -123,6 +127,8 @@ pub struct SyncStatus {
     pub graph_error: Option<String>,
     /// A graph download in progress (its version).
     pub downloading: Option<String>,
+    /// The last failure to load the shadow graph a directive named, until one loads.
+    pub shadow_error: Option<String>,
     /// Reports acknowledged.
     pub reports: u64,
     /// Reports that failed.
@@ -169,6 +175,8 @@ pub struct SyncContext {
     pub node: Arc<NodeInfo>,
     /// Where the loop's counters go.
     pub metrics: Arc<Metrics>,
+    /// The shadow graph slot the directives' `shadow` fills and empties.
+    pub shadow: Arc<Shadow>,
 }
 
 /// Why one round failed.
@@ -200,6 +208,7 @@ pub async fn run(ctx: SyncContext, shutdown: impl std::future::Future<Output = (
     let mut backoff = Backoff::new(base_delay, ctx.config.max_backoff);
     let mut interval = ctx.config.interval;
     let downloading = Arc::new(tokio::sync::Mutex::new(()));
+    let shadow = ShadowFollower::default();
     loop {
         let wait = match round(&ctx).await {
             Ok(round) => {
@@ -210,6 +219,7 @@ pub async fn run(ctx: SyncContext, shutdown: impl std::future::Future<Output = (
                 if let Some(graph) = round.ack.directives.graph.clone() {
                     follow_graph(&ctx, graph, &downloading);
                 }
+                shadow.follow(&ctx, round.ack.directives.shadow.clone());
                 if round.more { Duration::ZERO } else { interval }
             }
             Err(err) => {
@@ -252,6 +262,17 @@ async fn round(ctx: &SyncContext) -> Result<Round, RoundError> {
         bbox: Some(g.info().bbox),
     });
     let window = ctx.window.take();
+    let mut metrics = window.clone();
+    if metrics.shadow.is_none()
+        && let Some(shadow) = ctx.shadow.current()
+    {
+        // Say a shadow is loaded even in a window without samples: the center then knows
+        // the comparison runs, and that an idle canary compared nothing.
+        metrics.shadow = Some(ShadowCounts {
+            against_version: shadow.version().to_owned(),
+            ..ShadowCounts::default()
+        });
+    }
     let report = Report {
         node: ctx.node.name.clone(),
         stream: ctx.node.id.clone(),
@@ -266,7 +287,7 @@ async fn round(ctx: &SyncContext) -> Result<Round, RoundError> {
         graph,
         advertise_url: ctx.config.advertise_url.clone(),
         location: ctx.config.location,
-        metrics: window.clone(),
+        metrics,
         outbox_depth: depth,
         events,
     };
@@ -415,4 +436,125 @@ async fn install(ctx: &SyncContext, directive: &GraphDirective) -> Result<(), St
         .map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
     tracing::info!(version = %activated.version, sha256 = %activated.sha256, "graph directive followed");
     Ok(())
+}
+
+/// Follows the directives' `shadow`: loads the graph it names beside the served one (from
+/// the store when it is there, as the previous version usually is, else downloaded like a
+/// graph directive but never activated), and unloads it when a directive says `None`.
+#[derive(Default)]
+struct ShadowFollower {
+    /// One load at a time.
+    loading: Arc<tokio::sync::Mutex<()>>,
+    /// The latest directive: a load that finishes after the center changed its mind
+    /// installs nothing.
+    wanted: Arc<Mutex<Option<ShadowDirective>>>,
+}
+
+impl ShadowFollower {
+    fn follow(&self, ctx: &SyncContext, directive: Option<ShadowDirective>) {
+        if let Ok(mut wanted) = self.wanted.lock() {
+            wanted.clone_from(&directive);
+        }
+        let Some(directive) = directive else {
+            ctx.shadow.unload();
+            return;
+        };
+        if let Some(current) = ctx.shadow.current()
+            && current
+                .graph
+                .sha256()
+                .eq_ignore_ascii_case(&directive.graph.sha256)
+        {
+            if current.sample_rate != directive.sample_rate
+                || current.duration_tolerance != directive.duration_tolerance
+            {
+                ctx.shadow.load(ShadowGraph {
+                    graph: current.graph.clone(),
+                    sample_rate: directive.sample_rate,
+                    duration_tolerance: directive.duration_tolerance,
+                });
+            }
+            return;
+        }
+        let Ok(guard) = self.loading.clone().try_lock_owned() else {
+            return;
+        };
+        let ctx = ctx.clone();
+        let wanted = self.wanted.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let target = directive.graph;
+            match load_shadow(&ctx, &target).await {
+                Ok(graph) => {
+                    // Install only what the latest directive still asks for, with its rates.
+                    let latest = wanted.lock().ok().and_then(|w| w.clone());
+                    if let Some(latest) = latest.filter(|l| l.graph.sha256 == target.sha256) {
+                        ctx.shadow.load(ShadowGraph {
+                            graph,
+                            sample_rate: latest.sample_rate,
+                            duration_tolerance: latest.duration_tolerance,
+                        });
+                    }
+                    ctx.state.update(|s| s.shadow_error = None);
+                }
+                Err(message) => {
+                    tracing::warn!(version = %target.version, error = %message, "shadow graph not loaded");
+                    ctx.state.update(|s| s.shadow_error = Some(message));
+                }
+            }
+        });
+    }
+}
+
+/// The graph a shadow directive names: the served one itself if it is that graph, the
+/// stored artifact if there is one, else a verified download (not stored: it is only
+/// compared against, and the store's retention keeps the versions that may be served).
+async fn load_shadow(
+    ctx: &SyncContext,
+    directive: &GraphDirective,
+) -> Result<Arc<edgeroute_engine::Graph>, String> {
+    if let Some(served) = ctx.graphs.holder().get()
+        && served.sha256().eq_ignore_ascii_case(&directive.sha256)
+    {
+        return Ok(served);
+    }
+    let store = ctx.store.clone();
+    let version = directive.version.clone();
+    let stored = tokio::task::spawn_blocking(move || store.graph(&version))
+        .await
+        .map_err(|e| format!("loading the stored shadow graph failed: {e}"))?
+        .map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
+    let bytes = match stored {
+        Some(bytes) => bytes,
+        None => {
+            let bytes = download::fetch(
+                &ctx.client,
+                &ctx.config.control_plane,
+                ctx.config.token.as_deref(),
+                &ctx.config.download_dir,
+                directive,
+            )
+            .await
+            .map_err(|e: DownloadError| format!("{:#}", anyhow::Error::new(e)))?;
+            let len = bytes.len() as u64;
+            ctx.metrics.sync_downloaded(len);
+            ctx.state.update(|s| s.bytes_received += len);
+            bytes
+        }
+    };
+    let graph = tokio::task::spawn_blocking(move || edgeroute_engine::Graph::from_artifact(&bytes))
+        .await
+        .map_err(|e| format!("decoding the shadow graph failed: {e}"))?
+        .map_err(|e| format!("invalid shadow graph artifact: {:#}", anyhow::Error::new(e)))?;
+    if !graph.sha256().eq_ignore_ascii_case(&directive.sha256) {
+        // A stored version label reused for other content: never compare against the wrong
+        // graph.
+        return Err(format!(
+            "stored version {} has sha256 {}, the directive says {}",
+            directive.version,
+            graph.sha256(),
+            directive.sha256
+        ));
+    }
+    Ok(Arc::new(graph))
 }

@@ -7,7 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use edgeroute_protocol::sync::MetricsWindow;
+use edgeroute_protocol::sync::{MetricsWindow, ShadowCounts};
+
+use crate::routing::shadow::Comparison;
 
 /// The endpoints a window counts by name; every other path folds into `other` so a client
 /// cannot grow the report.
@@ -67,6 +69,25 @@ impl WindowRecorder {
             *counts.codes.entry(code.to_owned()).or_default() += 1;
         }
         window.latency.observe(latency.as_secs_f64() * 1000.0);
+    }
+
+    /// Count one request re-answered on the shadow graph `version` (see
+    /// [`crate::routing::shadow`]).
+    pub fn record_shadow(&self, version: &str, comparison: Comparison) {
+        let Ok(mut guard) = self.inner.lock() else {
+            return;
+        };
+        let counts = guard.0.shadow.get_or_insert_with(|| ShadowCounts {
+            against_version: version.to_owned(),
+            ..ShadowCounts::default()
+        });
+        counts.compared += 1;
+        if comparison.differs() {
+            counts.differ += 1;
+        }
+        if comparison == Comparison::LostRoute {
+            counts.lost_routes += 1;
+        }
     }
 
     /// Take the window so far and start a new one.
@@ -137,9 +158,31 @@ mod tests {
             None,
             Duration::from_millis(2),
         );
+        w.record_shadow("old", Comparison::LostRoute);
+        w.record_shadow("old", Comparison::Same);
         w.restore(first);
         let second = w.take();
         assert_eq!(second.requests(), 5);
         assert_eq!(w.take().requests(), 0);
+        // Shadow counts survive a failed report like the rest.
+        let expected = ShadowCounts {
+            against_version: "old".to_owned(),
+            compared: 2,
+            differ: 1,
+            lost_routes: 1,
+        };
+        assert_eq!(second.shadow.as_ref(), Some(&expected));
+        w.restore(second);
+        w.record_shadow("old", Comparison::DurationChanged);
+        let third = w.take();
+        assert_eq!(
+            third.shadow,
+            Some(ShadowCounts {
+                compared: 3,
+                differ: 2,
+                ..expected
+            })
+        );
+        assert_eq!(w.take().shadow, None);
     }
 }

@@ -43,6 +43,10 @@ pub struct StatusResponse {
     /// The link to the control plane; absent on a standalone agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncStatus>,
+    /// Every profile served and its graph (`car` is the default graph, also reached as
+    /// `driving`; the others are extra profiles such as `truck`).
+    #[serde(default)]
+    pub profiles: std::collections::BTreeMap<String, GraphStatus>,
 }
 
 /// The agent's side of the link to the control plane.
@@ -71,4 +75,10 @@ pub struct SyncStatus {
     pub reports: u64,
     /// Reports that failed since start.
     pub report_failures: u64,
+    /// The shadow graph loaded beside the served one during a graph canary (its version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<String>,
+    /// The last failure to load the shadow graph a directive named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_error: Option<String>,
 }

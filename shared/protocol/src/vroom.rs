@@ -66,7 +66,8 @@ pub struct Options {
 pub struct Vehicle {
     /// Caller's id.
     pub id: u64,
-    /// Routing profile; only `car` is served.
+    /// Routing profile: picks the matrix the vehicle travels on (`car`, the default, or any
+    /// profile the agent serves, such as `truck`), as in VROOM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     /// Start coordinates.

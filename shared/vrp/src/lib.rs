@@ -28,7 +28,8 @@ pub mod vroom;
 pub use check::{SolutionStats, Violation, check_feasibility};
 pub use error::{Error, Result};
 pub use model::{
-    Break, Job, Matrix, Problem, Shipment, ShipmentStep, TimeWindow, Vehicle, VehicleCosts,
+    Break, Job, Matrix, Problem, ProfileMatrices, Shipment, ShipmentStep, TimeWindow, Vehicle,
+    VehicleCosts,
 };
 pub use solution::{Route, Solution, Step, StepKind, Unassigned};
 pub use solver::{SolveOptions, solve};

@@ -4,6 +4,8 @@
 //! seconds (or whatever unit the matrix uses, consistently), amounts are non-negative
 //! integers in as many dimensions as the vehicles' capacities.
 
+use std::sync::Arc;
+
 use crate::Error;
 
 /// A square, row-major matrix of non-negative travel values (durations or distances).
@@ -175,6 +177,18 @@ pub struct Vehicle {
     pub costs: VehicleCosts,
     /// Breaks, taken in this order.
     pub breaks: Vec<Break>,
+    /// The vehicle's own travel matrices (VROOM: those of its `profile`, a truck's beside
+    /// the cars'); `None` travels on the problem's.
+    pub matrices: Option<Arc<ProfileMatrices>>,
+}
+
+/// The travel matrices of one profile, indexed like the problem's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileMatrices {
+    /// Travel durations (before the vehicle's speed factor).
+    pub durations: Matrix,
+    /// Travel distances; `None` reports zero distances.
+    pub distances: Option<Matrix>,
 }
 
 impl Vehicle {
@@ -191,6 +205,7 @@ impl Vehicle {
             speed_factor: 1.0,
             costs: VehicleCosts::default(),
             breaks: Vec::new(),
+            matrices: None,
         }
     }
 }
@@ -294,12 +309,44 @@ impl Problem {
         self.vehicles.first().map_or(0, |v| v.capacity.len())
     }
 
+    /// The durations `vehicle` travels on: its own profile's, or the problem's.
+    pub fn durations_for<'a>(&'a self, vehicle: &'a Vehicle) -> &'a Matrix {
+        vehicle
+            .matrices
+            .as_ref()
+            .map_or(&self.durations, |m| &m.durations)
+    }
+
+    /// The distances `vehicle` travels on: its own profile's, or the problem's.
+    pub fn distances_for<'a>(&'a self, vehicle: &'a Vehicle) -> Option<&'a Matrix> {
+        match &vehicle.matrices {
+            Some(m) => m.distances.as_ref(),
+            None => self.distances.as_ref(),
+        }
+    }
+
     /// Checks everything the solver relies on; [`crate::solve`] calls it first.
     pub fn validate(&self) -> Result<(), Error> {
         if self.vehicles.is_empty() {
             return Err(Error::NoVehicles);
         }
         let size = self.durations.size();
+        for (i, v) in self.vehicles.iter().enumerate() {
+            let Some(m) = &v.matrices else { continue };
+            for (name, matrix) in [
+                ("durations", Some(&m.durations)),
+                ("distances", m.distances.as_ref()),
+            ] {
+                if let Some(matrix) = matrix
+                    && matrix.size() != size
+                {
+                    return Err(Error::MatrixShape {
+                        matrix: format!("vehicles[{i}].{name}"),
+                        detail: format!("{0}x{0} but durations is {size}x{size}", matrix.size()),
+                    });
+                }
+            }
+        }
         if let Some(d) = &self.distances
             && d.size() != size
         {

@@ -518,3 +518,41 @@ fn large_problems_use_granular_insertion_and_stay_feasible() {
     assert!(stats.served > 60, "{} served", stats.served);
     assert_eq!(stats.served + s.unassigned.len(), 174);
 }
+
+#[test]
+fn a_vehicle_with_its_own_matrices_travels_and_reports_on_them() {
+    // Two depots at 0; the car's matrix is the line, the truck's makes every leg 5x longer
+    // (a detour round a low bridge, say) but its distances 2x. Both must be used as given:
+    // the checker recomputes each route on the vehicle's own matrices.
+    let n = 4;
+    let scaled = |name: &str, factor: i64| {
+        let data = (0..n * n)
+            .map(|k| factor * 10 * ((k / n) as i64 - (k % n) as i64).abs())
+            .collect();
+        Matrix::new(name, n, data).unwrap()
+    };
+    let car = Vehicle::new(1, Some(0), Some(0), vec![1]);
+    let mut truck = Vehicle::new(2, Some(0), Some(0), vec![1]);
+    truck.matrices = Some(std::sync::Arc::new(ProfileMatrices {
+        durations: scaled("durations", 5),
+        distances: Some(scaled("distances", 2)),
+    }));
+    let p = problem(n, vec![car, truck], vec![job(1, 1, 1), job(2, 3, 1)]);
+    let (s, stats) = solve_checked(&p, 200);
+    assert!(s.unassigned.is_empty());
+    // The car takes the far job (60 there and back) and the truck the near one (100 on
+    // its matrix), rather than the other way round (20 + 300).
+    let by_vehicle = |v: usize| s.routes.iter().find(|r| r.vehicle == v).unwrap();
+    assert_eq!(served_jobs(by_vehicle(0)), [1]);
+    assert_eq!(served_jobs(by_vehicle(1)), [0]);
+    assert_eq!(stats.duration, 60 + 100);
+    assert_eq!(stats.distance, 60 + 40);
+
+    // Matrices of the wrong size are refused.
+    let mut bad = p.clone();
+    bad.vehicles[1].matrices = Some(std::sync::Arc::new(ProfileMatrices {
+        durations: line(3),
+        distances: None,
+    }));
+    assert!(matches!(bad.validate(), Err(Error::MatrixShape { .. })));
+}

@@ -27,8 +27,9 @@ use crate::{
 /// with [`OsrmRequest::options`] and asks for [`OsrmRequest::graph`], in that order: a bad
 /// request is refused with its OSRM code even before a graph is loaded.
 ///
-/// Any profile name is accepted: the graph's car profile answers all of them, so clients
-/// written for OSRM's `driving`, `car` or their own names work unchanged.
+/// The profile picks the graph: `car` and `driving` (OSRM's name) the default graph, any
+/// other name an extra profile's graph (`truck`); an unknown one is refused with
+/// `InvalidUrl` naming the profiles served.
 #[derive(Debug)]
 pub struct OsrmRequest {
     /// The coordinates, in order.
@@ -36,6 +37,7 @@ pub struct OsrmRequest {
     /// `None` when the query string cannot be split into pairs.
     pairs: Option<params::Pairs>,
     graph: Option<Arc<Graph>>,
+    default_profile: bool,
     limits: Arc<Limits>,
 }
 
@@ -48,11 +50,14 @@ impl FromRequestParts<AppState> for OsrmRequest {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Path((version, _profile, coordinates)) =
+        let Path((version, profile, coordinates)) =
             Path::<(String, String, String)>::from_request_parts(parts, state)
                 .await
                 .map_err(IntoResponse::into_response)?;
         params::check_version(&version).map_err(IntoResponse::into_response)?;
+        let picked = state
+            .graph_for_profile(&profile)
+            .map_err(IntoResponse::into_response)?;
         let coordinates = params::coordinates(&coordinates).map_err(IntoResponse::into_response)?;
         let pairs = Query::<params::Pairs>::try_from_uri(&parts.uri)
             .ok()
@@ -60,7 +65,8 @@ impl FromRequestParts<AppState> for OsrmRequest {
         Ok(Self {
             coordinates,
             pairs,
-            graph: state.graphs.holder().get(),
+            graph: picked.graph,
+            default_profile: picked.default,
             limits: state.limits.clone(),
         })
     }
@@ -83,6 +89,11 @@ impl OsrmRequest {
             .as_ref()
             .ok_or_else(|| ApiError::invalid_query("Query string malformed"))?;
         parse(pairs, self.coordinates.len(), self.limits.snap_radius_m)
+    }
+
+    /// Whether the URL's profile picked the default graph.
+    pub fn is_default_profile(&self) -> bool {
+        self.default_profile
     }
 
     /// The graph to answer with, or 503 before the first load.

@@ -97,7 +97,7 @@ impl<'p> Clock<'p> {
     fn leg(&mut self, k: usize, s: &Step, location: usize) -> Result<(), Violation> {
         let travel = match self.last_location {
             Some(prev) => scaled_duration(
-                self.problem.durations.at(prev, location),
+                self.problem.durations_for(self.vehicle).at(prev, location),
                 self.vehicle.speed_factor,
             ),
             None => 0,
@@ -111,7 +111,9 @@ impl<'p> Clock<'p> {
         }
         self.duration += travel;
         self.travel_cost += travel_cost(travel, self.vehicle.costs.per_hour);
-        if let (Some(prev), Some(m)) = (self.last_location, &self.problem.distances) {
+        if let (Some(prev), Some(m)) =
+            (self.last_location, self.problem.distances_for(self.vehicle))
+        {
             self.distance += m.at(prev, location);
         }
         self.gap_sum = 0;

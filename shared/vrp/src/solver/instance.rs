@@ -1,6 +1,8 @@
 //! The problem preprocessed for the search: tasks numbered densely, time windows sorted and
 //! merged, per-vehicle duration and cost matrices, skill compatibility, neighbour lists.
 
+use std::sync::Arc;
+
 use crate::model::{Problem, TimeWindow, scaled_duration, travel_cost};
 
 /// Times past this are "never"; far from overflow when a few are added together.
@@ -38,6 +40,8 @@ pub(super) enum Unit {
 pub(super) struct Profile {
     pub dur: Vec<i64>,
     pub cost: Vec<i64>,
+    /// A vehicle of this profile: whose distances it reports.
+    pub vehicle: usize,
 }
 
 /// A vehicle as the search sees it.
@@ -175,12 +179,15 @@ impl<'a> Instance<'a> {
             })
             .collect();
 
-        let mut profile_keys: Vec<(u64, i64)> = Vec::new();
+        let mut profile_keys: Vec<(u64, i64, usize)> = Vec::new();
         let mut profiles = Vec::new();
         let mut vehicles = Vec::new();
         let mut class_keys: Vec<String> = Vec::new();
-        for v in &problem.vehicles {
-            let key = (v.speed_factor.to_bits(), v.costs.per_hour);
+        for (vi, v) in problem.vehicles.iter().enumerate() {
+            // Vehicles with their own matrices share a profile only with the same matrices.
+            let matrices = v.matrices.as_ref().map_or(0, |m| Arc::as_ptr(m) as usize);
+            let key = (v.speed_factor.to_bits(), v.costs.per_hour, matrices);
+            let durations = problem.durations_for(v);
             let profile = match profile_keys.iter().position(|k| *k == key) {
                 Some(i) => i,
                 None => {
@@ -189,12 +196,16 @@ impl<'a> Instance<'a> {
                     let mut cost = Vec::with_capacity(size * size);
                     for a in 0..size {
                         for b in 0..size {
-                            let d = scaled_duration(problem.durations.at(a, b), v.speed_factor);
+                            let d = scaled_duration(durations.at(a, b), v.speed_factor);
                             dur.push(d);
                             cost.push(travel_cost(d, v.costs.per_hour));
                         }
                     }
-                    profiles.push(Profile { dur, cost });
+                    profiles.push(Profile {
+                        dur,
+                        cost,
+                        vehicle: vi,
+                    });
                     profiles.len() - 1
                 }
             };
@@ -304,8 +315,9 @@ impl<'a> Instance<'a> {
     }
 
     #[inline]
-    pub fn distance(&self, a: Option<usize>, b: Option<usize>) -> i64 {
-        match (a, b, &self.problem.distances) {
+    pub fn distance(&self, profile: usize, a: Option<usize>, b: Option<usize>) -> i64 {
+        let vehicle = &self.problem.vehicles[self.profiles[profile].vehicle];
+        match (a, b, self.problem.distances_for(vehicle)) {
             (Some(a), Some(b), Some(m)) => m.at(a, b),
             _ => 0,
         }

@@ -489,7 +489,7 @@ pub(super) fn build_steps(
         let travel = inst.dur(veh.profile, loc(p), loc(p + 1));
         t += travel;
         cum_dur += travel;
-        cum_dist += inst.distance(loc(p), loc(p + 1));
+        cum_dist += inst.distance(veh.profile, loc(p), loc(p + 1));
         take_breaks(k2, &mut t, &mut steps, &load, cum_dur, cum_dist);
         if p < n {
             let ti = tasks[p] as usize;

@@ -257,6 +257,7 @@ pub fn to_problem(
                 .transpose()?,
             max_tasks: v.max_tasks,
             speed_factor: v.speed_factor.unwrap_or(1.0),
+            matrices: None,
             costs: VehicleCosts {
                 fixed: to_i64(&f("costs.fixed"), costs.fixed.unwrap_or(0))?,
                 per_hour: to_i64(&f("costs.per_hour"), costs.per_hour.unwrap_or(3600))?,

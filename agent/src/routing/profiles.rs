@@ -1,0 +1,214 @@
+//! The graphs of the profiles an agent serves beside its default one (issue 15): a truck
+//! graph next to the car graph, say. `/route/v1/truck/...` answers on the truck graph,
+//! `/route/v1/car/...` and `/route/v1/driving/...` on the default graph, which is the one
+//! [`super::GraphService`] manages and the control plane's directives move.
+//!
+//! Each extra profile's artifact is kept as `<data dir>/profiles/<name>.graph`, written
+//! atomically (temporary file, fsync, rename) before it is served, and loaded again at
+//! start, so an upload survives a restart. Extra profiles are not synced: the sync protocol
+//! directs the default graph only.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use arc_swap::ArcSwap;
+use edgeroute_engine::Graph;
+
+use super::Error;
+
+/// The profile names that always mean the default graph (OSRM clients say `driving`).
+pub const DEFAULT_ALIASES: [&str; 2] = ["car", "driving"];
+
+/// Whether `name` names the default graph.
+pub fn is_default(name: &str) -> bool {
+    DEFAULT_ALIASES.contains(&name)
+}
+
+/// Whether `name` can name an extra profile: 1 to 32 of `a-z`, `0-9`, `_`, `-`, and not
+/// one of the [`DEFAULT_ALIASES`]. It becomes a file name, so nothing else is allowed.
+pub fn valid_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && !is_default(name)
+}
+
+/// The extra profiles' graphs, swapped atomically like the default one.
+#[derive(Debug)]
+pub struct Profiles {
+    graphs: ArcSwap<BTreeMap<String, Arc<Graph>>>,
+    dir: PathBuf,
+    changes: std::sync::Mutex<()>,
+}
+
+impl Profiles {
+    /// Profiles kept in `dir` (nothing is read until [`Profiles::load_dir`]).
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            graphs: ArcSwap::default(),
+            dir,
+            changes: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// The graph of the extra profile `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Graph>> {
+        self.graphs.load().get(name).cloned()
+    }
+
+    /// Every extra profile and its graph, by name.
+    pub fn all(&self) -> Vec<(String, Arc<Graph>)> {
+        self.graphs
+            .load()
+            .iter()
+            .map(|(n, g)| (n.clone(), g.clone()))
+            .collect()
+    }
+
+    /// Load every `<name>.graph` kept in the directory that is not served yet (blocking;
+    /// returns the names served). A file that fails verification is an error: serving
+    /// without a profile the operator installed would answer its clients with "unknown
+    /// profile".
+    pub fn load_dir(&self) -> Result<Vec<String>, Error> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(Error::Read {
+                    path: self.dir.clone(),
+                    source,
+                });
+            }
+        };
+        let mut loaded = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".graph"))
+                .filter(|n| valid_name(n))
+            else {
+                continue;
+            };
+            if self.get(name).is_some() {
+                // Installed from a flag a moment ago.
+                loaded.push(name.to_owned());
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(|source| Error::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let graph = Graph::from_artifact(&bytes).map_err(Error::InvalidArtifact)?;
+            self.swap_in(name, Arc::new(graph));
+            loaded.push(name.to_owned());
+        }
+        Ok(loaded)
+    }
+
+    /// Verify an artifact, keep it as profile `name` and serve it (blocking). The artifact
+    /// must have been built for that profile (or by hand, `custom`): a car graph installed
+    /// as `truck` would send trucks under low bridges.
+    pub fn install(&self, name: &str, bytes: &[u8]) -> Result<Arc<Graph>, Error> {
+        if !valid_name(name) {
+            return Err(Error::ProfileName(name.to_owned()));
+        }
+        let graph = Graph::from_artifact(bytes).map_err(Error::InvalidArtifact)?;
+        let built_for = &graph.info().profile;
+        if built_for != name && built_for != "custom" {
+            return Err(Error::ProfileMismatch {
+                name: name.to_owned(),
+                built_for: built_for.clone(),
+            });
+        }
+        let _guard = self.changes.lock().map_err(|_| Error::Poisoned)?;
+        write_atomically(&self.dir, &format!("{name}.graph"), bytes)?;
+        let graph = Arc::new(graph);
+        self.swap_in(name, graph.clone());
+        tracing::info!(
+            profile = name,
+            version = %graph.info().version,
+            sha256 = %graph.sha256(),
+            "profile graph installed"
+        );
+        Ok(graph)
+    }
+
+    fn swap_in(&self, name: &str, graph: Arc<Graph>) {
+        self.graphs.rcu(|current| {
+            let mut next = BTreeMap::clone(current);
+            next.insert(name.to_owned(), graph.clone());
+            next
+        });
+    }
+}
+
+/// Write `bytes` to `dir/file` so that a crash leaves the old file or the new one, never a
+/// mix.
+fn write_atomically(dir: &Path, file: &str, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Read { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let target = dir.join(file);
+    let tmp = dir.join(format!("{file}.tmp"));
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &target).map_err(io(&target))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_names_are_safe_file_names_and_not_the_default_aliases() {
+        for ok in ["truck", "truck-12t", "van_2", "a"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "car",
+            "driving",
+            "Truck",
+            "../x",
+            "a/b",
+            "x.graph",
+            &"t".repeat(33),
+        ] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_installed_profile_is_kept_on_disk_and_loaded_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let graph = crate::routing::shadow::tests::square("sq");
+        let bytes = graph.to_artifact();
+        let profiles = Profiles::new(dir.path().join("profiles"));
+        assert!(profiles.load_dir().unwrap().is_empty());
+        assert!(matches!(
+            profiles.install("car", &bytes),
+            Err(Error::ProfileName(_))
+        ));
+        assert!(matches!(
+            profiles.install("truck", b"junk"),
+            Err(Error::InvalidArtifact(_))
+        ));
+        profiles.install("truck", &bytes).unwrap();
+        assert_eq!(profiles.get("truck").unwrap().sha256(), graph.sha256());
+        let again = Profiles::new(dir.path().join("profiles"));
+        assert_eq!(again.load_dir().unwrap(), ["truck"]);
+        assert_eq!(again.all().len(), 1);
+        assert!(again.get("van").is_none());
+    }
+}
