@@ -337,3 +337,61 @@ async fn an_agent_rollout_in_an_edgeregion_status_is_recorded_from_its_start() {
     assert_eq!(v["kind"], "Fail", "{v}");
     task.abort();
 }
+
+#[tokio::test]
+async fn the_rollout_cli_steers_an_agent_rollout_through_the_edgeregion() {
+    use edgeroute_control_plane::rollout::cli::{RolloutVerb, steer_agent_rollout};
+    use support::fake_apiserver::FakeApiServer;
+    const NS: &str = "edgeroute";
+    const REGIONS: &str = "edgeroute.io/v1alpha1/edgeregions";
+    let server = FakeApiServer::start().await;
+    let region = |phase: &str| {
+        json!({
+            "apiVersion": "edgeroute.io/v1alpha1", "kind": "EdgeRegion",
+            "metadata": {"name": REGION, "namespace": NS},
+            "spec": {
+                "nodeSelector": {"matchLabels": {"zone": REGION}},
+                "agent": {"image": "ghcr.io/edgeroute/agent", "version": "0.2.0"},
+                "graph": {"source": "monaco.osm.pbf", "version": "v1"}
+            },
+            "status": {"rollout": {
+                "target": "Agent", "fromVersion": "0.1.0", "toVersion": "0.2.0",
+                "phase": phase, "step": 1, "stepPercent": 25,
+                "canaryNodes": ["edge-1"], "startedAtMs": T0, "stepStartedAtMs": T0,
+                "reason": "new agent version", "updatedAtMs": T0
+            }}
+        })
+    };
+    let missing = steer_agent_rollout(server.client(), NS, REGION, RolloutVerb::Status).await;
+    assert!(
+        missing.unwrap_err().to_string().contains("no EdgeRegion"),
+        "a missing region is named"
+    );
+    server.put(REGIONS, NS, region("Progressing"));
+    let status = steer_agent_rollout(server.client(), NS, REGION, RolloutVerb::Status)
+        .await
+        .unwrap();
+    assert_eq!(status.to_version, "0.2.0");
+    let annotation = |s: &FakeApiServer| {
+        s.object(REGIONS, NS, REGION).unwrap()["metadata"]["annotations"]
+            ["edgeroute.io/rollout-action"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    assert_eq!(annotation(&server), None, "status changes nothing");
+    steer_agent_rollout(server.client(), NS, REGION, RolloutVerb::Promote)
+        .await
+        .unwrap();
+    let first = annotation(&server).unwrap();
+    assert!(first.starts_with("promote:"), "{first}");
+    // Asking again is a new request the controller acts on: a new nonce.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    steer_agent_rollout(server.client(), NS, REGION, RolloutVerb::Abort)
+        .await
+        .unwrap();
+    let second = annotation(&server).unwrap();
+    assert!(second.starts_with("abort:") && second != first, "{second}");
+    server.put(REGIONS, NS, region("RolledBack"));
+    let over = steer_agent_rollout(server.client(), NS, REGION, RolloutVerb::Promote).await;
+    assert!(over.unwrap_err().to_string().contains("is over"));
+}
