@@ -250,7 +250,7 @@ impl Agent {
 }
 
 #[derive(Clone, Copy)]
-struct Plan_ {
+struct Schedule {
     start: Instant,
     interval: Duration,
     end: Instant,
@@ -265,7 +265,7 @@ async fn run_agent(
     client: reqwest::Client,
     token: Arc<str>,
     shared: Arc<Shared>,
-    plan: Plan_,
+    plan: Schedule,
     stop: Arc<tokio::sync::Notify>,
 ) {
     let phase = if plan.storm {
@@ -301,7 +301,13 @@ async fn run_agent(
         agent.enqueue(n);
         shared.backlog.fetch_add(n, Ordering::Relaxed);
         if cut {
+            // Once back it must get acknowledged all it queued while cut off; every cut
+            // agent comes back at the same instant (the storm).
+            target = agent.next_seq - 1;
             next += plan.interval;
+            if next >= plan.partition.1 {
+                next = plan.partition.1;
+            }
             continue;
         }
         let window = now.duration_since(last_ok).as_millis() as u64;
@@ -336,7 +342,8 @@ async fn run_agent(
                     shared.events_acked.fetch_add(done, Ordering::Relaxed);
                     shared.backlog.fetch_sub(done, Ordering::Relaxed);
                     last_ok = now;
-                    if counted_behind && agent.acked >= target {
+                    let storm_began = plan.storm || now >= plan.partition.1;
+                    if counted_behind && storm_began && agent.acked >= target {
                         counted_behind = false;
                         shared.behind.fetch_sub(1, Ordering::Relaxed);
                     }
@@ -356,20 +363,11 @@ async fn run_agent(
         // while it has more than a batch queued; otherwise it waits its interval.
         if agent.queued.len() > plan.batch {
             next = Instant::now();
-        } else if agent.partitioned
-            && now < plan.partition.1
-            && now + plan.interval >= plan.partition.1
-        {
-            next = plan.partition.1;
-            target = agent.next_seq - 1;
         } else {
             next += plan.interval;
             if next < Instant::now() {
                 next = Instant::now();
             }
-        }
-        if agent.partitioned && now < plan.partition.1 {
-            target = agent.next_seq - 1;
         }
     }
 }
@@ -387,7 +385,7 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now() + Duration::from_millis(200);
     let interval = Duration::from_millis(args.interval_ms.max(1));
     let partition_start = start + Duration::from_secs(args.partition_at_s);
-    let plan = Plan_ {
+    let plan = Schedule {
         start,
         interval,
         end: start + Duration::from_secs(args.duration_s),
