@@ -7,15 +7,19 @@
 //!   wait for readiness, `kill -9`, restart on the same data directory).
 //! - [`data`]: the shared data set beside the checkout (`../shared/data`) and the one policy
 //!   for tests that need it: skip with a notice, or fail under `EDGEROUTE_REQUIRE_DATA=1`.
+//! - [`pg`]: a real PostgreSQL for the center's shared store: a database per test, and
+//!   skip or fail under `EDGEROUTE_REQUIRE_POSTGRES=1`.
 //! - [`vrp_instances`]: readers for the Solomon, Gehring & Homberger and CVRP X instances
 //!   and their best-known solutions.
 //! - `tests/`: `sync` (agents and center as real processes, through the fault proxy) and
 //!   `vrp_solomon` (solver feasibility and quality on real instances).
 //! - binaries: `vrp-bench` (the solver's quality through `/optimize`, see
-//!   `docs/vrp-benchmarks.md`) and `loadgen` (open- or closed-loop load on an agent's `/route`).
+//!   `docs/vrp-benchmarks.md`) and `loadgen` (open- or closed-loop load on an agent's `/route`) and `fleet-sim`
+//!   (thousands of simulated agents reporting to a center, see `docs/scale.md`).
 
 pub mod data;
 pub mod fault_proxy;
 pub mod fleet;
+pub mod pg;
 pub mod procs;
 pub mod vrp_instances;

@@ -391,6 +391,19 @@ impl FleetView {
         );
     }
 
+    /// Fold in a report another replica ingested (read back from the shared store): the
+    /// record only, no history point, and only if it is not older than the one held.
+    pub fn merge(&self, seen: Seen, received_at_ms: u64, acked_seq: u64) {
+        self.put(
+            NodeRecord {
+                report: seen.0,
+                received_at_ms,
+                acked_seq,
+            },
+            false,
+        );
+    }
+
     fn put(&self, record: NodeRecord, with_history: bool) {
         let mut guard = self.nodes.write().unwrap_or_else(|e| e.into_inner());
         let nodes = &mut *guard;

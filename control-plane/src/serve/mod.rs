@@ -24,7 +24,12 @@ use crate::{
     fleet::view::{FleetView, HistoryConfig},
     graphs::{self, registry::GraphRegistry},
     rollout::{Clock, Rollouts},
-    sync::{self, sled_store::SledCenterStore, store::CenterStore},
+    sync::{
+        self,
+        postgres::{self as pg, PgCenterStore},
+        sled_store::SledCenterStore,
+        store::{CenterStore, NodeRecord},
+    },
 };
 
 /// How often the rollout driver looks for due analysis windows.
@@ -39,6 +44,21 @@ pub struct ServeArgs {
     /// Where the center keeps its database and the graph registry.
     #[arg(long, env = "EDGEROUTE_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// Where the center keeps its state: `sled` (embedded in `--data-dir`, one replica) or
+    /// a `postgres://` URL shared by several replicas (see docs/scale.md).
+    #[arg(
+        long,
+        env = "EDGEROUTE_STORE",
+        default_value = "sled",
+        hide_env_values = true
+    )]
+    pub store: String,
+    /// Most connections one replica opens to a PostgreSQL store.
+    #[arg(long, env = "EDGEROUTE_STORE_POOL", default_value_t = 16)]
+    pub store_pool: usize,
+    /// PEM CA bundle trusted for a PostgreSQL store's certificate (else the system's).
+    #[arg(long, env = "EDGEROUTE_STORE_CA")]
+    pub store_ca: Option<PathBuf>,
     /// PEM certificate chain: serve HTTPS.
     #[arg(long, env = "EDGEROUTE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -189,6 +209,42 @@ impl Center {
         let records = store
             .node_records()
             .with_context(|| format!("cannot read the nodes in {}", data_dir.display()))?;
+        Ok(Self::with_store(
+            Arc::new(store),
+            registry,
+            records,
+            auth,
+            settings,
+        ))
+    }
+
+    /// Connect to the PostgreSQL store at `url` (migrating it) and open the registry
+    /// under `data_dir`. The store is returned too, for [`pg::refresh::follow`].
+    pub async fn open_postgres(
+        url: &str,
+        pool: &pg::connect::PoolOptions,
+        data_dir: &std::path::Path,
+        auth: CenterAuth,
+        settings: Settings,
+    ) -> anyhow::Result<(Self, PgCenterStore)> {
+        let store = pg::connect::connect(url, pool).await?;
+        let registry = GraphRegistry::open(&data_dir.join("graphs"))
+            .with_context(|| format!("cannot open the graph registry in {}", data_dir.display()))?;
+        let records = store
+            .nodes()
+            .await
+            .context("cannot read the nodes from the PostgreSQL store")?;
+        let center = Self::with_store(Arc::new(store.clone()), registry, records, auth, settings);
+        Ok((center, store))
+    }
+
+    fn with_store(
+        store: Arc<dyn CenterStore>,
+        registry: GraphRegistry,
+        records: Vec<NodeRecord>,
+        auth: CenterAuth,
+        settings: Settings,
+    ) -> Self {
         let fleet = FleetView::load(records, &settings, settings.history);
         let metrics = metrics::CenterMetrics::new();
         let rollouts = Rollouts::new(
@@ -196,15 +252,15 @@ impl Center {
             metrics.rollouts.clone(),
             settings.clock.clone(),
         );
-        Ok(Self {
-            store: Arc::new(store),
+        Self {
+            store,
             registry: Arc::new(registry),
             auth: Arc::new(auth),
             settings: Arc::new(settings),
             metrics: Arc::new(metrics),
             fleet: Arc::new(fleet),
             rollouts: Arc::new(rollouts),
-        })
+        }
     }
 }
 
@@ -264,8 +320,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let auth = auth_from_args(&args)?;
     let data_dir = args.data_dir.clone();
     let settings = Settings::from(&args);
-    let center =
-        tokio::task::spawn_blocking(move || Center::open(&data_dir, auth, settings)).await??;
+    let center = if pg::connect::is_postgres_url(&args.store) {
+        let pool = pg::connect::PoolOptions {
+            max_size: args.store_pool,
+            ca_file: args.store_ca.clone(),
+            ..Default::default()
+        };
+        let (center, store) =
+            Center::open_postgres(&args.store, &pool, &data_dir, auth, settings).await?;
+        tokio::spawn(pg::refresh::follow(
+            store,
+            center.fleet.clone(),
+            std::time::Duration::from_secs(5),
+        ));
+        center
+    } else if args.store == "sled" {
+        tokio::task::spawn_blocking(move || Center::open(&data_dir, auth, settings)).await??
+    } else {
+        anyhow::bail!("--store must be `sled` or a postgres:// URL");
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -4,8 +4,10 @@
 //! # Layout
 //! - [`store`]: the [`store::CenterStore`] trait and the watermark rule.
 //! - [`sled_store`]: its embedded sled implementation.
+//! - [`postgres`]: its PostgreSQL implementation, for several replicas.
 //! - [`regions`]: in a cluster, each EdgeRegion's graph version becomes its region's graph.
 
+pub mod postgres;
 pub mod regions;
 pub mod sled_store;
 pub mod store;

@@ -28,6 +28,9 @@ pub enum Error {
     /// A blocking task was cancelled or panicked.
     #[error("storage task failed")]
     Task,
+    /// The shared database (PostgreSQL) failed or cannot be reached.
+    #[error("shared database error")]
+    Shared(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Result alias for storage.
