@@ -78,6 +78,19 @@ impl SledCenterStore {
         })
     }
 
+    /// Make every write so far durable. Not `flush_async`: it runs the flush on sled's own
+    /// small thread pool, where it waits for the log buffer writes that the same pool must
+    /// perform; with a few hundred reports in flight every pool thread waited in a flush and
+    /// the center stopped for good (fleet-sim, docs/scale.md). A blocking flush on tokio's
+    /// blocking pool leaves sled's pool free to write.
+    async fn flush(&self) -> Result<()> {
+        self.blocking(|s| {
+            s.db.flush()?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Run blocking sled work off the async workers.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -106,8 +119,13 @@ impl SledCenterStore {
             Some(v) => be_u64(&v, "streams")?,
             None => 0,
         };
-        let mut events = sled::Batch::default();
-        let mut plans = sled::Batch::default();
+        // Plain inserts, not `sled::Batch`: `apply_batch` takes sled's process-wide
+        // concurrency-control write lock, which switches every later read to a shared
+        // RwLock, and under a few hundred concurrent reports the center then deadlocked
+        // (every blocking thread parked in `concurrency_control::read`; fleet-sim, see
+        // docs/scale.md). Atomicity across keys is not needed: see above.
+        let mut events: Vec<(Vec<u8>, &[u8])> = Vec::new();
+        let mut plans: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         // Sequence numbers this report brings that are not stored yet.
         let mut added = std::collections::BTreeSet::new();
         for (header, raw) in headers.iter().zip(&report.events) {
@@ -121,17 +139,21 @@ impl SledCenterStore {
             if let Some(plan) = header.plan {
                 let pkey = seq_key(node, plan.seq);
                 if !self.plans.contains_key(&pkey)? {
-                    plans.insert(pkey, key.clone());
+                    plans.push((pkey, key.clone()));
                 }
             }
-            events.insert(key, raw.get().as_bytes());
+            events.push((key, raw.get().as_bytes()));
             added.insert(header.seq);
         }
         // The plan index first: an index entry whose event is not stored yet is invisible
         // (the plan is listed once the event lands), while an event without its index
         // entry would never be listed, because a retry skips stored events.
-        self.plans.apply_batch(plans)?;
-        self.events.apply_batch(events)?;
+        for (pkey, pointer) in plans {
+            self.plans.insert(pkey, pointer)?;
+        }
+        for (key, bytes) in events {
+            self.events.insert(key, bytes)?;
+        }
         let watermark = advance_watermark(held, |s| {
             Ok(added.contains(&s) || self.events.contains_key(seq_key(stream, s))?)
         })?;
@@ -190,7 +212,7 @@ impl CenterStore for SledCenterStore {
             .blocking(move |s| s.ingest_blocking(report, &headers, received_at_ms))
             .await?;
         // The ack promises durability: flush before it leaves.
-        self.db.flush_async().await?;
+        self.flush().await?;
         Ok(watermark)
     }
 
@@ -297,7 +319,7 @@ impl CenterStore for SledCenterStore {
             Ok(())
         })
         .await?;
-        self.db.flush_async().await?;
+        self.flush().await?;
         Ok(())
     }
 
@@ -330,7 +352,7 @@ impl CenterStore for SledCenterStore {
             Ok(())
         })
         .await?;
-        self.db.flush_async().await?;
+        self.flush().await?;
         Ok(())
     }
 
@@ -364,7 +386,7 @@ impl CenterStore for SledCenterStore {
             Ok(())
         })
         .await?;
-        self.db.flush_async().await?;
+        self.flush().await?;
         Ok(())
     }
 }
