@@ -32,6 +32,47 @@ pub fn monaco_pbf() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/monaco.osm.pbf")
 }
 
+/// A loopback port free now (the caller binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `edgeroute-control-plane dev` with three agents on the bundled map reporting every
+/// 300 ms, its center on `port`, its data in `data_dir`, admin key `admin`, plus `extra`
+/// flags; its log is `log` beside `data_dir`.
+pub async fn start_dev(data_dir: &Path, port: u16, admin: &str, extra: &[&str], log: &str) -> Proc {
+    let mut args: Vec<String> = [
+        "dev",
+        "--agents",
+        "3",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--admin-key",
+        admin,
+        "--map",
+        monaco_pbf().to_str().unwrap(),
+        "--sync-interval-ms",
+        "300",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    Proc::start(
+        binary("edgeroute-control-plane").unwrap(),
+        args,
+        vec![],
+        data_dir.parent().unwrap().join(log),
+    )
+    .await
+    .unwrap()
+}
+
 /// A Monaco artifact labelled `version`, built once per test binary by the control plane's
 /// own `graph build`.
 pub fn artifact(version: &str) -> &'static Path {

@@ -15,7 +15,7 @@ use std::{
 };
 
 use edgeroute_tests::{
-    fleet::{ADMIN, TOKEN, artifact, client, get_json, optimize_body, start_center},
+    fleet::{ADMIN, TOKEN, artifact, client, free_port, get_json, optimize_body, start_center},
     procs::{Proc, binary, eventually},
 };
 
@@ -71,14 +71,6 @@ fn tag_with<'a>(dom: &'a str, attr: &str) -> Option<&'a str> {
     let start = dom[..at].rfind('<')?;
     let end = at + dom[at..].find('>')?;
     Some(&dom[start..=end])
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// An agent reporting to `center` every 300 ms, at `lat,lon`, advertising its real URL.

@@ -13,51 +13,16 @@ use std::{
 };
 
 use edgeroute_tests::{
-    fleet::{client, get_json, monaco_pbf},
-    procs::{Proc, binary, eventually},
+    fleet::{self, client, free_port, get_json},
+    procs::{Proc, eventually},
 };
 use serde_json::Value;
 
 const ADMIN: &str = "k";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start_dev(data_dir: &Path, port: u16, log: &str) -> Proc {
-    let args = [
-        "dev",
-        "--agents",
-        "3",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-        "--admin-key",
-        ADMIN,
-        "--map",
-        monaco_pbf().to_str().unwrap(),
-        "--stale-after-s",
-        "2",
-        "--offline-after-s",
-        "4",
-        "--sync-interval-ms",
-        "300",
-    ]
-    .map(String::from)
-    .to_vec();
-    Proc::start(
-        binary("edgeroute-control-plane").unwrap(),
-        args,
-        vec![],
-        data_dir.parent().unwrap().join(log),
-    )
-    .await
-    .unwrap()
+    let extra = ["--stale-after-s", "2", "--offline-after-s", "4"];
+    fleet::start_dev(data_dir, port, ADMIN, &extra, log).await
 }
 
 /// `agent-<i>` -> (state, node JSON), from the center's fleet API.

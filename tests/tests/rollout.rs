@@ -18,7 +18,7 @@ use std::{
 
 use edgeroute_tests::{
     data::shared_data,
-    fleet::{artifact, client, get_json, monaco_pbf},
+    fleet::{self, artifact, client, get_json},
     procs::{Proc, binary, eventually},
 };
 use serde_json::{Value, json};
@@ -26,25 +26,7 @@ use serde_json::{Value, json};
 const ADMIN: &str = "k";
 
 async fn start_dev(data_dir: &Path) -> Proc {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let args = [
-        "dev",
-        "--agents",
-        "3",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-        "--admin-key",
-        ADMIN,
-        "--map",
-        monaco_pbf().to_str().unwrap(),
-        "--sync-interval-ms",
-        "300",
+    let extra = [
         "--canary-steps",
         "34,100",
         "--analysis-window-s",
@@ -53,17 +35,8 @@ async fn start_dev(data_dir: &Path) -> Proc {
         "40",
         "--max-inconclusive-s",
         "60",
-    ]
-    .map(String::from)
-    .to_vec();
-    Proc::start(
-        binary("edgeroute-control-plane").unwrap(),
-        args,
-        vec![],
-        data_dir.parent().unwrap().join("dev.log"),
-    )
-    .await
-    .unwrap()
+    ];
+    fleet::start_dev(data_dir, fleet::free_port(), ADMIN, &extra, "dev.log").await
 }
 
 /// The Porto artifact, built by `graph build` (a few seconds).
