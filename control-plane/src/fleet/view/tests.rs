@@ -1,4 +1,4 @@
-use edgeroute_protocol::sync::{EndpointCounts, Health, Histogram, Report};
+use edgeroute_protocol::sync::{EndpointCounts, Health, Histogram, MetricsWindow, Report};
 
 use super::*;
 
