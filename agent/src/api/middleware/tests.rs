@@ -1,0 +1,164 @@
+use std::{sync::Arc, time::Duration};
+
+use axum::{body::to_bytes, routing::get};
+use tower::ServiceExt;
+
+use super::*;
+use crate::{
+    api::{Auth, NodeInfo},
+    config::Limits,
+    metrics::Metrics,
+    routing::{GraphHolder, GraphService},
+    storage::SledStore,
+};
+
+fn state(dir: &std::path::Path, limits: Limits) -> AppState {
+    let metrics = Arc::new(Metrics::new());
+    let store = Arc::new(SledStore::open(dir).unwrap());
+    AppState {
+        graphs: Arc::new(GraphService::new(
+            Arc::new(GraphHolder::default()),
+            store.clone(),
+            metrics.clone(),
+        )),
+        store,
+        admission: Arc::new(crate::api::admission(&limits, &metrics)),
+        profiles: Arc::new(crate::routing::profiles::Profiles::new(
+            dir.join("profiles"),
+        )),
+        shadow: Arc::new(crate::routing::shadow::Shadow::new(
+            1,
+            Arc::default(),
+            metrics.clone(),
+        )),
+        metrics,
+        rate: Arc::new(RateLimiter::new(limits.rate_limit, limits.rate_burst)),
+        limits: Arc::new(limits),
+        auth: Arc::new(Auth::new(&[], None, true)),
+        cors_origins: Arc::new(vec!["*".to_owned()]),
+        node: Arc::new(NodeInfo {
+            name: "n".into(),
+            id: "id".into(),
+            region: "r".into(),
+            boot_count: 1,
+            started: Instant::now(),
+        }),
+        window: Arc::default(),
+        sync: None,
+    }
+}
+
+async fn call(app: Router, path: &str) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+    let request = Request::builder()
+        .uri(path)
+        .header(header::ORIGIN, "https://dispatch.example")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = to_bytes(body, 1 << 20).await.unwrap();
+    (
+        parts.status,
+        parts.headers,
+        serde_json::from_slice(&bytes).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn panics_become_500_json_with_cors() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), Limits::default());
+    let router: Router = Router::new().route(
+        "/boom",
+        get(|| async {
+            if "boom".len() == 4 {
+                panic!("boom");
+            }
+            "unreachable"
+        }),
+    );
+    let (status, headers, body) = call(stack(router, &state), "/boom").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["code"], "InternalError");
+    assert!(
+        !body["message"].as_str().unwrap().contains("boom"),
+        "details stay in the log"
+    );
+    assert!(headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+    assert!(headers.contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn slow_requests_time_out_with_504_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        request_timeout: Duration::from_millis(20),
+        ..Limits::default()
+    };
+    let state = state(dir.path(), limits);
+    let router: Router = Router::new().route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            "late"
+        }),
+    );
+    let (status, headers, body) = call(stack(router, &state), "/slow").await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(body["code"], "Timeout");
+    assert!(headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+}
+
+#[tokio::test]
+async fn requests_beyond_the_concurrency_limit_are_shed() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        concurrency_limit: 1,
+        ..Limits::default()
+    };
+    let state = state(dir.path(), limits);
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
+    let entered_tx = Arc::new(std::sync::Mutex::new(Some(entered_tx)));
+    let router: Router = Router::new().route(
+        "/hold",
+        get(move || {
+            let entered_tx = entered_tx.clone();
+            async move {
+                if let Some(tx) = entered_tx.lock().unwrap().take() {
+                    let _ = tx.send(());
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                "done"
+            }
+        }),
+    );
+    let router = router.route("/healthz", get(|| async { axum::Json("ok") }));
+    let app = stack(router, &state);
+    let first = tokio::spawn(call(app.clone(), "/hold"));
+    entered_rx.await.unwrap();
+    let (status, headers, body) = call(app.clone(), "/hold").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["code"], "Overloaded");
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    assert!(headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+    let (status, _, _) = call(app, "/healthz").await;
+    assert_eq!(status, StatusCode::OK, "probes are never shed");
+    let text = state.metrics.encode().unwrap();
+    assert!(
+        text.contains("edgeroute_agent_http_shed_total{reason=\"queue_timeout\"} 1"),
+        "{text}"
+    );
+    let _ = first.await;
+}
+
+#[test]
+fn token_bucket_refills() {
+    let limiter = RateLimiter::new(1000.0, 2);
+    assert!(limiter.check("k").is_ok());
+    assert!(limiter.check("k").is_ok());
+    assert_eq!(limiter.check("k"), Err(1));
+    assert!(limiter.check("other").is_ok(), "buckets are per key");
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(limiter.check("k").is_ok());
+    assert!(RateLimiter::new(0.0, 1).check("k").is_ok(), "0 disables");
+}
