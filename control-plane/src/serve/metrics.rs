@@ -23,7 +23,10 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use edgeroute_protocol::sync::{EventHeader, NodeState, RawEvent, Report};
+use edgeroute_protocol::{
+    crd::RolloutSpec,
+    sync::{EventHeader, NodeState, RawEvent, Report},
+};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
@@ -35,6 +38,8 @@ use prometheus_client::{
     registry::Registry,
 };
 use serde::Deserialize;
+
+mod region;
 
 use super::{Center, Settings, error::ApiError};
 use crate::{
@@ -109,6 +114,7 @@ pub struct CenterMetrics {
     outbox_sum: Family<RegionLabels, Gauge>,
     outbox_max: Family<RegionLabels, Gauge>,
     age_max: Family<RegionLabels, Gauge<f64, AtomicU64>>,
+    service: region::RegionService,
     /// Rollouts by phase and verdicts by kind, updated by [`crate::rollout`].
     pub rollouts: crate::rollout::metrics::RolloutMetrics,
     /// Scrapes rebuild the fleet gauges from scratch; two at once would interleave.
@@ -183,6 +189,7 @@ impl CenterMetrics {
             "Age of the oldest last report among the region's nodes that are not offline",
             age_max.clone(),
         );
+        let service = region::RegionService::register(&mut registry);
         let rollouts = crate::rollout::metrics::RolloutMetrics::register(&mut registry);
         for result in REPORT_RESULTS {
             let _ = reports.get_or_create(&ResultLabels { result });
@@ -210,6 +217,7 @@ impl CenterMetrics {
             outbox_sum,
             outbox_max,
             age_max,
+            service,
             rollouts,
             scrape: tokio::sync::Mutex::new(()),
         }
@@ -283,14 +291,22 @@ impl CenterMetrics {
         }
     }
 
-    /// Rebuild the fleet gauges from the node records at `now_ms`.
-    pub fn refresh_fleet(&self, records: &[NodeRecord], now_ms: u64, settings: &Settings) {
+    /// Rebuild the fleet gauges from the node records at `now_ms`; `policy` gives a region's
+    /// rollout thresholds, exported beside what its nodes served.
+    pub fn refresh_fleet(
+        &self,
+        records: &[NodeRecord],
+        now_ms: u64,
+        settings: &Settings,
+        policy: &dyn Fn(&str) -> RolloutSpec,
+    ) {
         #[derive(Default)]
         struct Region {
             states: [i64; 3],
             outbox_sum: u64,
             outbox_max: u64,
             age_max_ms: u64,
+            served: region::Served,
         }
         let mut regions: BTreeMap<&str, Region> = BTreeMap::new();
         let mut other = Region::default();
@@ -312,15 +328,21 @@ impl CenterMetrics {
             if state != NodeState::Offline {
                 slot.age_max_ms = slot.age_max_ms.max(age);
             }
+            // A silent node's last window describes the past, not what the region serves.
+            if state == NodeState::Online {
+                slot.served.add(&record.report.metrics);
+            }
         }
         self.nodes.clear();
         self.outbox_sum.clear();
         self.outbox_max.clear();
         self.age_max.clear();
         let folded = (other.states.iter().sum::<i64>() > 0).then_some(("other", other));
-        let regions = regions.into_iter().chain(folded);
-        for (name, r) in regions {
-            let region = name.to_owned();
+        let regions: Vec<(&str, Region)> = regions.into_iter().chain(folded).collect();
+        self.service
+            .refresh(regions.iter().map(|(name, r)| (*name, &r.served)), policy);
+        for (name, r) in &regions {
+            let region = (*name).to_owned();
             for (state, count) in NodeState::ALL.iter().zip(r.states) {
                 self.nodes
                     .get_or_create(&NodeLabels {
@@ -422,7 +444,9 @@ pub async fn scrape(
     let metrics = &center.metrics;
     let _one_at_a_time = metrics.scrape.lock().await;
     let records = center.store.nodes().await.map_err(ApiError::storage)?;
-    metrics.refresh_fleet(&records, now_ms(), &center.settings);
+    metrics.refresh_fleet(&records, now_ms(), &center.settings, &|region| {
+        center.rollouts.policy(region)
+    });
     let open_metrics = metrics
         .encode()
         .map_err(|e| ApiError::internal("encoding metrics failed", e))?;
@@ -491,94 +515,4 @@ pub fn open_metrics_to_text(open_metrics: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statuses_fold_into_the_fixed_reasons() {
-        assert_eq!(error_reason(StatusCode::OK), None);
-        assert_eq!(error_reason(StatusCode::PARTIAL_CONTENT), None);
-        assert_eq!(error_reason(StatusCode::BAD_REQUEST), Some("malformed"));
-        assert_eq!(error_reason(StatusCode::UNAUTHORIZED), Some("unauthorized"));
-        assert_eq!(
-            error_reason(StatusCode::PAYLOAD_TOO_LARGE),
-            Some("too_large")
-        );
-        assert_eq!(
-            error_reason(StatusCode::SERVICE_UNAVAILABLE),
-            Some("storage")
-        );
-        assert_eq!(error_reason(StatusCode::IM_A_TEAPOT), Some("internal"));
-        for status in [400, 401, 403, 404, 413, 415, 416, 418, 422, 500, 503] {
-            let reason = error_reason(StatusCode::from_u16(status).unwrap()).unwrap();
-            assert!(ERROR_REASONS.contains(&reason), "{reason}");
-        }
-    }
-
-    fn record(node: &str, region: &str, depth: u64) -> NodeRecord {
-        NodeRecord {
-            report: Report {
-                node: node.into(),
-                stream: node.into(),
-                region: region.into(),
-                boot_id: "b".into(),
-                agent_version: "0".into(),
-                graph: None,
-                health: Default::default(),
-                advertise_url: None,
-                location: None,
-                metrics: Default::default(),
-                outbox_depth: depth,
-                events: Vec::new(),
-            },
-            received_at_ms: 1_000,
-            acked_seq: 0,
-        }
-    }
-
-    #[test]
-    fn regions_beyond_the_cap_are_summed_under_other() {
-        let metrics = CenterMetrics::new();
-        let records: Vec<NodeRecord> = (0..MAX_REGIONS + 10)
-            .map(|i| record(&format!("n{i}"), &format!("r{i:04}"), 1))
-            .collect();
-        metrics.refresh_fleet(&records, 1_000, &Settings::default());
-        let text = metrics.encode().unwrap();
-        let regions: BTreeSet<&str> = text
-            .lines()
-            .filter(|l| l.starts_with("edgeroute_center_region_outbox_events{"))
-            .filter_map(|l| l.split('"').nth(1))
-            .collect();
-        assert_eq!(regions.len(), MAX_REGIONS + 1);
-        assert!(text.contains("edgeroute_center_region_outbox_events{region=\"other\"} 10"));
-        assert!(text.contains("edgeroute_center_nodes{region=\"other\",state=\"online\"} 10"));
-        // A later scrape with fewer regions drops the ones that are gone.
-        metrics.refresh_fleet(&records[..1], 1_000, &Settings::default());
-        let text = metrics.encode().unwrap();
-        assert!(!text.contains("region=\"other\""));
-        assert!(!text.contains("r0001"));
-    }
-
-    #[test]
-    fn openmetrics_only_for_scrapers_that_ask() {
-        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-        assert!(wants_open_metrics(Some(prometheus)));
-        assert!(!wants_open_metrics(None));
-        assert!(!wants_open_metrics(Some("*/*")));
-        assert!(!wants_open_metrics(Some(
-            "application/openmetrics-text;q=0"
-        )));
-    }
-
-    #[test]
-    fn counters_are_named_by_their_samples_in_the_text_format() {
-        let metrics = CenterMetrics::new();
-        metrics.sync_answered("report", StatusCode::OK);
-        let text = open_metrics_to_text(&metrics.encode().unwrap());
-        assert!(text.contains("# HELP edgeroute_center_sync_reports_total Sync reports"));
-        assert!(text.contains("# TYPE edgeroute_center_sync_reports_total counter"));
-        assert!(text.contains("edgeroute_center_sync_reports_total{result=\"ok\"} 1"));
-        assert!(text.contains("# TYPE edgeroute_center_sync_ingest_duration_seconds histogram"));
-        assert!(!text.contains("# EOF"));
-    }
-}
+mod tests;
