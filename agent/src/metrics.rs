@@ -199,6 +199,10 @@ impl OverloadMetrics {
     }
 
     fn register(&self, registry: &mut Registry) {
+        // At zero from the start, so `rate()` and alerts see the family before the first shed.
+        for reason in ["queue_full", "queue_timeout", "runtime_lag"] {
+            let _ = self.shed.get_or_create(&ShedLabels { reason });
+        }
         registry.register(
             "http_shed",
             "Requests refused with 503 by admission control, by reason",

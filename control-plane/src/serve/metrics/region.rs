@@ -70,7 +70,7 @@ impl RegionService {
         );
         registry.register(
             "region_p99_seconds",
-            "p99 latency of those requests (upper bound of its bucket; absent without requests)",
+            "p99 latency of those requests (upper bound of its bucket; 0 without requests)",
             this.p99.clone(),
         );
         registry.register(
@@ -114,9 +114,8 @@ impl RegionService {
             };
             self.rate.get_or_create(&labels).set(served.rate);
             self.error_ratio.get_or_create(&labels).set(ratio);
-            if let Some(ms) = served.window.latency.quantile_ms(0.99) {
-                self.p99.get_or_create(&labels).set(ms / 1000.0);
-            }
+            let p99_ms = served.window.latency.quantile_ms(0.99).unwrap_or(0.0);
+            self.p99.get_or_create(&labels).set(p99_ms / 1000.0);
             let policy = policy(name);
             self.max_error_ratio
                 .get_or_create(&labels)
