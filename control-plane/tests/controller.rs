@@ -4,97 +4,30 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use edgeroute_control_plane::controller::leader::LeaseSettings;
-use edgeroute_control_plane::controller::workload::AgentEnv;
-use edgeroute_control_plane::controller::{Context, FINALIZER, Settings, run_elected};
-use edgeroute_control_plane::metrics::Metrics;
+use edgeroute_control_plane::controller::FINALIZER;
 use edgeroute_protocol::crd::{
     ConditionStatus, ConditionType, EdgeRegion, MANAGED_ANNOTATION, REGION_LABEL,
 };
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
+use support::controller::{
+    CONFIGMAPS, DAEMONSETS, EVENTS, LEASES, LeaseTiming, NODES, NS, REGIONS, Replica, SERVICES,
+};
 use support::fake_apiserver::FakeApiServer;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-const NS: &str = "edgeroute";
-const NODES: &str = "v1/nodes";
-const DAEMONSETS: &str = "apps/v1/daemonsets";
-const SERVICES: &str = "v1/services";
-const CONFIGMAPS: &str = "v1/configmaps";
-const LEASES: &str = "coordination.k8s.io/v1/leases";
-const REGIONS: &str = "edgeroute.io/v1alpha1/edgeregions";
-const EVENTS: &str = "events.k8s.io/v1/events";
 const TIMEOUT: Duration = Duration::from_secs(15);
+const LEASE: LeaseTiming = LeaseTiming {
+    duration: Duration::from_secs(3),
+    renew: Duration::from_millis(300),
+    retry: Duration::from_millis(200),
+};
 
-/// One controller replica running in the test.
-struct Replica {
-    metrics: Arc<Metrics>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Replica {
-    fn start(server: &FakeApiServer, identity: &str) -> Self {
-        let metrics = Arc::new(Metrics::default());
-        let settings = Settings {
-            namespace: NS.into(),
-            agent_env: AgentEnv {
-                control_plane_url: "http://cp.edgeroute.svc:8080".into(),
-            },
-            resync: Duration::from_secs(600),
-            backoff_base: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(1),
-            instance: Some(identity.into()),
-            watch_backoff_base: Duration::from_millis(50),
-            watch_backoff_max: Duration::from_millis(500),
-        };
-        let lease = LeaseSettings {
-            name: "edgeroute-controller".into(),
-            namespace: NS.into(),
-            identity: identity.into(),
-            lease_duration: Duration::from_secs(3),
-            renew_interval: Duration::from_millis(300),
-            retry_interval: Duration::from_millis(200),
-        };
-        let ctx = Arc::new(Context::new(
-            server.client(),
-            settings,
-            Arc::clone(&metrics),
-        ));
-        let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(run_elected(ctx, lease, rx));
-        Self {
-            metrics,
-            stop,
-            task,
-        }
-    }
-
-    fn reconciles(&self) -> u64 {
-        self.metrics.reconciliations.get()
-    }
-
-    async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        tokio::time::timeout(TIMEOUT, self.task)
-            .await
-            .expect("controller stops on shutdown")
-            .unwrap();
-    }
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < TIMEOUT, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn eventually(what: &str, check: impl FnMut() -> bool) {
+    support::controller::eventually(TIMEOUT, what, check).await;
 }
 
 fn add_node(server: &FakeApiServer, name: &str, zone: &str) {
@@ -212,7 +145,7 @@ async fn new_region_labels_its_nodes_and_creates_owned_children_then_goes_quiet(
     add_node(&server, "a", "porto");
     add_node(&server, "b", "porto");
     add_node(&server, "c", "lisbon");
-    let replica = Replica::start(&server, "one");
+    let replica = Replica::start(&server, "one", LEASE, None);
     create_region(&server.client(), "porto", "porto").await;
 
     eventually("nodes a and b labelled", || {
@@ -286,7 +219,7 @@ async fn new_region_labels_its_nodes_and_creates_owned_children_then_goes_quiet(
             .any(|e| e["reason"] == "AgentsReady" && e["regarding"]["name"] == "porto")
     })
     .await;
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -301,7 +234,7 @@ async fn nodes_gaining_and_losing_the_matching_label_are_labelled_and_released()
         json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "h",
             "labels": {"zone": "lisbon", REGION_LABEL: "porto"}}}),
     );
-    let replica = Replica::start(&server, "one");
+    let replica = Replica::start(&server, "one", LEASE, None);
     create_region(&server.client(), "porto", "porto").await;
     eventually("a labelled", || {
         region_of(&server, "a").as_deref() == Some("porto")
@@ -337,14 +270,14 @@ async fn nodes_gaining_and_losing_the_matching_label_are_labelled_and_released()
         Some("porto"),
         "hand-set label kept"
     );
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
 }
 
 #[tokio::test]
 async fn overlapping_regions_keep_the_first_claimant_without_flip_flopping() {
     let server = FakeApiServer::start().await;
     add_node(&server, "a", "porto");
-    let replica = Replica::start(&server, "one");
+    let replica = Replica::start(&server, "one", LEASE, None);
     let client = server.client();
     create_region(&client, "north", "porto").await;
     eventually("north claims a", || {
@@ -391,14 +324,14 @@ async fn overlapping_regions_keep_the_first_claimant_without_flip_flopping() {
         condition(&server, "south", ConditionType::NodeConflict) == is(ConditionStatus::False)
     })
     .await;
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
 }
 
 #[tokio::test]
 async fn image_change_starts_a_canary_instead_of_updating_every_agent() {
     let server = FakeApiServer::start().await;
     add_node(&server, "a", "porto");
-    let replica = Replica::start(&server, "one");
+    let replica = Replica::start(&server, "one", LEASE, None);
     let client = server.client();
     create_region(&client, "porto", "porto").await;
     settled(&server, "porto", 1).await;
@@ -437,7 +370,7 @@ async fn image_change_starts_a_canary_instead_of_updating_every_agent() {
         condition(&server, "porto", ConditionType::Progressing),
         is(ConditionStatus::True)
     );
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -445,7 +378,7 @@ async fn deleting_a_region_releases_its_nodes_and_collects_its_children() {
     let server = FakeApiServer::start().await;
     add_node(&server, "a", "porto");
     add_node(&server, "b", "porto");
-    let replica = Replica::start(&server, "one");
+    let replica = Replica::start(&server, "one", LEASE, None);
     let client = server.client();
     create_region(&client, "porto", "porto").await;
     settled(&server, "porto", 2).await;
@@ -469,14 +402,14 @@ async fn deleting_a_region_releases_its_nodes_and_collects_its_children() {
             "{resource} collected"
         );
     }
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
 }
 
 #[tokio::test]
 async fn a_paused_region_changes_no_node_or_workload_until_resumed() {
     let server = FakeApiServer::start().await;
     add_node(&server, "a", "porto");
-    let replica = Replica::start(&server, "one");
+    let replica = Replica::start(&server, "one", LEASE, None);
     let client = server.client();
     let api = Api::<EdgeRegion>::namespaced(client, NS);
     let mut json = region_json("porto", "porto", "0.1.0");
@@ -503,14 +436,14 @@ async fn a_paused_region_changes_no_node_or_workload_until_resumed() {
             && child(&server, DAEMONSETS, "porto").is_some()
     })
     .await;
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
 }
 
 #[tokio::test]
 async fn controller_recovers_from_api_errors_and_dropped_watches() {
     let server = FakeApiServer::start().await;
     add_node(&server, "a", "porto");
-    let replica = Replica::start(&server, "one");
+    let replica = Replica::start(&server, "one", LEASE, None);
     create_region(&server.client(), "porto", "porto").await;
     settled(&server, "porto", 1).await;
 
@@ -533,14 +466,14 @@ async fn controller_recovers_from_api_errors_and_dropped_watches() {
     })
     .await;
     settled(&server, "porto", 3).await;
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
 }
 
 #[tokio::test]
 async fn reconcile_failures_are_counted_by_error_kind() {
     let server = FakeApiServer::start().await;
     add_node(&server, "a", "porto");
-    let replica = Replica::start(&server, "one");
+    let replica = Replica::start(&server, "one", LEASE, None);
     create_region(&server.client(), "porto", "porto").await;
     settled(&server, "porto", 1).await;
     // A node event reaches the controller over the open watch, but its reads then fail.
@@ -559,7 +492,7 @@ async fn reconcile_failures_are_counted_by_error_kind() {
         region_of(&server, "b").as_deref() == Some("porto")
     })
     .await;
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
 }
 
 fn lease_holder(server: &FakeApiServer) -> Option<String> {
@@ -572,12 +505,12 @@ fn lease_holder(server: &FakeApiServer) -> Option<String> {
 async fn only_the_leader_reconciles_and_a_follower_takes_over() {
     let server = FakeApiServer::start().await;
     add_node(&server, "a", "porto");
-    let first = Replica::start(&server, "first");
+    let first = Replica::start(&server, "first", LEASE, None);
     eventually("first holds the lease", || {
         lease_holder(&server).as_deref() == Some("first")
     })
     .await;
-    let second = Replica::start(&server, "second");
+    let second = Replica::start(&server, "second", LEASE, None);
     create_region(&server.client(), "porto", "porto").await;
     settled(&server, "porto", 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -585,7 +518,7 @@ async fn only_the_leader_reconciles_and_a_follower_takes_over() {
     assert_eq!(second.reconciles(), 0, "a follower does not reconcile");
 
     // The leader dies without releasing the lease; the follower takes over once it expires.
-    first.task.abort();
+    first.kill();
     add_node(&server, "b", "porto");
     eventually("second holds the lease", || {
         lease_holder(&server).as_deref() == Some("second")
@@ -596,7 +529,7 @@ async fn only_the_leader_reconciles_and_a_follower_takes_over() {
     })
     .await;
     assert!(second.reconciles() > 0);
-    second.shutdown().await;
+    second.shutdown(TIMEOUT).await;
     // A clean shutdown releases the lease for the next replica.
     assert_eq!(lease_holder(&server), None);
 }
@@ -605,7 +538,7 @@ async fn only_the_leader_reconciles_and_a_follower_takes_over() {
 async fn losing_the_lease_stops_reconciling() {
     let server = FakeApiServer::start().await;
     add_node(&server, "a", "porto");
-    let replica = Replica::start(&server, "one");
+    let replica = Replica::start(&server, "one", LEASE, None);
     create_region(&server.client(), "porto", "porto").await;
     settled(&server, "porto", 1).await;
 
@@ -635,7 +568,7 @@ async fn losing_the_lease_stops_reconciling() {
         region_of(&server, "b").as_deref() == Some("porto")
     })
     .await;
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
 }
 
 mod fake_server {

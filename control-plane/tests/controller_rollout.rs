@@ -15,10 +15,6 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use axum::routing::post;
 use edgeroute_control_plane::controller::judge::{HttpJudge, Judge};
-use edgeroute_control_plane::controller::leader::LeaseSettings;
-use edgeroute_control_plane::controller::workload::AgentEnv;
-use edgeroute_control_plane::controller::{Context, Settings, run_elected};
-use edgeroute_control_plane::metrics::Metrics;
 use edgeroute_protocol::crd::{
     CANARY_TRACK, EdgeRegion, REGION_LABEL, ROLLOUT_ACTION_ANNOTATION, TRACK_LABEL,
 };
@@ -26,77 +22,21 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sim::{Canary, SimJudge, places_on, simulate_daemon_sets};
+use support::controller::{DAEMONSETS, EVENTS, LEASES, LeaseTiming, NODES, NS, REGIONS, Replica};
 use support::fake_apiserver::FakeApiServer;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-const NS: &str = "edgeroute";
-const NODES: &str = "v1/nodes";
-const DAEMONSETS: &str = "apps/v1/daemonsets";
-const REGIONS: &str = "edgeroute.io/v1alpha1/edgeregions";
-const EVENTS: &str = "events.k8s.io/v1/events";
-const LEASES: &str = "coordination.k8s.io/v1/leases";
 const STABLE: &str = "edgeroute-agent-porto";
 const CANARY: &str = "edgeroute-agent-porto-canary";
 const TIMEOUT: Duration = Duration::from_secs(20);
+const LEASE: LeaseTiming = LeaseTiming {
+    duration: Duration::from_secs(2),
+    renew: Duration::from_millis(200),
+    retry: Duration::from_millis(150),
+};
 
-struct Replica {
-    metrics: Arc<Metrics>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Replica {
-    fn start(server: &FakeApiServer, identity: &str, judge: Option<Arc<dyn Judge>>) -> Self {
-        let metrics = Arc::new(Metrics::default());
-        let settings = Settings {
-            namespace: NS.into(),
-            agent_env: AgentEnv {
-                control_plane_url: "http://cp.edgeroute.svc:8080".into(),
-            },
-            resync: Duration::from_secs(600),
-            backoff_base: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(1),
-            instance: Some(identity.into()),
-            watch_backoff_base: Duration::from_millis(50),
-            watch_backoff_max: Duration::from_millis(500),
-        };
-        let lease = LeaseSettings {
-            name: "edgeroute-controller".into(),
-            namespace: NS.into(),
-            identity: identity.into(),
-            lease_duration: Duration::from_secs(2),
-            renew_interval: Duration::from_millis(200),
-            retry_interval: Duration::from_millis(150),
-        };
-        let mut ctx = Context::new(server.client(), settings, Arc::clone(&metrics));
-        if let Some(judge) = judge {
-            ctx = ctx.with_judge(judge);
-        }
-        let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(run_elected(Arc::new(ctx), lease, rx));
-        Self {
-            metrics,
-            stop,
-            task,
-        }
-    }
-
-    async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        tokio::time::timeout(TIMEOUT, self.task)
-            .await
-            .expect("controller stops on shutdown")
-            .unwrap();
-    }
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < TIMEOUT, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn eventually(what: &str, check: impl FnMut() -> bool) {
+    support::controller::eventually(TIMEOUT, what, check).await;
 }
 
 fn add_node(server: &FakeApiServer, name: &str) {
@@ -208,7 +148,7 @@ async fn a_healthy_canary_promotes_through_every_step() {
     let server = Arc::new(FakeApiServer::start().await);
     let sim = simulate_daemon_sets(&server);
     let judge = SimJudge::new(Canary::Healthy);
-    let replica = Replica::start(&server, "one", Some(judge.clone()));
+    let replica = Replica::start(&server, "one", LEASE, Some(judge.clone()));
     region_rolling_out(&server, 8).await;
     let writes_before = server.requests().len();
 
@@ -280,7 +220,7 @@ async fn a_healthy_canary_promotes_through_every_step() {
     let delete = pos(&|r| r.method == "DELETE" && r.name.as_deref() == Some(CANARY));
     assert!(last_stable < last_label, "{writes:?}");
     assert!(last_label < delete, "{writes:?}");
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
     sim.abort();
 }
 
@@ -289,7 +229,7 @@ async fn a_failing_canary_rolls_back_within_one_window() {
     let server = Arc::new(FakeApiServer::start().await);
     let sim = simulate_daemon_sets(&server);
     let judge = SimJudge::new(Canary::Erroring);
-    let replica = Replica::start(&server, "one", Some(judge.clone()));
+    let replica = Replica::start(&server, "one", LEASE, Some(judge.clone()));
     region_rolling_out(&server, 8).await;
     eventually("a canary is labelled", || canaries(&server).len() == 1).await;
     assert_eq!(image(&server, CANARY).as_deref(), Some(NEW));
@@ -316,7 +256,7 @@ async fn a_failing_canary_rolls_back_within_one_window() {
     assert!(canaries(&server).is_empty());
     assert_eq!(image(&server, STABLE).as_deref(), Some(OLD));
     assert!(judge.requests().iter().all(|r| r.canary_nodes.len() == 1));
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
     sim.abort();
 }
 
@@ -325,7 +265,7 @@ async fn a_slow_canary_rolls_back() {
     let server = Arc::new(FakeApiServer::start().await);
     let sim = simulate_daemon_sets(&server);
     let judge = SimJudge::new(Canary::Healthy);
-    let replica = Replica::start(&server, "one", Some(judge.clone()));
+    let replica = Replica::start(&server, "one", LEASE, Some(judge.clone()));
     region_rolling_out(&server, 8).await;
     // The first step is fine; the canary turns slow during the second.
     eventually("second step", || canaries(&server).len() == 2).await;
@@ -334,7 +274,7 @@ async fn a_slow_canary_rolls_back() {
     let r = rollout(&server);
     assert!(r["reason"].as_str().unwrap().contains("p99"), "{r}");
     assert_eq!(r["step"], 1);
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
     sim.abort();
 }
 
@@ -343,7 +283,7 @@ async fn an_idle_canary_holds_then_pauses_and_is_not_rolled_back() {
     let server = Arc::new(FakeApiServer::start().await);
     let sim = simulate_daemon_sets(&server);
     let judge = SimJudge::new(Canary::Idle);
-    let replica = Replica::start(&server, "one", Some(judge.clone()));
+    let replica = Replica::start(&server, "one", LEASE, Some(judge.clone()));
     region_rolling_out(&server, 8).await;
     eventually("holding", || phase(&server).as_deref() == Some("Holding")).await;
     let held = canaries(&server);
@@ -390,7 +330,7 @@ async fn an_idle_canary_holds_then_pauses_and_is_not_rolled_back() {
         server.object(REGIONS, NS, "porto").unwrap()["status"]["rolloutActionAck"],
         "resume:1"
     );
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
     sim.abort();
 }
 
@@ -399,7 +339,7 @@ async fn a_partitioned_canary_holds_without_rolling_either_way() {
     let server = Arc::new(FakeApiServer::start().await);
     let sim = simulate_daemon_sets(&server);
     let judge = SimJudge::new(Canary::Partitioned);
-    let replica = Replica::start(&server, "one", Some(judge.clone()));
+    let replica = Replica::start(&server, "one", LEASE, Some(judge.clone()));
     region_rolling_out(&server, 8).await;
     eventually("holding", || phase(&server).as_deref() == Some("Holding")).await;
     assert_eq!(rollout(&server)["lastVerdict"]["kind"], "Silent");
@@ -410,7 +350,7 @@ async fn a_partitioned_canary_holds_without_rolling_either_way() {
     // The partition heals: the next window passes.
     judge.set(Canary::Healthy);
     eventually("second step", || canaries(&server).len() == 2).await;
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
     sim.abort();
 }
 
@@ -420,7 +360,7 @@ async fn operators_promote_and_abort_through_the_annotation() {
     let sim = simulate_daemon_sets(&server);
     // Idle canaries: without the operator the rollout would only hold.
     let judge = SimJudge::new(Canary::Idle);
-    let replica = Replica::start(&server, "one", Some(judge.clone()));
+    let replica = Replica::start(&server, "one", LEASE, Some(judge.clone()));
     region_rolling_out(&server, 8).await;
     eventually("a canary", || canaries(&server).len() == 1).await;
     patch_region(
@@ -458,7 +398,7 @@ async fn operators_promote_and_abort_through_the_annotation() {
     .await;
     assert_eq!(image(&server, STABLE).as_deref(), Some(NEW));
     assert_eq!(rollout(&server)["reason"], "aborted by an operator");
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
     sim.abort();
 }
 
@@ -467,7 +407,7 @@ async fn spec_paused_freezes_a_rollout_until_cleared() {
     let server = Arc::new(FakeApiServer::start().await);
     let sim = simulate_daemon_sets(&server);
     let judge = SimJudge::new(Canary::Partitioned);
-    let replica = Replica::start(&server, "one", Some(judge.clone()));
+    let replica = Replica::start(&server, "one", LEASE, Some(judge.clone()));
     region_rolling_out(&server, 8).await;
     eventually("holding", || phase(&server).as_deref() == Some("Holding")).await;
     patch_region(&server, json!({"spec": {"paused": true}})).await;
@@ -488,7 +428,7 @@ async fn spec_paused_freezes_a_rollout_until_cleared() {
         canaries(&server).len() == 2
     })
     .await;
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
     sim.abort();
 }
 
@@ -497,14 +437,14 @@ async fn a_restart_and_a_leader_change_resume_from_status() {
     let server = Arc::new(FakeApiServer::start().await);
     let sim = simulate_daemon_sets(&server);
     let judge = SimJudge::new(Canary::Healthy);
-    let first = Replica::start(&server, "first", Some(judge.clone()));
+    let first = Replica::start(&server, "first", LEASE, Some(judge.clone()));
     region_rolling_out(&server, 8).await;
     eventually("second step", || canaries(&server).len() == 2).await;
     let step_before = rollout(&server)["step"].clone();
     let started = rollout(&server)["startedAtMs"].clone();
     // A clean restart: the new process resumes the same rollout.
-    first.shutdown().await;
-    let second = Replica::start(&server, "second", Some(judge.clone()));
+    first.shutdown(TIMEOUT).await;
+    let second = Replica::start(&server, "second", LEASE, Some(judge.clone()));
     eventually("third step after the restart", || {
         canaries(&server).len() == 4
     })
@@ -512,8 +452,8 @@ async fn a_restart_and_a_leader_change_resume_from_status() {
     assert_eq!(rollout(&server)["startedAtMs"], started, "same rollout");
     assert!(rollout(&server)["step"].as_u64() > step_before.as_u64());
     // A leader that dies without releasing the lease: a follower takes over and finishes.
-    let third = Replica::start(&server, "third", Some(judge.clone()));
-    second.task.abort();
+    let third = Replica::start(&server, "third", LEASE, Some(judge.clone()));
+    second.kill();
     eventually("third holds the lease", || {
         server
             .object(LEASES, NS, "edgeroute-controller")
@@ -539,7 +479,7 @@ async fn a_restart_and_a_leader_change_resume_from_status() {
         sizes.windows(2).all(|w| w[0] <= w[1]),
         "never went back a step: {sizes:?}"
     );
-    third.shutdown().await;
+    third.shutdown(TIMEOUT).await;
     sim.abort();
 }
 
@@ -549,7 +489,7 @@ async fn a_node_joining_mid_rollout_gets_the_stable_version() {
     let sim = simulate_daemon_sets(&server);
     // Holding keeps the step (and its canary set) fixed while the node joins.
     let judge = SimJudge::new(Canary::Partitioned);
-    let replica = Replica::start(&server, "one", Some(judge.clone()));
+    let replica = Replica::start(&server, "one", LEASE, Some(judge.clone()));
     region_rolling_out(&server, 4).await;
     eventually("holding", || phase(&server).as_deref() == Some("Holding")).await;
     let before = canaries(&server);
@@ -567,7 +507,7 @@ async fn a_node_joining_mid_rollout_gets_the_stable_version() {
         "the stable DaemonSet runs on the joiner"
     );
     assert_eq!(image(&server, STABLE).as_deref(), Some(OLD));
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
     sim.abort();
 }
 
@@ -591,7 +531,7 @@ async fn judge_failures_hold_the_rollout_and_are_counted() {
     let sim = simulate_daemon_sets(&server);
     let (url, center) = fake_center(StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":"boom"}"#).await;
     let judge: Arc<dyn Judge> = Arc::new(HttpJudge::new(&url, "adm").unwrap());
-    let replica = Replica::start(&server, "one", Some(judge));
+    let replica = Replica::start(&server, "one", LEASE, Some(judge));
     region_rolling_out(&server, 8).await;
     eventually("holding on a 500", || {
         phase(&server).as_deref() == Some("Holding")
@@ -610,7 +550,7 @@ async fn judge_failures_hold_the_rollout_and_are_counted() {
     assert_eq!(image(&server, STABLE).as_deref(), Some(OLD));
     let metrics = replica.metrics.encode().unwrap();
     assert!(metrics.contains(r#"edgeroute_controller_judge_errors_total{error="status"}"#));
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
     sim.abort();
 }
 
@@ -618,7 +558,7 @@ async fn judge_failures_hold_the_rollout_and_are_counted() {
 async fn without_a_center_a_rollout_holds_then_pauses() {
     let server = Arc::new(FakeApiServer::start().await);
     let sim = simulate_daemon_sets(&server);
-    let replica = Replica::start(&server, "one", None);
+    let replica = Replica::start(&server, "one", LEASE, None);
     region_rolling_out(&server, 8).await;
     eventually("holding", || phase(&server).as_deref() == Some("Holding")).await;
     assert!(
@@ -630,6 +570,6 @@ async fn without_a_center_a_rollout_holds_then_pauses() {
     eventually("paused", || phase(&server).as_deref() == Some("Paused")).await;
     assert_eq!(canaries(&server).len(), 1);
     assert_eq!(image(&server, STABLE).as_deref(), Some(OLD));
-    replica.shutdown().await;
+    replica.shutdown(TIMEOUT).await;
     sim.abort();
 }
