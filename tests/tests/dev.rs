@@ -273,7 +273,7 @@ fn assert_rules_name_exposed_metrics(scrapes: &[&str]) {
     controller.reconcile_failure("kube");
     controller.judge_error("unreachable");
     let controller = controller.encode().unwrap();
-    let controller = edgeroute_control_plane::serve::metrics::open_metrics_to_text(&controller);
+    let controller = edgeroute_server::exposition::open_metrics_to_text(&controller);
     let mut exposed = BTreeSet::new();
     for line in scrapes
         .iter()

@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+
+use edgeroute_server::exposition::{Format, open_metrics_to_text};
 
 use crate::metrics::Metrics;
 
@@ -21,19 +23,26 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         .with_state(metrics)
 }
 
-async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> Response {
+/// OpenMetrics to a scraper that asks for it (Prometheus does), the Prometheus text format
+/// 0.0.4 to everyone else (curl, `promtool check metrics`).
+async fn metrics_handler(State(metrics): State<Arc<Metrics>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
     match metrics.encode() {
-        Ok(body) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
+        Ok(open_metrics) => {
+            let body = match format {
+                Format::OpenMetrics => open_metrics,
+                Format::Text => open_metrics_to_text(&open_metrics),
+            };
+            ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "encoding metrics failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(serde_json::json!({"error": "encoding metrics failed"})),
+            )
+                .into_response()
         }
     }
 }
@@ -57,13 +66,33 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(health.status(), StatusCode::OK);
-        let res = app
-            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8(body.to_vec()).unwrap();
-        assert!(text.contains("edgeroute_controller_reconciliations_total 1"));
+        for (accept, content_type, eof) in [
+            (None, "text/plain; version=0.0.4", false),
+            (
+                Some("application/openmetrics-text; version=1.0.0"),
+                "application/openmetrics-text",
+                true,
+            ),
+        ] {
+            let mut request = Request::get("/metrics");
+            if let Some(accept) = accept {
+                request = request.header(header::ACCEPT, accept);
+            }
+            let res = app
+                .clone()
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            let served = res.headers()[header::CONTENT_TYPE].to_str().unwrap();
+            assert!(served.starts_with(content_type), "{served}");
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let text = String::from_utf8(body.to_vec()).unwrap();
+            assert!(text.contains("edgeroute_controller_reconciliations_total 1"));
+            assert_eq!(text.contains("# EOF"), eof, "{text}");
+            if !eof {
+                assert!(text.contains("# TYPE edgeroute_controller_reconciliations_total counter"));
+            }
+        }
     }
 }

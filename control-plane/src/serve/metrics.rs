@@ -27,6 +27,7 @@ use edgeroute_protocol::{
     crd::RolloutSpec,
     sync::{EventHeader, NodeState, RawEvent, Report},
 };
+use edgeroute_server::exposition::{Format, open_metrics_to_text};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
@@ -451,67 +452,12 @@ pub async fn scrape(
         .encode()
         .map_err(|e| ApiError::internal("encoding metrics failed", e))?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let (content_type, body) = if wants_open_metrics(accept) {
-        (
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            open_metrics,
-        )
-    } else {
-        (
-            "text/plain; version=0.0.4; charset=utf-8",
-            open_metrics_to_text(&open_metrics),
-        )
+    let format = Format::negotiate(accept);
+    let body = match format {
+        Format::OpenMetrics => open_metrics,
+        Format::Text => open_metrics_to_text(&open_metrics),
     };
-    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
-}
-
-/// Whether an `Accept` header names OpenMetrics (with a quality above zero).
-pub fn wants_open_metrics(accept: Option<&str>) -> bool {
-    accept.is_some_and(|accept| {
-        accept.split(',').any(|range| {
-            let mut params = range.split(';').map(str::trim);
-            let media = params.next().unwrap_or_default();
-            let refused = params.any(|p| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
-        })
-    })
-}
-
-/// The Prometheus text format 0.0.4 of an OpenMetrics exposition. The samples are the
-/// same; the metadata differs: OpenMetrics names a counter family without the `_total` its
-/// samples carry, 0.0.4 names the samples, so counters' `HELP` and `TYPE` lines get the
-/// suffix. `# EOF` and `# UNIT` have no 0.0.4 counterpart and go.
-pub fn open_metrics_to_text(open_metrics: &str) -> String {
-    let counters: BTreeSet<&str> = open_metrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(open_metrics.len());
-    for line in open_metrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let meta = ["# HELP ", "# TYPE "]
-            .into_iter()
-            .find_map(|prefix| Some((prefix, line.strip_prefix(prefix)?)));
-        match meta {
-            Some((prefix, rest)) => {
-                let (family, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-                if counters.contains(family) {
-                    out.push_str(&format!("{prefix}{family}_total {tail}"));
-                } else {
-                    out.push_str(line);
-                }
-            }
-            None => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    out
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
 }
 
 #[cfg(test)]

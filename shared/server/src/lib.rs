@@ -12,6 +12,7 @@
 //! - [`conn`]: the accept loop they share with [`serve_tls`], bounded by [`ServerLimits`]
 //!   (connection cap, header-read and idle timeouts, keep-alive limits, back-off on
 //!   `EMFILE`), and [`raise_fd_limit`].
+//! - [`exposition`]: the OpenMetrics and Prometheus 0.0.4 text formats of `/metrics`.
 //! - [`protocol_errors`]: bodies for the errors hyper answers before the application sees
 //!   the request (400, 414, 431).
 //! - [`tls`] (feature `tls`): [`serve_tls`] (HTTPS, with a grace period for in-flight
@@ -20,6 +21,7 @@
 //!   saying whether its client presented a verified one.
 
 pub mod conn;
+pub mod exposition;
 pub mod protocol_errors;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -71,17 +71,6 @@ fn regions_beyond_the_cap_are_summed_under_other() {
 }
 
 #[test]
-fn openmetrics_only_for_scrapers_that_ask() {
-    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-    assert!(wants_open_metrics(Some(prometheus)));
-    assert!(!wants_open_metrics(None));
-    assert!(!wants_open_metrics(Some("*/*")));
-    assert!(!wants_open_metrics(Some(
-        "application/openmetrics-text;q=0"
-    )));
-}
-
-#[test]
 fn counters_are_named_by_their_samples_in_the_text_format() {
     let metrics = CenterMetrics::new();
     metrics.sync_answered("report", StatusCode::OK);
