@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use edgeroute_control_plane::controller::FINALIZER;
-use edgeroute_protocol::crd::{
-    ConditionStatus, ConditionType, EdgeRegion, MANAGED_ANNOTATION, REGION_LABEL,
-};
+use edgeroute_protocol::crd::{ConditionStatus, ConditionType, EdgeRegion, REGION_LABEL};
+use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::controller::{
     CONFIGMAPS, DAEMONSETS, EVENTS, LEASES, LeaseTiming, NODES, NS, REGIONS, Replica, SERVICES,
+    add_node, child, condition, create_region, is, lease_holder, managed, node, region_json,
+    region_of, status,
 };
 use support::fake_apiserver::FakeApiServer;
 
@@ -28,79 +28,6 @@ const LEASE: LeaseTiming = LeaseTiming {
 
 async fn eventually(what: &str, check: impl FnMut() -> bool) {
     support::controller::eventually(TIMEOUT, what, check).await;
-}
-
-fn add_node(server: &FakeApiServer, name: &str, zone: &str) {
-    server.put(
-        NODES,
-        "",
-        json!({"apiVersion": "v1", "kind": "Node",
-               "metadata": {"name": name, "labels": {"zone": zone}}}),
-    );
-}
-
-fn node(server: &FakeApiServer, name: &str) -> Value {
-    server.object(NODES, "", name).expect("node exists")
-}
-
-fn region_of(server: &FakeApiServer, name: &str) -> Option<String> {
-    let node = node(server, name);
-    node["metadata"]["labels"][REGION_LABEL]
-        .as_str()
-        .map(str::to_owned)
-}
-
-fn managed(server: &FakeApiServer, name: &str) -> bool {
-    !node(server, name)["metadata"]["annotations"][MANAGED_ANNOTATION].is_null()
-}
-
-fn region_json(name: &str, zone: &str, version: &str) -> Value {
-    json!({
-        "apiVersion": "edgeroute.io/v1alpha1", "kind": "EdgeRegion",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "nodeSelector": {"matchLabels": {"zone": zone}},
-            "agent": {"image": "ghcr.io/edgeroute/agent", "version": version},
-            "graph": {"source": format!("{zone}.osm.pbf"), "version": "v1"}
-        }
-    })
-}
-
-async fn create_region(client: &Client, name: &str, zone: &str) {
-    let api = Api::<EdgeRegion>::namespaced(client.clone(), NS);
-    let region: EdgeRegion = serde_json::from_value(region_json(name, zone, "0.1.0")).unwrap();
-    api.create(&PostParams::default(), &region).await.unwrap();
-}
-
-fn status(server: &FakeApiServer, name: &str) -> Option<Value> {
-    server
-        .object(REGIONS, NS, name)
-        .map(|r| r["status"].clone())
-        .filter(|s| !s.is_null())
-}
-
-fn condition(server: &FakeApiServer, region: &str, type_: ConditionType) -> Option<String> {
-    let status = status(server, region)?;
-    let type_ = serde_json::to_value(type_).unwrap();
-    status["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .and_then(|c| c["status"].as_str().map(str::to_owned))
-}
-
-fn is(status: ConditionStatus) -> Option<String> {
-    Some(
-        serde_json::to_value(status)
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    )
-}
-
-fn child(server: &FakeApiServer, resource: &str, region: &str) -> Option<Value> {
-    server.object(resource, NS, &format!("edgeroute-agent-{region}"))
 }
 
 /// Makes the regions selecting `node` reconcile without changing anything they care about
@@ -495,12 +422,6 @@ async fn reconcile_failures_are_counted_by_error_kind() {
     replica.shutdown(TIMEOUT).await;
 }
 
-fn lease_holder(server: &FakeApiServer) -> Option<String> {
-    server
-        .object(LEASES, NS, "edgeroute-controller")
-        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
-}
-
 #[tokio::test]
 async fn only_the_leader_reconciles_and_a_follower_takes_over() {
     let server = FakeApiServer::start().await;
@@ -569,120 +490,4 @@ async fn losing_the_lease_stops_reconciling() {
     })
     .await;
     replica.shutdown(TIMEOUT).await;
-}
-
-mod fake_server {
-    //! The fake API server's own semantics, checked through a kube client.
-    use super::*;
-    use k8s_openapi::api::coordination::v1::Lease;
-    use k8s_openapi::api::core::v1::{ConfigMap, Node};
-    use kube::api::ListParams;
-
-    #[tokio::test]
-    async fn label_selectors_follow_kubernetes_syntax() {
-        let server = FakeApiServer::start().await;
-        add_node(&server, "a", "porto");
-        add_node(&server, "b", "lisbon");
-        server.put(
-            NODES,
-            "",
-            json!({"metadata": {"name": "c", "labels": {"edge": "yes"}}}),
-        );
-        let api = Api::<Node>::all(server.client());
-        let names = |sel: &'static str| {
-            let api = api.clone();
-            async move {
-                let mut n: Vec<String> = api
-                    .list(&ListParams::default().labels(sel))
-                    .await
-                    .unwrap()
-                    .items
-                    .into_iter()
-                    .map(|n| n.metadata.name.unwrap())
-                    .collect();
-                n.sort();
-                n
-            }
-        };
-        assert_eq!(names("zone=porto").await, ["a"]);
-        assert_eq!(names("zone!=porto").await, ["b", "c"]);
-        assert_eq!(names("zone in (porto,lisbon)").await, ["a", "b"]);
-        assert_eq!(names("zone notin (porto)").await, ["b", "c"]);
-        assert_eq!(names("edge").await, ["c"]);
-        assert_eq!(names("!zone").await, ["c"]);
-    }
-
-    #[tokio::test]
-    async fn apply_creates_then_merges_and_noop_writes_keep_the_version() {
-        let server = FakeApiServer::start().await;
-        let api = Api::<ConfigMap>::namespaced(server.client(), NS);
-        let cm: ConfigMap = serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "x", "namespace": NS}, "data": {"k": "1"}}))
-        .unwrap();
-        let pp = PatchParams::apply("test").force();
-        let created = api.patch("x", &pp, &Patch::Apply(&cm)).await.unwrap();
-        let again = api.patch("x", &pp, &Patch::Apply(&cm)).await.unwrap();
-        assert_eq!(
-            created.metadata.resource_version,
-            again.metadata.resource_version
-        );
-        let rv = created.metadata.resource_version.clone().unwrap();
-        let fresh = json!({"metadata": {"resourceVersion": rv}, "data": {"k": "2"}});
-        api.patch("x", &PatchParams::default(), &Patch::Merge(&fresh))
-            .await
-            .unwrap();
-        let stale = json!({"metadata": {"resourceVersion": rv}, "data": {"k": "3"}});
-        let conflict = api
-            .patch("x", &PatchParams::default(), &Patch::Merge(&stale))
-            .await
-            .unwrap_err();
-        assert!(matches!(conflict, kube::Error::Api(s) if s.is_conflict()));
-    }
-
-    #[tokio::test]
-    async fn replace_with_a_stale_version_conflicts() {
-        let server = FakeApiServer::start().await;
-        let api = Api::<Lease>::namespaced(server.client(), NS);
-        let lease: Lease =
-            serde_json::from_value(json!({"metadata": {"name": "l"}, "spec": {}})).unwrap();
-        let created = api.create(&PostParams::default(), &lease).await.unwrap();
-        let mut held = created.clone();
-        held.spec.as_mut().unwrap().holder_identity = Some("a".into());
-        api.replace("l", &PostParams::default(), &held)
-            .await
-            .unwrap();
-        let err = api
-            .replace("l", &PostParams::default(), &created)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, kube::Error::Api(s) if s.is_conflict()));
-    }
-
-    #[tokio::test]
-    async fn finalizers_delay_deletion_and_owners_collect_dependents() {
-        let server = FakeApiServer::start().await;
-        server.put(
-            CONFIGMAPS,
-            NS,
-            json!({"metadata": {"name": "owner", "namespace": NS, "finalizers": ["f"]}}),
-        );
-        let uid = server.object(CONFIGMAPS, NS, "owner").unwrap()["metadata"]["uid"].clone();
-        server.put(
-            CONFIGMAPS,
-            NS,
-            json!({"metadata": {"name": "dep", "namespace": NS,
-                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]}}),
-        );
-        let api = Api::<ConfigMap>::namespaced(server.client(), NS);
-        api.delete("owner", &DeleteParams::default()).await.unwrap();
-        let marked = server.object(CONFIGMAPS, NS, "owner").unwrap();
-        assert!(!marked["metadata"]["deletionTimestamp"].is_null());
-        assert!(server.object(CONFIGMAPS, NS, "dep").is_some());
-        let patch = json!({"metadata": {"finalizers": null}});
-        api.patch("owner", &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .unwrap();
-        assert!(server.object(CONFIGMAPS, NS, "owner").is_none());
-        assert!(server.object(CONFIGMAPS, NS, "dep").is_none());
-    }
 }

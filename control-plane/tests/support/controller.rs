@@ -11,6 +11,12 @@ use edgeroute_control_plane::controller::leader::LeaseSettings;
 use edgeroute_control_plane::controller::workload::AgentEnv;
 use edgeroute_control_plane::controller::{Context, Settings, run_elected};
 use edgeroute_control_plane::metrics::Metrics;
+use edgeroute_protocol::crd::{
+    ConditionStatus, ConditionType, EdgeRegion, MANAGED_ANNOTATION, REGION_LABEL,
+};
+use kube::api::PostParams;
+use kube::{Api, Client};
+use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -111,4 +117,86 @@ pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -
         assert!(start.elapsed() < timeout, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A node labelled `zone=<zone>`.
+pub fn add_node(server: &FakeApiServer, name: &str, zone: &str) {
+    server.put(
+        NODES,
+        "",
+        json!({"apiVersion": "v1", "kind": "Node",
+               "metadata": {"name": name, "labels": {"zone": zone}}}),
+    );
+}
+
+// What the scenarios read back from the fake API server.
+
+pub fn node(server: &FakeApiServer, name: &str) -> Value {
+    server.object(NODES, "", name).expect("node exists")
+}
+
+pub fn region_of(server: &FakeApiServer, name: &str) -> Option<String> {
+    let node = node(server, name);
+    node["metadata"]["labels"][REGION_LABEL]
+        .as_str()
+        .map(str::to_owned)
+}
+
+pub fn managed(server: &FakeApiServer, name: &str) -> bool {
+    !node(server, name)["metadata"]["annotations"][MANAGED_ANNOTATION].is_null()
+}
+
+pub fn region_json(name: &str, zone: &str, version: &str) -> Value {
+    json!({
+        "apiVersion": "edgeroute.io/v1alpha1", "kind": "EdgeRegion",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "nodeSelector": {"matchLabels": {"zone": zone}},
+            "agent": {"image": "ghcr.io/edgeroute/agent", "version": version},
+            "graph": {"source": format!("{zone}.osm.pbf"), "version": "v1"}
+        }
+    })
+}
+
+pub async fn create_region(client: &Client, name: &str, zone: &str) {
+    let api = Api::<EdgeRegion>::namespaced(client.clone(), NS);
+    let region: EdgeRegion = serde_json::from_value(region_json(name, zone, "0.1.0")).unwrap();
+    api.create(&PostParams::default(), &region).await.unwrap();
+}
+
+pub fn status(server: &FakeApiServer, name: &str) -> Option<Value> {
+    server
+        .object(REGIONS, NS, name)
+        .map(|r| r["status"].clone())
+        .filter(|s| !s.is_null())
+}
+
+pub fn condition(server: &FakeApiServer, region: &str, type_: ConditionType) -> Option<String> {
+    let status = status(server, region)?;
+    let type_ = serde_json::to_value(type_).unwrap();
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .and_then(|c| c["status"].as_str().map(str::to_owned))
+}
+
+pub fn is(status: ConditionStatus) -> Option<String> {
+    Some(
+        serde_json::to_value(status)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    )
+}
+
+pub fn child(server: &FakeApiServer, resource: &str, region: &str) -> Option<Value> {
+    server.object(resource, NS, &format!("edgeroute-agent-{region}"))
+}
+
+pub fn lease_holder(server: &FakeApiServer) -> Option<String> {
+    server
+        .object(LEASES, NS, "edgeroute-controller")
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
 }
