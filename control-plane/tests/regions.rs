@@ -1,16 +1,20 @@
 //! The center follows the cluster's desired state: an EdgeRegion's graph version, created
 //! or changed through the (fake) API server, becomes the region's graph in the center's
-//! store, which every report's directive carries to the agents.
+//! store (directly while the region has no node to roll out to), which every report's
+//! directive carries to the agents; its rollout policy becomes the region's policy.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod support;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use edgeroute_control_plane::sync::{regions, sled_store::SledCenterStore, store::CenterStore};
+use edgeroute_control_plane::{
+    serve::Settings,
+    sync::{regions, store::CenterStore},
+};
 use serde_json::json;
-use support::fake_apiserver::FakeApiServer;
+use support::{center::TestCenter, fake_apiserver::FakeApiServer};
 
 const NS: &str = "edgeroute";
 const REGIONS: &str = "edgeroute.io/v1alpha1/edgeregions";
@@ -45,9 +49,13 @@ async fn wait_for(store: &dyn CenterStore, region: &str, version: &str) {
 async fn region_graphs_follow_their_edgeregions() {
     let server = FakeApiServer::start().await;
     server.put(REGIONS, NS, region("porto", "porto-v1"));
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn CenterStore> = Arc::new(SledCenterStore::open(dir.path()).unwrap());
-    let task = tokio::spawn(regions::follow(server.client(), NS.into(), store.clone()));
+    let center = TestCenter::new(Settings::default()).center;
+    let store = center.store.clone();
+    let task = tokio::spawn(regions::follow_center(
+        server.client(),
+        NS.into(),
+        center.clone(),
+    ));
     wait_for(store.as_ref(), "porto", "porto-v1").await;
     // A new version, and a region created later, both arrive through the watch.
     server.merge(
@@ -70,5 +78,22 @@ async fn region_graphs_follow_their_edgeregions() {
         false,
     );
     wait_for(store.as_ref(), "porto", "porto-v3").await;
+    // The EdgeRegion's rollout policy is the one the region's rollouts and alerts use.
+    server.merge(
+        REGIONS,
+        NS,
+        "porto",
+        json!({"spec": {"rollout": {"maxErrorRate": 0.125}}}),
+        false,
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while center.rollouts.policy("porto").max_error_rate != 0.125 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "policy never followed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_ne!(center.rollouts.policy("monaco").max_error_rate, 0.125);
     task.abort();
 }
