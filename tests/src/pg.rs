@@ -93,6 +93,8 @@ pub struct Replica {
     pub store: edgeroute_control_plane::sync::postgres::PgCenterStore,
     /// Its in-memory fleet view.
     pub fleet: std::sync::Arc<edgeroute_control_plane::fleet::view::FleetView>,
+    /// Its whole state (to drive its rollout ticks by hand).
+    pub center: edgeroute_control_plane::serve::Center,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), edgeroute_server::Error>>,
     _dir: tempfile::TempDir,
@@ -106,8 +108,16 @@ pub const ADMIN: &str = "adm";
 impl Replica {
     /// Start a replica on the database at `url`.
     pub async fn start(url: &str) -> anyhow::Result<Replica> {
+        Self::start_with(url, edgeroute_control_plane::serve::Settings::default()).await
+    }
+
+    /// Start a replica on the database at `url` with these settings.
+    pub async fn start_with(
+        url: &str,
+        settings: edgeroute_control_plane::serve::Settings,
+    ) -> anyhow::Result<Replica> {
         use edgeroute_control_plane::{
-            serve::{Center, Settings, app, auth::CenterAuth},
+            serve::{Center, app, auth::CenterAuth},
             sync::postgres::connect::PoolOptions,
         };
         let dir = tempfile::tempdir()?;
@@ -120,10 +130,11 @@ impl Replica {
             &options,
             dir.path(),
             CenterAuth::new(&[TOKEN.into()], Some(ADMIN), false),
-            Settings::default(),
+            settings,
         )
         .await?;
         let fleet = center.fleet.clone();
+        let state = center.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -139,6 +150,7 @@ impl Replica {
             addr,
             store,
             fleet,
+            center: state,
             stop: Some(stop),
             task,
             _dir: dir,

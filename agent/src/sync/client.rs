@@ -185,7 +185,12 @@ enum RoundError {
     #[error("cannot reach the control plane")]
     Transport(#[source] reqwest::Error),
     #[error("the control plane answered {status}: {body}")]
-    Status { status: StatusCode, body: String },
+    Status {
+        status: StatusCode,
+        body: String,
+        /// The answer's `Retry-After` (a shedding center's request to wait).
+        retry_after: Option<Duration>,
+    },
     #[error("the control plane's answer is not a report acknowledgement")]
     Decode(#[source] serde_json::Error),
     #[error("local storage failed")]
@@ -223,6 +228,10 @@ pub async fn run(ctx: SyncContext, shutdown: impl std::future::Future<Output = (
                 if round.more { Duration::ZERO } else { interval }
             }
             Err(err) => {
+                let asked = match &err {
+                    RoundError::Status { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
                 let message = format!("{:#}", anyhow::Error::new(err));
                 tracing::warn!(error = %message, "sync report failed");
                 let now = now_ms();
@@ -232,7 +241,8 @@ pub async fn run(ctx: SyncContext, shutdown: impl std::future::Future<Output = (
                     s.last_error = Some(message);
                     s.unreachable_since_ms.get_or_insert(now);
                 });
-                backoff.next_delay(rand::random::<f64>())
+                let delay = backoff.next_delay(rand::random::<f64>());
+                retry_delay(delay, asked, ctx.config.max_backoff, rand::random::<f64>())
             }
         };
         tokio::select! {
@@ -240,6 +250,22 @@ pub async fn run(ctx: SyncContext, shutdown: impl std::future::Future<Output = (
             () = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// `Retry-After` in delay-seconds (a shedding center sends those; an HTTP date is ignored
+/// and the backoff applies).
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// How long to wait after a failed round: the backoff's delay, or, when the center asked
+/// for longer with `Retry-After`, that plus up to half of it again at random (`unit` in
+/// `[0, 1)`), so a shed fleet does not come back in the same second. Never beyond `max`
+/// (the agent's own cap), whatever the center asks.
+fn retry_delay(backoff: Duration, asked: Option<Duration>, max: Duration, unit: f64) -> Duration {
+    let Some(asked) = asked else { return backoff };
+    let jittered = asked + (asked / 2).mul_f64(unit.clamp(0.0, 1.0));
+    backoff.max(jittered).min(max.max(backoff))
 }
 
 /// One report: build it, send it, apply the acknowledgement.
@@ -359,10 +385,19 @@ async fn send(
     }
     let response = request.send().await.map_err(RoundError::Transport)?;
     let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
     let bytes = response.bytes().await.map_err(RoundError::Transport)?;
     if status != StatusCode::OK {
         let body = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
-        return Err(RoundError::Status { status, body });
+        return Err(RoundError::Status {
+            status,
+            body,
+            retry_after,
+        });
     }
     let ack: ReportAck = serde_json::from_slice(&bytes).map_err(RoundError::Decode)?;
     Ok((ack, sent, bytes.len() as u64))
@@ -557,4 +592,26 @@ async fn load_shadow(
         ));
     }
     Ok(Arc::new(graph))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_honoured_with_jitter_within_the_cap() {
+        let s = Duration::from_secs;
+        let max = s(30);
+        // Without Retry-After the backoff decides.
+        assert_eq!(retry_delay(s(1), None, max, 0.7), s(1));
+        // A shedding center's 4 s: between 4 and 6 s, spread by the random unit.
+        assert_eq!(retry_delay(s(1), Some(s(4)), max, 0.0), s(4));
+        assert_eq!(retry_delay(s(1), Some(s(4)), max, 0.5), s(5));
+        assert!(retry_delay(s(1), Some(s(4)), max, 0.999) < s(6));
+        // A longer backoff is kept; the center cannot park an agent beyond its cap.
+        assert_eq!(retry_delay(s(8), Some(s(2)), max, 0.0), s(8));
+        assert_eq!(retry_delay(s(1), Some(s(3600)), max, 0.0), max);
+        assert_eq!(parse_retry_after(" 2 "), Some(s(2)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
 }

@@ -27,7 +27,7 @@ use edgeroute_protocol::{
 use super::{
     analysis,
     machine::{RolloutRecord, Transition},
-    windows::Serving,
+    windows::{Serving, Windows},
 };
 use crate::{serve::Center, sync::store};
 
@@ -222,11 +222,34 @@ pub async fn tick(center: &Center) -> Result<usize, store::Error> {
             .scanned
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
+    let shared = center.store.shared();
+    if shared {
+        share_windows(center, now).await;
+        follow_records(center).await?;
+    }
     let mut judged = 0;
     for region in center.rollouts.active_regions() {
+        // With several replicas one drives each region: the holder of its lease.
+        if shared
+            && !center
+                .store
+                .lease(
+                    &lease_name(&region),
+                    &center.settings.replica,
+                    center.settings.rollout_lease_ms,
+                )
+                .await?
+        {
+            continue;
+        }
         let _one = center.rollouts.ops.lock().await;
-        // Re-read under the lock: an action may have changed it meanwhile.
-        let Some(mut r) = record(center, &region).await? else {
+        // Re-read under the lock: an action may have changed it meanwhile (on another
+        // replica too, with a shared store).
+        let Some(mut r) = (if shared {
+            fresh_record(center, &region).await?
+        } else {
+            record(center, &region).await?
+        }) else {
             continue;
         };
         let now = center.rollouts.clock.now_ms();
@@ -234,7 +257,17 @@ pub async fn tick(center: &Center) -> Result<usize, store::Error> {
             continue;
         }
         let nodes = region_nodes(center, &region);
-        let verdict = judge(center, &r, &nodes, now);
+        let verdict = if shared {
+            // Every replica's windows, not only those this one received.
+            let samples = center
+                .store
+                .windows(&region, r.status.step_started_at_ms)
+                .await?;
+            let all = Windows::of_samples(center.rollouts.windows.config(), samples);
+            judge(&all, &r, &nodes, now)
+        } else {
+            judge(&center.rollouts.windows, &r, &nodes, now)
+        };
         center.rollouts.metrics.verdict(verdict.kind);
         tracing::info!(
             %region,
@@ -250,9 +283,62 @@ pub async fn tick(center: &Center) -> Result<usize, store::Error> {
     Ok(judged)
 }
 
-/// Judge `record`'s current window over the region's `nodes` at `now`.
-fn judge(
+/// The lease a replica holds to drive `region`'s rollout.
+pub fn lease_name(region: &str) -> String {
+    format!("rollout/{region}")
+}
+
+/// Write the windows this replica received to the store, where the driver reads them,
+/// and forget those too old to judge. A failure keeps them for the next tick.
+async fn share_windows(center: &Center, now: u64) {
+    let windows = &center.rollouts.windows;
+    let samples = windows.take_unshared();
+    if let Err(err) = center
+        .store
+        .put_windows(&center.settings.replica, &samples)
+        .await
+    {
+        tracing::warn!(error = %err, "sharing rollout windows failed; retrying on the next tick");
+        windows.requeue_unshared(samples);
+        return;
+    }
+    // Every replica prunes; the statement is idempotent and touches old rows only.
+    let horizon = now.saturating_sub(windows.config().retention_ms);
+    if let Err(err) = center.store.prune_windows(horizon).await {
+        tracing::warn!(error = %err, "pruning shared rollout windows failed");
+    }
+}
+
+/// With several replicas, another one may start, judge or end a rollout: re-read the
+/// record of every region with nodes, so directives and watches follow.
+async fn follow_records(center: &Center) -> Result<(), store::Error> {
+    let mut regions: Vec<String> = center
+        .fleet
+        .records()
+        .into_iter()
+        .map(|r| r.report.region)
+        .collect();
+    regions.sort();
+    regions.dedup();
+    for region in &regions {
+        fresh_record(center, region).await?;
+    }
+    Ok(())
+}
+
+/// The record as stored now, cached.
+async fn fresh_record(
     center: &Center,
+    region: &str,
+) -> Result<Option<RolloutRecord>, store::Error> {
+    let stored = center.store.rollout(region).await?;
+    center.rollouts.remember(region, stored.clone());
+    Ok(stored)
+}
+
+/// Judge `record`'s current window over the region's `nodes` at `now`, from `windows`.
+fn judge(
+    windows: &Windows,
     record: &RolloutRecord,
     nodes: &[String],
     now: u64,
@@ -266,7 +352,6 @@ fn judge(
         .filter(|n| !s.canary_nodes.contains(n))
         .cloned()
         .collect();
-    let windows = &center.rollouts.windows;
     let canary = windows.arm(
         &s.canary_nodes,
         Serving::Graph(&s.to_version),
@@ -365,7 +450,21 @@ impl ShadowPlan {
     }
 }
 
-/// Judge due windows every `period` until `shutdown` resolves.
+/// Give up this replica's rollout leases, so another replica drives at once instead of
+/// after the lease time.
+async fn release_leases(center: &Center) {
+    if !center.store.shared() {
+        return;
+    }
+    for region in center.rollouts.active_regions() {
+        let name = lease_name(&region);
+        if let Err(err) = center.store.release(&name, &center.settings.replica).await {
+            tracing::warn!(error = %err, %region, "releasing the rollout lease failed; it expires");
+        }
+    }
+}
+
+/// Judge due windows every `period` until `shutdown` resolves; then give up the leases.
 pub async fn run(
     center: Center,
     period: Duration,
@@ -376,7 +475,10 @@ pub async fn run(
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            () = &mut shutdown => return,
+            () = &mut shutdown => {
+                release_leases(&center).await;
+                return;
+            }
             _ = every.tick() => {
                 if let Err(err) = tick(&center).await {
                     tracing::warn!(error = %err, "rollout tick failed; retrying on the next");

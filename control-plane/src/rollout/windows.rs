@@ -17,6 +17,11 @@ use std::{
 use edgeroute_protocol::sync::{MetricsWindow, RawEvent, Report};
 
 use super::analysis::Arm;
+use crate::sync::store::WindowSample;
+
+/// Most windows waiting to be written to a shared store; past it the oldest are dropped
+/// (the store is away: the judge then lacks some windows, and holds on too few requests).
+pub const MAX_UNSHARED: usize = 100_000;
 
 /// How much is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +61,9 @@ pub struct Windows {
     nodes: Mutex<HashMap<String, NodeRing>>,
     /// Region -> until when (ms) its reports are kept.
     watched: Mutex<HashMap<String, u64>>,
+    /// With several replicas: the windows recorded here and not yet written to the store
+    /// (`None` with one replica, which judges from memory).
+    unshared: Mutex<Option<VecDeque<WindowSample>>>,
 }
 
 /// Which reports an arm counts: only those of nodes serving this graph version (a canary
@@ -75,7 +83,55 @@ impl Windows {
             config,
             nodes: Mutex::default(),
             watched: Mutex::default(),
+            unshared: Mutex::default(),
         }
+    }
+
+    /// Rings holding exactly `samples` (the windows every replica wrote to the store), to
+    /// judge from.
+    pub fn of_samples(config: WindowConfig, samples: Vec<WindowSample>) -> Self {
+        let windows = Self::new(config);
+        let mut samples = samples;
+        samples.sort_by_key(|s| s.at_ms);
+        for s in samples {
+            windows.watch(&s.region, u64::MAX);
+            windows.record_window(&s.region, &s.node, s.graph, s.window, s.at_ms);
+        }
+        windows
+    }
+
+    /// Also queue every recorded window for the store ([`Self::take_unshared`]): several
+    /// replicas judge from what all of them received.
+    pub fn share(&self) {
+        let mut unshared = self.unshared.lock().unwrap_or_else(|e| e.into_inner());
+        unshared.get_or_insert_with(VecDeque::new);
+    }
+
+    /// The windows recorded since the last call, for the store.
+    pub fn take_unshared(&self) -> Vec<WindowSample> {
+        let mut unshared = self.unshared.lock().unwrap_or_else(|e| e.into_inner());
+        unshared
+            .as_mut()
+            .map(|q| q.drain(..).collect())
+            .unwrap_or_default()
+    }
+
+    /// Put back windows the store did not take (oldest first), within the bound.
+    pub fn requeue_unshared(&self, samples: Vec<WindowSample>) {
+        let mut unshared = self.unshared.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(q) = unshared.as_mut() {
+            for s in samples.into_iter().rev() {
+                q.push_front(s);
+            }
+            while q.len() > MAX_UNSHARED {
+                q.pop_front();
+            }
+        }
+    }
+
+    /// The retention: windows older than this are of no use to a judge.
+    pub fn config(&self) -> WindowConfig {
+        self.config
     }
 
     /// Keep the reports of `region` until `until_ms` (a later time extends, an earlier one
@@ -131,6 +187,21 @@ impl Windows {
     ) {
         if !self.is_watched(region, at_ms) {
             return;
+        }
+        {
+            let mut unshared = self.unshared.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(q) = unshared.as_mut() {
+                q.push_back(WindowSample {
+                    region: region.to_owned(),
+                    node: node.to_owned(),
+                    at_ms,
+                    graph: graph.clone(),
+                    window: window.clone(),
+                });
+                if q.len() > MAX_UNSHARED {
+                    q.pop_front();
+                }
+            }
         }
         let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
         let ring = nodes.entry(node.to_owned()).or_default();

@@ -57,7 +57,7 @@ pub const REPORT_RESULTS: [&str; 3] = ["ok", "rejected", "error"];
 /// `kind` of an ingested event (`other` for kinds newer than this center).
 pub const EVENT_KINDS: [&str; 4] = ["plan", "graph_activated", "graph_failed", "other"];
 /// `reason` of a sync error.
-pub const ERROR_REASONS: [&str; 8] = [
+pub const ERROR_REASONS: [&str; 9] = [
     "malformed",
     "unauthorized",
     "not_found",
@@ -65,8 +65,14 @@ pub const ERROR_REASONS: [&str; 8] = [
     "unsupported_media_type",
     "range_not_satisfiable",
     "storage",
+    "overloaded",
     "internal",
 ];
+
+/// Marks a response shed for load (503 before any work), so it is counted as
+/// `overloaded` rather than as a storage failure with the same status.
+#[derive(Debug, Clone, Copy)]
+pub struct Shed;
 /// `call` of a sync error.
 pub const SYNC_CALLS: [&str; 2] = ["report", "graph_download"];
 
@@ -110,6 +116,7 @@ pub struct CenterMetrics {
     errors: Family<ErrorLabels, Counter>,
     events: Family<KindLabels, Counter>,
     ingest: Histogram,
+    in_flight: Gauge,
     downloads: Family<RangeLabels, Counter>,
     nodes: Family<NodeLabels, Gauge>,
     outbox_sum: Family<RegionLabels, Gauge>,
@@ -158,6 +165,13 @@ impl CenterMetrics {
             "sync_ingest_duration_seconds",
             "Time to store a report's events durably and compute its watermark",
             ingest.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "sync_ingests_in_flight",
+            "Reports being ingested at scrape time (bounded by --max-concurrent-ingests; \
+             reports beyond it are answered 503, counted as sync_errors reason=overloaded)",
+            in_flight.clone(),
         );
         let downloads = Family::<RangeLabels, Counter>::default();
         registry.register(
@@ -213,6 +227,7 @@ impl CenterMetrics {
             errors,
             events,
             ingest,
+            in_flight,
             downloads,
             nodes,
             outbox_sum,
@@ -225,7 +240,7 @@ impl CenterMetrics {
     }
 
     /// Count one answered sync call by its status.
-    fn sync_answered(&self, call: &'static str, status: StatusCode) {
+    fn sync_answered(&self, call: &'static str, status: StatusCode, shed: bool) {
         if call == "report" {
             let result = if status.is_success() {
                 "ok"
@@ -243,7 +258,12 @@ impl CenterMetrics {
             };
             self.downloads.get_or_create(&RangeLabels { range }).inc();
         }
-        if let Some(reason) = error_reason(status) {
+        let reason = if shed {
+            Some("overloaded")
+        } else {
+            error_reason(status)
+        };
+        if let Some(reason) = reason {
             self.errors
                 .get_or_create(&ErrorLabels { call, reason })
                 .inc();
@@ -431,7 +451,8 @@ pub async fn track_sync(
         _ => "graph_download",
     };
     let response = next.run(request).await;
-    metrics.sync_answered(call, response.status());
+    let shed = response.extensions().get::<Shed>().is_some();
+    metrics.sync_answered(call, response.status(), shed);
     response
 }
 
@@ -448,6 +469,14 @@ pub async fn scrape(
     metrics.refresh_fleet(&records, now_ms(), &center.settings, &|region| {
         center.rollouts.policy(region)
     });
+    let max = center
+        .settings
+        .max_concurrent_ingests
+        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+    let free = center.ingests.available_permits();
+    metrics
+        .in_flight
+        .set(i64::try_from(max.saturating_sub(free)).unwrap_or(i64::MAX));
     let open_metrics = metrics
         .encode()
         .map_err(|e| ApiError::internal("encoding metrics failed", e))?;

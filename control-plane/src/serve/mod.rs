@@ -35,6 +35,15 @@ use crate::{
 /// How often the rollout driver looks for due analysis windows.
 pub const ROLLOUT_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Concurrent ingests of a sled center: each holds a decoded report (up to a batch of
+/// plans, ~100-200 kB in a reconnect storm) while sled's writes and flushes, which use a
+/// few threads, serve them; more in flight only adds memory and latency.
+pub const DEFAULT_SLED_INGESTS: usize = 64;
+
+/// Concurrent ingests per pooled PostgreSQL connection: enough waiting reports for group
+/// commit to fill its batches, few enough that none waits out the pool's timeout.
+pub const PG_INGESTS_PER_CONNECTION: usize = 4;
+
 /// Command-line arguments of `serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -56,6 +65,13 @@ pub struct ServeArgs {
     /// Most connections one replica opens to a PostgreSQL store.
     #[arg(long, env = "EDGEROUTE_STORE_POOL", default_value_t = 16)]
     pub store_pool: usize,
+    /// Most reports a PostgreSQL store commits in one transaction (group commit; 1: a
+    /// transaction per report).
+    #[arg(long, env = "EDGEROUTE_STORE_BATCH_MAX", default_value_t = 128)]
+    pub store_batch_max: usize,
+    /// Milliseconds a PostgreSQL committer waits for more reports to share a commit.
+    #[arg(long, env = "EDGEROUTE_STORE_BATCH_WINDOW_MS", default_value_t = 2)]
+    pub store_batch_window_ms: u64,
     /// PEM CA bundle trusted for a PostgreSQL store's certificate (else the system's).
     #[arg(long, env = "EDGEROUTE_STORE_CA")]
     pub store_ca: Option<PathBuf>,
@@ -99,6 +115,14 @@ pub struct ServeArgs {
     /// Largest graph artifact accepted by the registry.
     #[arg(long, env = "EDGEROUTE_MAX_GRAPH_BYTES", default_value_t = 4 << 30)]
     pub max_graph_bytes: u64,
+    /// Most reports one replica ingests at once; beyond it a report is answered 503 with
+    /// `Retry-After` before its body is read. Default: 64 with sled, four per pooled
+    /// connection with PostgreSQL (see docs/scale.md).
+    #[arg(long, env = "EDGEROUTE_MAX_CONCURRENT_INGESTS")]
+    pub max_concurrent_ingests: Option<usize>,
+    /// Seconds a shed agent is asked to wait (`Retry-After`; agents add jitter).
+    #[arg(long, env = "EDGEROUTE_INGEST_RETRY_AFTER_S", default_value_t = 1)]
+    pub ingest_retry_after_s: u64,
     /// Time one point of a node's in-memory history covers (120 points are kept).
     #[arg(long, env = "EDGEROUTE_HISTORY_POINT_S", default_value_t = 30)]
     pub history_point_s: u64,
@@ -109,6 +133,10 @@ pub struct ServeArgs {
     /// one's `spec.graph.version` becomes its region's graph.
     #[arg(long, env = "EDGEROUTE_REGIONS_NAMESPACE")]
     pub regions_namespace: Option<String>,
+    /// Seconds a replica's lease on driving a region's rollout lasts without renewal (with
+    /// a shared store; renewed every second): how soon another replica takes over.
+    #[arg(long, env = "EDGEROUTE_ROLLOUT_LEASE_S", default_value_t = 15)]
+    pub rollout_lease_s: u64,
     /// Write the bound address to this file once listening (for tests and scripts).
     #[arg(long, env = "EDGEROUTE_PORT_FILE")]
     pub port_file: Option<PathBuf>,
@@ -127,12 +155,27 @@ pub struct Settings {
     pub max_report_bytes: usize,
     /// Largest graph artifact.
     pub max_graph_bytes: u64,
+    /// Most reports ingested at once; more are shed with 503.
+    pub max_concurrent_ingests: usize,
+    /// `Retry-After` (seconds) of a shed report.
+    pub ingest_retry_after_s: u64,
     /// How much node history the fleet view keeps.
     pub history: HistoryConfig,
     /// The rollout policy of regions without an EdgeRegion (`dev` sets it from flags).
     pub rollout_policy: RolloutSpec,
     /// The time rollouts are judged by (a manual clock in tests).
     pub clock: Clock,
+    /// This replica's name among those sharing a store (holder of rollout leases).
+    pub replica: String,
+    /// How long a rollout lease lasts without renewal, in milliseconds.
+    pub rollout_lease_ms: u64,
+}
+
+/// A name for this replica: the pod's (`HOSTNAME`) with a random suffix, so a replica
+/// restarted under the same name does not mistake its predecessor's lease for its own.
+pub fn replica_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "center".into());
+    format!("{host}-{:08x}", rand::random::<u32>())
 }
 
 impl Default for Settings {
@@ -143,9 +186,13 @@ impl Default for Settings {
             agent_sync_interval_ms: None,
             max_report_bytes: 64 << 20,
             max_graph_bytes: 4 << 30,
+            max_concurrent_ingests: DEFAULT_SLED_INGESTS,
+            ingest_retry_after_s: 1,
             history: HistoryConfig::default(),
             rollout_policy: RolloutSpec::default(),
             clock: Clock::system(),
+            replica: replica_name(),
+            rollout_lease_ms: 15_000,
         }
     }
 }
@@ -158,10 +205,13 @@ impl From<&ServeArgs> for Settings {
             agent_sync_interval_ms: a.agent_sync_interval_ms,
             max_report_bytes: a.max_report_bytes,
             max_graph_bytes: a.max_graph_bytes,
+            max_concurrent_ingests: a.max_concurrent_ingests.unwrap_or(DEFAULT_SLED_INGESTS),
+            ingest_retry_after_s: a.ingest_retry_after_s,
             history: HistoryConfig {
                 point_ms: a.history_point_s.max(1).saturating_mul(1000),
                 ..HistoryConfig::default()
             },
+            rollout_lease_ms: a.rollout_lease_s.max(2).saturating_mul(1000),
             ..Settings::default()
         }
     }
@@ -184,6 +234,8 @@ pub struct Center {
     pub fleet: Arc<FleetView>,
     /// Graph rollouts: the cache of their records, the recent windows, the policies.
     pub rollouts: Arc<Rollouts>,
+    /// One permit per report being ingested ([`Settings::max_concurrent_ingests`]).
+    pub ingests: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Center {
@@ -252,7 +304,16 @@ impl Center {
             metrics.rollouts.clone(),
             settings.clock.clone(),
         );
+        if store.shared() {
+            rollouts.windows.share();
+        }
+        let ingests = Arc::new(tokio::sync::Semaphore::new(
+            settings
+                .max_concurrent_ingests
+                .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         Self {
+            ingests,
             store,
             registry: Arc::new(registry),
             auth: Arc::new(auth),
@@ -319,11 +380,23 @@ pub fn auth_from_args(args: &ServeArgs) -> anyhow::Result<CenterAuth> {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let auth = auth_from_args(&args)?;
     let data_dir = args.data_dir.clone();
-    let settings = Settings::from(&args);
+    let mut settings = Settings::from(&args);
     let center = if pg::connect::is_postgres_url(&args.store) {
+        settings.max_concurrent_ingests = args.max_concurrent_ingests.unwrap_or(
+            args.store_pool
+                .max(1)
+                .saturating_mul(PG_INGESTS_PER_CONNECTION),
+        );
         let pool = pg::connect::PoolOptions {
             max_size: args.store_pool,
             ca_file: args.store_ca.clone(),
+            // A quarter of the pool commits; the rest serves reads and the fallback of a
+            // failed batch.
+            batch: (args.store_batch_max > 1).then(|| pg::batch::BatchOptions {
+                max_reports: args.store_batch_max,
+                window: std::time::Duration::from_millis(args.store_batch_window_ms),
+                committers: (args.store_pool / 4).max(1),
+            }),
             ..Default::default()
         };
         let (center, store) =

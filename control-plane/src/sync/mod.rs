@@ -14,8 +14,9 @@ pub mod store;
 
 use axum::{
     Extension, Json, Router,
-    extract::{Path, State, rejection::JsonRejection},
+    extract::{Path, Request, State, rejection::JsonRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::Next,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -30,6 +31,7 @@ use crate::{
         Center,
         auth::ClientCert,
         error::{ApiError, json_rejection},
+        metrics::Shed,
     },
 };
 
@@ -38,11 +40,51 @@ pub fn router(center: &Center) -> Router<Center> {
     Router::new()
         .route(
             "/sync/v1/report",
-            post(report).layer(axum::extract::DefaultBodyLimit::max(
-                center.settings.max_report_bytes,
-            )),
+            post(report)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    center.settings.max_report_bytes,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    center.clone(),
+                    admit_report,
+                )),
         )
         .route("/sync/v1/graphs/{version}", get(download))
+}
+
+/// Bound the reports ingested at once: a reconnect storm (thousands of agents, each with a
+/// full batch) would otherwise have every body read, decoded and held at the same time.
+/// The agent is authenticated first (so strangers cannot take the permits), then a permit
+/// is taken without waiting, before the body is read; without one the answer is an
+/// immediate 503 with `Retry-After`, which agents honour with jitter. Nothing was stored,
+/// so the agent keeps its events and nothing acknowledged is at stake.
+async fn admit_report(State(center): State<Center>, request: Request, next: Next) -> Response {
+    let cert = request.extensions().get::<ClientCert>().cloned();
+    if let Err(e) = center.auth.agent(request.headers(), cert) {
+        return e.into_response();
+    }
+    let Ok(permit) = center.ingests.clone().try_acquire_owned() else {
+        return overloaded(center.settings.ingest_retry_after_s);
+    };
+    let response = next.run(request).await;
+    drop(permit);
+    response
+}
+
+/// The 503 of a shed report: the protocol's JSON error, `Retry-After`, and the mark the
+/// metrics count as `overloaded`.
+fn overloaded(retry_after_s: u64) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Overloaded",
+        "the control plane is ingesting as many reports as it may; retry after Retry-After seconds",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s.max(1)));
+    response.extensions_mut().insert(Shed);
+    response
 }
 
 /// Longest accepted node, stream, region and version names.

@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use edgeroute_protocol::{
     plans::Plan,
-    sync::{Event, EventHeader, RawEvent, Report},
+    sync::{Event, EventHeader, MetricsWindow, RawEvent, Report},
 };
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +76,22 @@ pub struct GraphMeta {
     pub bbox: [f64; 4],
 }
 
+/// A node's metrics window as a replica received it, kept where every replica's rollout
+/// judge reads it (see [`CenterStore::put_windows`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowSample {
+    /// The node's region.
+    pub region: String,
+    /// Node name.
+    pub node: String,
+    /// Unix milliseconds when the report arrived.
+    pub at_ms: u64,
+    /// The graph version the node served.
+    pub graph: Option<String>,
+    /// The window.
+    pub window: MetricsWindow,
+}
+
 /// The center's durable state.
 #[async_trait]
 pub trait CenterStore: Send + Sync + 'static {
@@ -118,6 +134,39 @@ pub trait CenterStore: Send + Sync + 'static {
     async fn rollout(&self, region: &str) -> Result<Option<RolloutRecord>>;
     /// Replace the region's rollout record (one JSON value per region), durably.
     async fn put_rollout(&self, region: &str, record: &RolloutRecord) -> Result<()>;
+
+    /// Whether several replicas share this store: then one of them drives each region's
+    /// rollout ([`CenterStore::lease`]) and the windows it judges come from all of them
+    /// ([`CenterStore::windows`]). A store for one replica (sled) keeps the defaults.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Take or renew the lease `name` for `holder` for `ttl_ms` (the store's clock); whether
+    /// `holder` holds it now. A store for one replica always grants it.
+    async fn lease(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<bool> {
+        let _ = (name, holder, ttl_ms);
+        Ok(true)
+    }
+    /// Give up the lease `name` if `holder` holds it (a replica shutting down).
+    async fn release(&self, name: &str, holder: &str) -> Result<()> {
+        let _ = (name, holder);
+        Ok(())
+    }
+    /// Keep windows `replica` received for the other replicas' rollout judges.
+    async fn put_windows(&self, replica: &str, samples: &[WindowSample]) -> Result<()> {
+        let _ = (replica, samples);
+        Ok(())
+    }
+    /// The windows of `region` that any replica received after `since_ms`.
+    async fn windows(&self, region: &str, since_ms: u64) -> Result<Vec<WindowSample>> {
+        let _ = (region, since_ms);
+        Ok(Vec::new())
+    }
+    /// Forget the windows received before `before_ms`.
+    async fn prune_windows(&self, before_ms: u64) -> Result<()> {
+        let _ = before_ms;
+        Ok(())
+    }
 }
 
 /// The highest sequence number reachable from `watermark` through stored events without a

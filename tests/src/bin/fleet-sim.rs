@@ -320,6 +320,9 @@ async fn run_agent(
             .send()
             .await;
         let elapsed = t0.elapsed();
+        // A shedding center's Retry-After, honoured as the agent does: plus up to half
+        // of it again at random, so the shed agents do not come back together.
+        let mut retry_at = None;
         match result {
             Ok(r) if r.status().is_success() => match r.json::<ReportAck>().await {
                 Ok(ack) => {
@@ -354,6 +357,16 @@ async fn run_agent(
             },
             Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
                 shared.shed.fetch_add(1, Ordering::Relaxed);
+                let asked = r
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                if let Some(asked) = asked {
+                    let jitter = (asked / 2).mul_f64(agent.rng.random_range(0.0..1.0));
+                    retry_at = Some(Instant::now() + asked + jitter);
+                }
             }
             _ => {
                 shared.failed.fetch_add(1, Ordering::Relaxed);
@@ -361,7 +374,9 @@ async fn run_agent(
         }
         // A partitioned agent that reconnects drains its outbox at once, as the agent does
         // while it has more than a batch queued; otherwise it waits its interval.
-        if agent.queued.len() > plan.batch {
+        if let Some(at) = retry_at {
+            next = at;
+        } else if agent.queued.len() > plan.batch {
             next = Instant::now();
         } else {
             next += plan.interval;

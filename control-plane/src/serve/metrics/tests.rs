@@ -73,7 +73,7 @@ fn regions_beyond_the_cap_are_summed_under_other() {
 #[test]
 fn counters_are_named_by_their_samples_in_the_text_format() {
     let metrics = CenterMetrics::new();
-    metrics.sync_answered("report", StatusCode::OK);
+    metrics.sync_answered("report", StatusCode::OK, false);
     let text = open_metrics_to_text(&metrics.encode().unwrap());
     assert!(text.contains("# HELP edgeroute_center_sync_reports_total Sync reports"));
     assert!(text.contains("# TYPE edgeroute_center_sync_reports_total counter"));

@@ -19,6 +19,8 @@ pub struct PoolOptions {
     pub timeout: Duration,
     /// PEM CA bundle trusted for the database's certificate (else the system's roots).
     pub ca_file: Option<std::path::PathBuf>,
+    /// Group commit of concurrent reports; `None`: a transaction per report.
+    pub batch: Option<super::batch::BatchOptions>,
 }
 
 impl Default for PoolOptions {
@@ -27,6 +29,7 @@ impl Default for PoolOptions {
             max_size: 16,
             timeout: Duration::from_secs(5),
             ca_file: None,
+            batch: Some(super::batch::BatchOptions::default()),
         }
     }
 }
@@ -113,5 +116,8 @@ pub async fn connect(url: &str, options: &PoolOptions) -> anyhow::Result<PgCente
         );
     }
     drop(client);
-    Ok(PgCenterStore::new(pool))
+    Ok(match &options.batch {
+        Some(batch) => PgCenterStore::with_group_commit(pool, batch),
+        None => PgCenterStore::new(pool),
+    })
 }

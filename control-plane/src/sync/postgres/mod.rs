@@ -12,13 +12,20 @@
 //! agents retry); the pool drops closed connections and reconnects when the database is
 //! back.
 //!
+//! Reports arriving together share a transaction ([`batch`], group commit); the
+//! one-report transaction below is its fallback and its single-report case.
+//!
 //! # Layout
+//! - [`batch`]: group commit of concurrent reports.
 //! - [`schema`]: tables, versioned migrations, the `u64` sequence mapping.
 //! - [`connect`]: the bounded pool, TLS with rustls.
 //! - [`refresh`]: replicas' fleet views follow what the others ingested.
+//! - `rollouts`: the rollout driver's lease and the windows shared by replicas.
 
+pub mod batch;
 pub mod connect;
 pub mod refresh;
+mod rollouts;
 pub mod schema;
 
 use std::collections::BTreeSet;
@@ -30,7 +37,8 @@ use serde_json::Value;
 
 use self::schema::{from_db, to_db};
 use super::store::{
-    CenterStore, Error, GraphMeta, NodeRecord, Result, RolloutRecord, StoredPlan, advance_watermark,
+    CenterStore, Error, GraphMeta, NodeRecord, Result, RolloutRecord, StoredPlan, WindowSample,
+    advance_watermark,
 };
 
 /// How many times a transaction the database aborted for a conflict (serialization
@@ -44,6 +52,8 @@ const ADVANCE_PAGE: i64 = 1000;
 #[derive(Clone)]
 pub struct PgCenterStore {
     pool: Pool,
+    /// Group commit, when on; its committers hold clones without it.
+    batcher: Option<std::sync::Arc<batch::Batcher>>,
 }
 
 impl std::fmt::Debug for PgCenterStore {
@@ -121,9 +131,44 @@ const PLAN_SELECT: &str = "SELECT p.node, e.body FROM plans p \
      JOIN events e ON e.stream = p.stream AND e.seq = p.event_seq";
 
 impl PgCenterStore {
-    /// A store on a pool whose database is migrated (see [`connect::connect`]).
+    /// A store on a pool whose database is migrated (see [`connect::connect`]), with a
+    /// transaction per report.
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            batcher: None,
+        }
+    }
+
+    /// A store that commits concurrent reports together ([`batch`]). Starts the
+    /// committer tasks, which stop once every clone of the store is dropped.
+    pub fn with_group_commit(pool: Pool, options: &batch::BatchOptions) -> Self {
+        let batcher = batch::Batcher::start(Self::new(pool.clone()), options);
+        Self {
+            pool,
+            batcher: Some(std::sync::Arc::new(batcher)),
+        }
+    }
+
+    /// What group commit did so far (zeros without it).
+    pub fn batch_counts(&self) -> batch::BatchCounts {
+        self.batcher.as_ref().map(|b| b.stats()).unwrap_or_default()
+    }
+
+    /// One report in its own transaction, retried on conflicts.
+    async fn ingest_retrying(
+        &self,
+        report: &Report<RawEvent>,
+        headers: &[EventHeader],
+        received_at_ms: u64,
+    ) -> Result<u64> {
+        let mut attempt = 0;
+        loop {
+            match self.ingest_once(report, headers, received_at_ms).await {
+                Err(e) if is_conflict(&e) && attempt < CONFLICT_RETRIES => attempt += 1,
+                other => return other,
+            }
+        }
     }
 
     /// The pool, for callers that share it (the fleet refresher).
@@ -355,11 +400,11 @@ impl CenterStore for PgCenterStore {
         headers: Vec<EventHeader>,
         received_at_ms: u64,
     ) -> Result<u64> {
-        let mut attempt = 0;
-        loop {
-            match self.ingest_once(&report, &headers, received_at_ms).await {
-                Err(e) if is_conflict(&e) && attempt < CONFLICT_RETRIES => attempt += 1,
-                other => return other,
+        match &self.batcher {
+            Some(batcher) => batcher.ingest(report, headers, received_at_ms).await,
+            None => {
+                self.ingest_retrying(&report, &headers, received_at_ms)
+                    .await
             }
         }
     }
@@ -504,5 +549,29 @@ impl CenterStore for PgCenterStore {
     async fn put_rollout(&self, region: &str, record: &RolloutRecord) -> Result<()> {
         let value = serde_json::to_value(record).map_err(|_| Error::Corrupt("region_state"))?;
         self.put_region_state(region, "rollout", &value).await
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn lease(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<bool> {
+        self.take_lease(name, holder, ttl_ms).await
+    }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<()> {
+        self.drop_lease(name, holder).await
+    }
+
+    async fn put_windows(&self, replica: &str, samples: &[WindowSample]) -> Result<()> {
+        self.insert_windows(replica, samples).await
+    }
+
+    async fn windows(&self, region: &str, since_ms: u64) -> Result<Vec<WindowSample>> {
+        self.region_windows(region, since_ms).await
+    }
+
+    async fn prune_windows(&self, before_ms: u64) -> Result<()> {
+        self.delete_windows(before_ms).await
     }
 }

@@ -22,10 +22,11 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "streams, events, nodes, plans, graphs, region state",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "streams, events, nodes, plans, graphs, region state",
+        sql: r#"
 CREATE TABLE IF NOT EXISTS streams (
     stream text COLLATE "C" PRIMARY KEY,
     watermark bigint NOT NULL
@@ -61,10 +62,32 @@ CREATE TABLE IF NOT EXISTS region_state (
     PRIMARY KEY (region, key)
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "rollout leases and shared metrics windows",
+        sql: r#"
+CREATE TABLE IF NOT EXISTS leases (
+    name text COLLATE "C" PRIMARY KEY,
+    holder text NOT NULL,
+    expires_at_ms bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rollout_windows (
+    region text COLLATE "C" NOT NULL,
+    node text COLLATE "C" NOT NULL,
+    replica text COLLATE "C" NOT NULL,
+    at_ms bigint NOT NULL,
+    graph text,
+    metrics text NOT NULL,
+    PRIMARY KEY (region, at_ms, node, replica)
+);
+CREATE INDEX IF NOT EXISTS rollout_windows_at ON rollout_windows (at_ms);
+"#,
+    },
+];
 
 /// The newest schema version this build knows.
-pub const LATEST: i32 = 1;
+pub const LATEST: i32 = 2;
 
 /// Offset a sequence number into `bigint`, keeping order.
 pub fn to_db(seq: u64) -> i64 {

@@ -1,0 +1,304 @@
+//! Group commit in the PostgreSQL store, against a real PostgreSQL: concurrent reports of
+//! many nodes share transactions and stay exactly-once with contiguous watermarks; a
+//! report the database refuses fails alone; connections killed mid-batch lose nothing
+//! that was acknowledged.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use edgeroute_control_plane::sync::{
+    postgres::{
+        PgCenterStore,
+        batch::BatchOptions,
+        connect::{PoolOptions, connect},
+    },
+    store::CenterStore,
+};
+use edgeroute_protocol::{
+    plans::{NewPlan, Plan},
+    sync::{Event, EventHeader, EventKind, Health, MetricsWindow, RawEvent, Report},
+};
+use edgeroute_tests::pg;
+use serde_json::json;
+
+fn plan_event(node: &str, seq: u64) -> Event {
+    Event {
+        seq,
+        at_ms: 1,
+        kind: EventKind::Plan {
+            plan: Box::new(Plan {
+                id: format!("{node}-{seq}"),
+                seq,
+                created_at_ms: 1_764_700_000_000,
+                plan: NewPlan {
+                    node: node.into(),
+                    graph_version: None,
+                    graph_checksum: None,
+                    solver_version: "test".into(),
+                    jobs: 1,
+                    shipments: 0,
+                    vehicles: 1,
+                    output: json!({"code": 0}),
+                },
+            }),
+        },
+    }
+}
+
+fn report(node: &str, seqs: impl IntoIterator<Item = u64>) -> (Report<RawEvent>, Vec<EventHeader>) {
+    let events: Vec<Event> = seqs.into_iter().map(|s| plan_event(node, s)).collect();
+    let typed = Report {
+        node: node.into(),
+        stream: format!("{node}-stream"),
+        region: "r".into(),
+        boot_id: "boot".into(),
+        agent_version: "0.1.0".into(),
+        graph: None,
+        health: Health::default(),
+        advertise_url: None,
+        location: None,
+        metrics: MetricsWindow::default(),
+        outbox_depth: events.len() as u64,
+        events,
+    };
+    let raw: Report<RawEvent> =
+        serde_json::from_str(&serde_json::to_string(&typed).unwrap()).unwrap();
+    let headers = raw
+        .events
+        .iter()
+        .map(|e| EventHeader::of(e).unwrap())
+        .collect();
+    (raw, headers)
+}
+
+async fn store(test: &str, batch: BatchOptions) -> Option<(PgCenterStore, String)> {
+    let base = pg::env_or_skip(pg::URL_VAR)?;
+    let url = pg::fresh_database(&base, test).await.unwrap();
+    let options = PoolOptions {
+        max_size: 8,
+        timeout: Duration::from_secs(2),
+        batch: Some(batch),
+        ..PoolOptions::default()
+    };
+    Some((connect(&url, &options).await.unwrap(), url))
+}
+
+/// What `node`'s stream holds, in order.
+async fn stored(store: &PgCenterStore, node: &str) -> Vec<u64> {
+    store
+        .events(&format!("{node}-stream"), 0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect()
+}
+
+#[tokio::test]
+async fn concurrent_reports_of_many_nodes_share_commits_exactly_once() {
+    let batch = BatchOptions {
+        max_reports: 64,
+        window: Duration::from_millis(5),
+        committers: 2,
+    };
+    let Some((store, _)) = store("batch_many", batch).await else {
+        return;
+    };
+    const NODES: usize = 40;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..NODES {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let node = format!("edge-{n:02}");
+            let mut acks = Vec::new();
+            // Each report resends the previous one's events (an ack lost in transit).
+            for step in 0..6u64 {
+                let (r, h) = report(&node, step.saturating_sub(1) * 3 + 1..=step * 3 + 3);
+                acks.push(store.ingest(r, h, 1_000 + step).await.unwrap());
+            }
+            // Out of order: a gap holds the watermark until it is filled.
+            let (r, h) = report(&node, [20, 21]);
+            acks.push(store.ingest(r, h, 2_000).await.unwrap());
+            let (r, h) = report(&node, [19]);
+            acks.push(store.ingest(r, h, 2_001).await.unwrap());
+            (node, acks)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (node, acks) = done.unwrap();
+        assert_eq!(acks, [3, 6, 9, 12, 15, 18, 18, 21], "{node}");
+        assert_eq!(
+            stored(&store, &node).await,
+            (1..=21).collect::<Vec<_>>(),
+            "{node}"
+        );
+        let plans = store.plans(Some(&node), 0, 100).await.unwrap();
+        assert_eq!(plans.len(), 21, "{node}: every plan once");
+        let record = store.node(&node).await.unwrap().unwrap();
+        assert_eq!(record.acked_seq, 21);
+    }
+    let counts = store.batch_counts();
+    assert!(
+        counts.batches > 0 && counts.reports > 2 * counts.batches,
+        "reports shared transactions: {counts:?}"
+    );
+    assert_eq!(counts.fallbacks, 0);
+}
+
+#[tokio::test]
+async fn a_report_the_database_refuses_fails_alone() {
+    let batch = BatchOptions {
+        max_reports: 64,
+        window: Duration::from_millis(50),
+        committers: 1,
+    };
+    let Some((store, url)) = store("batch_poison", batch).await else {
+        return;
+    };
+    // A real refusal by the database, for one node only, in the batch's last statement.
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.node = 'poison' THEN RAISE EXCEPTION 'refused'; END IF; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON nodes \
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+        )
+        .await
+        .unwrap();
+    let start = Arc::new(tokio::sync::Barrier::new(21));
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..21 {
+        let (store, start) = (store.clone(), start.clone());
+        tasks.spawn(async move {
+            let node = if n == 0 {
+                "poison".to_owned()
+            } else {
+                format!("edge-{n:02}")
+            };
+            let (r, h) = report(&node, 1..=4);
+            start.wait().await;
+            (node, store.ingest(r, h, 1_000).await)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (node, result) = done.unwrap();
+        if node == "poison" {
+            assert!(result.is_err(), "the refused report is not acknowledged");
+            assert!(
+                stored(&store, &node).await.is_empty(),
+                "its transaction left nothing"
+            );
+        } else {
+            assert_eq!(result.unwrap(), 4, "{node}");
+            assert_eq!(stored(&store, &node).await, [1, 2, 3, 4], "{node}");
+        }
+    }
+    assert!(
+        store.batch_counts().fallbacks >= 1,
+        "{:?}",
+        store.batch_counts()
+    );
+}
+
+#[tokio::test]
+async fn connections_killed_mid_batch_lose_nothing_acknowledged() {
+    let batch = BatchOptions {
+        max_reports: 64,
+        window: Duration::from_millis(2),
+        committers: 3,
+    };
+    let Some((store, url)) = store("batch_killed", batch).await else {
+        return;
+    };
+    const NODES: usize = 24;
+    const EVENTS: u64 = 60;
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    // The fault: every connection of the store's database killed, again and again,
+    // whatever statement (or COMMIT) it is in.
+    let killer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            let mut killed = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let rows = client
+                    .query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                killed += rows.len() as u64;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            killed
+        })
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..NODES {
+        let (store, errors, stop) = (store.clone(), errors.clone(), stop.clone());
+        tasks.spawn(async move {
+            let node = format!("edge-{n:02}");
+            let mut acked = 0u64;
+            // While the fault lasts: send what is above the watermark, a few at a time.
+            while acked < EVENTS && !stop.load(Ordering::SeqCst) {
+                let (r, h) = report(&node, acked + 1..=EVENTS.min(acked + 4));
+                match store.ingest(r, h, 1_000).await {
+                    Ok(w) => {
+                        assert!(w >= acked);
+                        acked = w;
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+            (node, acked)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let killed = killer.await.unwrap();
+    let mut acked_during_fault = BTreeMap::new();
+    while let Some(done) = tasks.join_next().await {
+        let (node, acked) = done.unwrap();
+        acked_during_fault.insert(node, acked);
+    }
+    assert!(killed > 0, "the fault hit no connection");
+    assert!(
+        errors.load(Ordering::Relaxed) > 0,
+        "no ingest saw the fault"
+    );
+    for (node, acked) in &acked_during_fault {
+        let held = stored(&store, node).await;
+        // Everything acknowledged is there, contiguous from 1, and nothing twice.
+        assert!(
+            held.len() as u64 >= *acked
+                && held[..*acked as usize] == (1..=*acked).collect::<Vec<_>>(),
+            "{node}: acked {acked}, stored {held:?}"
+        );
+        // The rest drains once the database is left alone.
+        let (r, h) = report(node, 1..=EVENTS);
+        assert_eq!(store.ingest(r, h, 2_000).await.unwrap(), EVENTS, "{node}");
+        assert_eq!(stored(&store, node).await, (1..=EVENTS).collect::<Vec<_>>());
+    }
+}
