@@ -523,6 +523,7 @@ mod tests {
                 region: region.into(),
                 boot_id: "b".into(),
                 agent_version: "0".into(),
+                profiles: Default::default(),
                 graph: None,
                 health: Default::default(),
                 advertise_url: None,
