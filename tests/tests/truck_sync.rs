@@ -19,6 +19,9 @@ use edgeroute_tests::{
 };
 use serde_json::{Value, json};
 
+/// The agent's admin key (`GET /admin/graph`).
+const AGENT_ADMIN: &str = "agent-admin";
+
 /// Both ends of Rua do Chouso (OSM way 25687435, one way, `maxweight=3.5`): a car drives it
 /// in about 58 s, a 7.5 t truck may not (see `agent/tests/profiles.rs`).
 const CHOUSO: &str = "-8.677192,41.224880;-8.676889,41.221609";
@@ -53,6 +56,8 @@ async fn start_agent(dir: &Path, center: &str) -> Proc {
         "--data-dir",
         data_dir.to_str().unwrap(),
         "--no-auth",
+        "--admin-key",
+        AGENT_ADMIN,
         "--node-name",
         "edge-1",
         "--region",
@@ -235,9 +240,13 @@ async fn a_region_with_a_truck_profile_gets_truck_routes_on_its_agents() {
         .find(|g| g["version"] == "porto-truck")
         .map(|g| g["sha256"].as_str().unwrap().to_owned())
         .unwrap();
-    let graphs = get_json(&client, &format!("{}/admin/graph", agent.url), None)
-        .await
-        .unwrap();
+    let graphs = get_json(
+        &client,
+        &format!("{}/admin/graph", agent.url),
+        Some(AGENT_ADMIN),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         graphs["profiles"]["truck"]["checksum"],
         truck_sha.as_str(),
