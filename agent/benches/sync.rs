@@ -273,6 +273,7 @@ async fn idle(seconds: u64) {
                 region: "monaco".into(),
                 boot_id: "b".into(),
                 agent_version: "0.1.0".into(),
+                profiles: Default::default(),
                 graph: None,
                 health: Health::default(),
                 advertise_url: None,

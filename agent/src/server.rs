@@ -171,6 +171,7 @@ impl Agent {
                 node: state.node.clone(),
                 metrics: state.metrics.clone(),
                 shadow: state.shadow.clone(),
+                profiles: state.profiles.clone(),
             });
         }
         Ok(Self {

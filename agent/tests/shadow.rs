@@ -61,6 +61,7 @@ impl Center {
             graph,
             sync_interval_ms: None,
             shadow,
+            ..Directives::default()
         };
     }
 

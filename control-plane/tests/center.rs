@@ -60,6 +60,7 @@ fn report(events: Vec<Event>) -> Report {
         region: "monaco".into(),
         boot_id: "boot".into(),
         agent_version: "0.1.0".into(),
+        profiles: Default::default(),
         graph: None,
         health: Health {
             ready: true,

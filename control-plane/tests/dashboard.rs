@@ -46,6 +46,7 @@ fn report(node: &str, region: &str, metrics: MetricsWindow, events: Vec<Event>) 
         region: region.into(),
         boot_id: "boot".into(),
         agent_version: "0.1.0".into(),
+        profiles: Default::default(),
         graph: None,
         health: Health {
             ready: true,

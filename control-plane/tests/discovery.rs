@@ -34,6 +34,7 @@ fn report(node: &str, url: &str, at: Option<(f64, f64)>) -> Report {
         region: "monaco".into(),
         boot_id: "boot".into(),
         agent_version: "0.1.0".into(),
+        profiles: Default::default(),
         graph: Some(GraphRef {
             version: "monaco-1".into(),
             sha256: "00".into(),

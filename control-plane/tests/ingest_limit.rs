@@ -37,6 +37,7 @@ fn report(node: &str, events: Vec<Event>) -> Report {
         region: "r".into(),
         boot_id: "boot".into(),
         agent_version: "0.1.0".into(),
+        profiles: Default::default(),
         graph: None,
         health: Health {
             ready: true,

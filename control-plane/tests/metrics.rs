@@ -65,6 +65,7 @@ fn report(node: &str, region: &str, outbox_depth: u64, events: Vec<Event>) -> Re
         region: region.into(),
         boot_id: "boot".into(),
         agent_version: "0.1.0".into(),
+        profiles: Default::default(),
         graph: None,
         health: Health {
             ready: true,

@@ -48,6 +48,7 @@ fn report(events: Vec<Event>) -> Report {
         region: "porto".into(),
         boot_id: "b".into(),
         agent_version: "0.1.0".into(),
+        profiles: Default::default(),
         graph: None,
         health: Health::default(),
         advertise_url: None,

@@ -30,6 +30,7 @@ fn report(node: &str, events: Vec<Event>) -> Report {
         region: "porto".into(),
         boot_id: "b".into(),
         agent_version: "0.1.0".into(),
+        profiles: Default::default(),
         graph: None,
         health: Health::default(),
         advertise_url: None,

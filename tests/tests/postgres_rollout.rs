@@ -65,6 +65,7 @@ async fn report(replica: &Replica, node: &str, graph: &str, requests: u64) -> Re
         region: REGION.into(),
         boot_id: "boot".into(),
         agent_version: "0.1.0".into(),
+        profiles: Default::default(),
         graph: Some(GraphRef {
             version: graph.into(),
             sha256: String::new(),

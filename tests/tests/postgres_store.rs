@@ -50,6 +50,7 @@ fn report(node: &str, stream: &str, events: Vec<Event>) -> (Report<RawEvent>, Ve
         region: "monaco".into(),
         boot_id: "boot".into(),
         agent_version: "0.1.0".into(),
+        profiles: Default::default(),
         graph: None,
         health: Health::default(),
         advertise_url: None,

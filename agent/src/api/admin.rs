@@ -1,5 +1,5 @@
 //! Graph management, behind the admin key: upload (verified, stored, swapped atomically),
-//! rollback to the previous version, and the list of stored versions.
+//! rollback to the previous version, and the list of stored versions and served profiles.
 //!
 //! An upload is streamed: its header is checked from the first bytes, so junk is refused
 //! before the rest of it is read, and the artifact is spooled to a file under the data
@@ -13,7 +13,7 @@ use axum::{
     routing::{post, put},
 };
 use edgeroute_protocol::{
-    admin::{GraphChange, GraphVersions},
+    admin::{GraphChange, GraphVersions, ProfileGraph},
     osrm::ErrorCode,
 };
 use tower_http::limit::RequestBodyLimitLayer;
@@ -174,14 +174,34 @@ pub async fn rollback(State(state): State<AppState>) -> Result<Json<GraphChange>
     Ok(Json(activated.into()))
 }
 
-/// Stored graph versions and pointers.
+/// Stored graph versions and pointers, and the graph of every extra profile served.
 #[utoipa::path(get, path = "/admin/graph", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "Stored versions", body = GraphVersions)))]
 pub async fn versions(State(state): State<AppState>) -> Result<Json<GraphVersions>, ApiError> {
     let (pointers, versions) = state.graphs.versions().await.map_err(graph_error)?;
+    let profiles = state.profiles.clone();
+    // `directed` looks at marker files: off the async threads.
+    let profiles = tokio::task::spawn_blocking(move || {
+        let directed = profiles.directed();
+        profiles
+            .all()
+            .into_iter()
+            .map(|(name, g)| {
+                let graph = ProfileGraph {
+                    version: g.info().version.clone(),
+                    checksum: g.sha256().to_owned(),
+                    directed: directed.contains(&name),
+                };
+                (name, graph)
+            })
+            .collect()
+    })
+    .await
+    .map_err(ApiError::internal)?;
     Ok(Json(GraphVersions {
         active: pointers.active,
         previous: pointers.previous,
         versions,
+        profiles,
     }))
 }

@@ -60,7 +60,7 @@ pub async fn status(State(state): State<AppState>) -> Json<StatusResponse> {
                 outbox_depth,
                 acked_seq: s.acked_seq,
                 downloading: s.downloading,
-                graph_error: s.graph_error,
+                graph_error: s.graph_error.or(s.profile_error),
                 reports: s.reports,
                 report_failures: s.failures,
                 shadow: state.shadow.current().map(|g| g.version().to_owned()),

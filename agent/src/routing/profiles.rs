@@ -5,8 +5,14 @@
 //!
 //! Each extra profile's artifact is kept as `<data dir>/profiles/<name>.graph`, written
 //! atomically (temporary file, fsync, rename) before it is served, and loaded again at
-//! start, so an upload survives a restart. Extra profiles are not synced: the sync protocol
-//! directs the default graph only.
+//! start, so an upload or a download survives a restart.
+//!
+//! A profile comes from an upload (`PUT /admin/graph?profile=`), a `--profile-graph` flag,
+//! or the control plane's directives (`profile_graphs`). A directed one is marked by an
+//! empty `<name>.directed` file beside its graph: when a later directive no longer names it,
+//! the sync loop removes it ([`Profiles::remove`]). Profiles installed by hand carry no mark
+//! and are never removed by a directive, so a center that knows nothing of profiles (its
+//! directives have none) leaves them alone.
 
 use std::{
     collections::BTreeMap,
@@ -113,8 +119,59 @@ impl Profiles {
 
     /// Verify an artifact, keep it as profile `name` and serve it (blocking). The artifact
     /// must have been built for that profile (or by hand, `custom`): a car graph installed
-    /// as `truck` would send trucks under low bridges.
+    /// as `truck` would send trucks under low bridges. A profile installed this way is the
+    /// operator's: directives do not remove it.
     pub fn install(&self, name: &str, bytes: &[u8]) -> Result<Arc<Graph>, Error> {
+        self.install_as(name, bytes, false)
+    }
+
+    /// [`Profiles::install`] for a control plane directive: the profile is marked as
+    /// directed, and a later directive that no longer names it removes it.
+    pub fn install_directed(&self, name: &str, bytes: &[u8]) -> Result<Arc<Graph>, Error> {
+        self.install_as(name, bytes, true)
+    }
+
+    /// The profiles installed by directives, by name.
+    pub fn directed(&self) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| self.marker(name).is_file())
+            .collect()
+    }
+
+    /// Stop serving profile `name` and delete its files (blocking); returns whether it was
+    /// served. Requests already holding its graph finish on it.
+    pub fn remove(&self, name: &str) -> Result<bool, Error> {
+        if !valid_name(name) {
+            return Err(Error::ProfileName(name.to_owned()));
+        }
+        let _guard = self.changes.lock().map_err(|_| Error::Poisoned)?;
+        // Graph first: a crash in between leaves a mark without a graph, which nothing reads.
+        for path in [self.dir.join(format!("{name}.graph")), self.marker(name)] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(Error::Read { path, source }),
+            }
+        }
+        let mut removed = false;
+        self.graphs.rcu(|current| {
+            let mut next = BTreeMap::clone(current);
+            removed = next.remove(name).is_some();
+            next
+        });
+        if removed {
+            tracing::info!(profile = name, "profile graph removed");
+        }
+        Ok(removed)
+    }
+
+    fn marker(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.directed"))
+    }
+
+    fn install_as(&self, name: &str, bytes: &[u8], directed: bool) -> Result<Arc<Graph>, Error> {
         if !valid_name(name) {
             return Err(Error::ProfileName(name.to_owned()));
         }
@@ -128,10 +185,24 @@ impl Profiles {
         }
         let _guard = self.changes.lock().map_err(|_| Error::Poisoned)?;
         write_atomically(&self.dir, &format!("{name}.graph"), bytes)?;
+        let marker = self.marker(name);
+        let marked = if directed {
+            std::fs::write(&marker, b"")
+        } else {
+            std::fs::remove_file(&marker).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+        };
+        marked.map_err(|source| Error::Read {
+            path: marker,
+            source,
+        })?;
         let graph = Arc::new(graph);
         self.swap_in(name, graph.clone());
         tracing::info!(
             profile = name,
+            directed,
             version = %graph.info().version,
             sha256 = %graph.sha256(),
             "profile graph installed"
@@ -210,5 +281,27 @@ mod tests {
         assert_eq!(again.load_dir().unwrap(), ["truck"]);
         assert_eq!(again.all().len(), 1);
         assert!(again.get("van").is_none());
+    }
+
+    #[test]
+    fn only_directed_profiles_are_marked_and_removal_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = crate::routing::shadow::tests::square("sq").to_artifact();
+        let profiles = Profiles::new(dir.path().join("profiles"));
+        profiles.install("truck", &bytes).unwrap();
+        profiles.install_directed("van", &bytes).unwrap();
+        assert_eq!(profiles.directed(), ["van"]);
+        // An upload over a directed profile makes it the operator's again.
+        profiles.install_directed("truck", &bytes).unwrap();
+        assert_eq!(profiles.directed(), ["truck", "van"]);
+        profiles.install("truck", &bytes).unwrap();
+        assert_eq!(profiles.directed(), ["van"]);
+
+        assert!(profiles.remove("van").unwrap());
+        assert!(!profiles.remove("van").unwrap());
+        assert!(profiles.get("van").is_none());
+        let again = Profiles::new(dir.path().join("profiles"));
+        assert_eq!(again.load_dir().unwrap(), ["truck"]);
+        assert!(again.directed().is_empty());
     }
 }

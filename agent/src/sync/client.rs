@@ -20,6 +20,7 @@ use reqwest::{StatusCode, Url, header};
 use super::{
     backoff::Backoff,
     download::{self, DownloadError},
+    profiles::ProfileFollower,
     window::WindowRecorder,
 };
 use crate::{
@@ -28,6 +29,7 @@ use crate::{
     metrics::Metrics,
     routing::{
         GraphService,
+        profiles::Profiles,
         shadow::{Shadow, ShadowGraph},
     },
     storage::{self, Store, outbox::now_ms},
@@ -127,6 +129,8 @@ pub struct SyncStatus {
     pub graph_error: Option<String>,
     /// A graph download in progress (its version).
     pub downloading: Option<String>,
+    /// The last failure to follow the directives' extra profiles, until a pass succeeds.
+    pub profile_error: Option<String>,
     /// The last failure to load the shadow graph a directive named, until one loads.
     pub shadow_error: Option<String>,
     /// Reports acknowledged.
@@ -149,7 +153,7 @@ impl SyncState {
         self.0.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    fn update(&self, f: impl FnOnce(&mut SyncStatus)) {
+    pub(crate) fn update(&self, f: impl FnOnce(&mut SyncStatus)) {
         if let Ok(mut s) = self.0.lock() {
             f(&mut s);
         }
@@ -177,6 +181,8 @@ pub struct SyncContext {
     pub metrics: Arc<Metrics>,
     /// The shadow graph slot the directives' `shadow` fills and empties.
     pub shadow: Arc<Shadow>,
+    /// The extra profiles the directives' `profile_graphs` install and remove.
+    pub profiles: Arc<Profiles>,
 }
 
 /// Why one round failed.
@@ -214,6 +220,7 @@ pub async fn run(ctx: SyncContext, shutdown: impl std::future::Future<Output = (
     let mut interval = ctx.config.interval;
     let downloading = Arc::new(tokio::sync::Mutex::new(()));
     let shadow = ShadowFollower::default();
+    let profiles = ProfileFollower::default();
     loop {
         let wait = match round(&ctx).await {
             Ok(round) => {
@@ -225,6 +232,7 @@ pub async fn run(ctx: SyncContext, shutdown: impl std::future::Future<Output = (
                     follow_graph(&ctx, graph, &downloading);
                 }
                 shadow.follow(&ctx, round.ack.directives.shadow.clone());
+                profiles.follow(&ctx, round.ack.directives.profile_graphs);
                 if round.more { Duration::ZERO } else { interval }
             }
             Err(err) => {
@@ -287,6 +295,19 @@ async fn round(ctx: &SyncContext) -> Result<Round, RoundError> {
         sha256: g.sha256().to_owned(),
         bbox: Some(g.info().bbox),
     });
+    let profiles = ctx
+        .profiles
+        .all()
+        .into_iter()
+        .map(|(name, g)| {
+            let graph = GraphRef {
+                version: g.info().version.clone(),
+                sha256: g.sha256().to_owned(),
+                bbox: Some(g.info().bbox),
+            };
+            (name, graph)
+        })
+        .collect();
     let window = ctx.window.take();
     let mut metrics = window.clone();
     if metrics.shadow.is_none()
@@ -307,10 +328,15 @@ async fn round(ctx: &SyncContext) -> Result<Round, RoundError> {
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         health: Health {
             ready: graph.is_some(),
-            graph_error: status.graph_error.clone(),
+            // The default graph's failure first: it is what `ready` depends on.
+            graph_error: status
+                .graph_error
+                .clone()
+                .or_else(|| status.profile_error.clone()),
             last_ack_at_ms: status.last_ack_at_ms,
         },
         graph,
+        profiles,
         advertise_url: ctx.config.advertise_url.clone(),
         location: ctx.config.location,
         metrics,

@@ -6,12 +6,14 @@
 //! # Layout
 //! - [`client`]: the loop, its configuration and the status it shares.
 //! - [`download`]: resumable, verified graph downloads.
+//! - [`profiles`]: the directives' extra profiles (`truck`), downloaded and removed.
 //! - [`window`]: the metrics window reports carry.
 //! - [`backoff`]: retry delays with jitter.
 
 pub mod backoff;
 pub mod client;
 pub mod download;
+pub mod profiles;
 pub mod window;
 
 use std::sync::Arc;

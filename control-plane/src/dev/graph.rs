@@ -1,21 +1,51 @@
-//! The graph of a dev fleet: built once from the map, reused while the map is unchanged,
-//! registered in the in-process center as the region's graph, and the places the agents
-//! stand on it.
+//! The graphs of a dev fleet: built once per profile from the map, reused while the map is
+//! unchanged, registered in the in-process center as the region's graph (the car) and its
+//! extra profiles' graphs (`--profiles car,truck`), and the places the agents stand on it.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use edgeroute_engine::{BuildOptions, CarProfile, Coord, Graph};
+use edgeroute_engine::{BuildOptions, Coord, Graph, Profile, TruckDimensions};
 use edgeroute_protocol::sync::Location;
 use sha2::{Digest, Sha256};
 
 use crate::{serve::Center, sync::store::GraphMeta};
 
-/// The artifact of `map`, under `dir`: reused when the stamp beside it records the same map
-/// sha256 (and so the same version label), built otherwise. Returns its path and version.
+/// The profiles `dev` can build: the car (the default graph) and the truck (a 7.5 t delivery
+/// truck, the engine's default dimensions).
+pub const BUILDABLE: [&str; 2] = ["car", "truck"];
+
+/// The engine profile `dev` builds for `name` (one of [`BUILDABLE`]).
+pub fn profile(name: &str) -> Option<Profile> {
+    match name {
+        "car" => Some(Profile::car()),
+        "truck" => Some(Profile::truck(TruckDimensions::default())),
+        _ => None,
+    }
+}
+
+/// The car artifact of `map`, under `dir`: see [`artifact_for`].
 pub fn artifact(map: &Path, region: &str, dir: &Path) -> anyhow::Result<(PathBuf, String)> {
+    artifact_for(map, region, dir, "car")
+}
+
+/// The artifact of `map` for profile `name` (one of [`BUILDABLE`]), under `dir`: reused when
+/// the stamp beside it records the same map sha256 (and so the same version label), built
+/// otherwise. Returns its path and version.
+pub fn artifact_for(
+    map: &Path,
+    region: &str,
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<(PathBuf, String)> {
+    let Some(profile) = profile(name) else {
+        anyhow::bail!("dev cannot build the {name:?} profile: use one of {BUILDABLE:?}");
+    };
     let map_sha256 = file_sha256(map)?;
-    let version = version_label(region, &map_sha256);
+    let version = match name {
+        "car" => version_label(region, &map_sha256),
+        other => version_label(&format!("{region}-{other}"), &map_sha256),
+    };
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(format!("{version}.graph"));
     let stamp = dir.join(format!("{version}.map-sha256"));
@@ -26,11 +56,11 @@ pub fn artifact(map: &Path, region: &str, dir: &Path) -> anyhow::Result<(PathBuf
         tracing::info!(%version, path = %path.display(), "map unchanged: reusing its graph");
         return Ok((path, version));
     }
-    tracing::info!(map = %map.display(), %version, "building the graph (once per map)");
+    tracing::info!(map = %map.display(), %version, profile = name, "building the graph (once per map)");
     let started = std::time::Instant::now();
     let graph = Graph::from_osm_file(
         map,
-        &CarProfile::default(),
+        &profile,
         &BuildOptions {
             version: version.clone(),
             progress: None,
@@ -81,6 +111,37 @@ pub async fn register(
     version: &str,
     region: &str,
 ) -> anyhow::Result<GraphMeta> {
+    let meta = put_in_registry(center, path, version).await?;
+    center
+        .store
+        .set_region_graph(region, version)
+        .await
+        .context("cannot set the region's graph")?;
+    Ok(meta)
+}
+
+/// Register the artifact of an extra profile and make it that profile's graph in `region`,
+/// which every agent of the region then downloads through sync.
+pub async fn register_profile(
+    center: &Center,
+    path: &Path,
+    version: &str,
+    region: &str,
+    profile: &str,
+) -> anyhow::Result<GraphMeta> {
+    let meta = put_in_registry(center, path, version).await?;
+    crate::graphs::profiles::set_region_profile(
+        center.store.as_ref(),
+        region,
+        profile,
+        Some(version),
+    )
+    .await
+    .with_context(|| format!("cannot set the region's {profile} graph"))?;
+    Ok(meta)
+}
+
+async fn put_in_registry(center: &Center, path: &Path, version: &str) -> anyhow::Result<GraphMeta> {
     let registered = center
         .store
         .graph(version)
@@ -114,11 +175,6 @@ pub async fn register(
             meta
         }
     };
-    center
-        .store
-        .set_region_graph(region, version)
-        .await
-        .context("cannot set the region's graph")?;
     Ok(meta)
 }
 

@@ -82,6 +82,26 @@ pub struct DevArgs {
     /// Graph rollouts: seconds a step may stay inconclusive before the rollout pauses.
     #[arg(long, default_value_t = 60)]
     pub max_inconclusive_s: u32,
+    /// The profiles the agents serve, comma-separated: `car` (always, the default graph)
+    /// and `truck` (a 7.5 t delivery truck), each built once from the map and sent to the
+    /// agents through sync.
+    #[arg(long, value_delimiter = ',', default_value = "car")]
+    pub profiles: Vec<String>,
+}
+
+impl DevArgs {
+    /// The profiles to build beside the car, without repeats.
+    pub fn extra_profiles(&self) -> Vec<String> {
+        let mut extra: Vec<String> = self
+            .profiles
+            .iter()
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !crate::graphs::profiles::DEFAULT_ALIASES.contains(&p.as_str()))
+            .collect();
+        extra.sort();
+        extra.dedup();
+        extra
+    }
 }
 
 /// The rollout policy of `dev`'s region, from its flags (the rest as in an EdgeRegion's
@@ -137,6 +157,16 @@ pub fn validate(args: &DevArgs) -> anyhow::Result<()> {
     }
     if args.analysis_window_s == 0 || args.max_inconclusive_s == 0 {
         bail!("--analysis-window-s and --max-inconclusive-s must be at least 1");
+    }
+    if let Some(unknown) = args
+        .extra_profiles()
+        .into_iter()
+        .find(|p| graph::profile(p).is_none())
+    {
+        bail!(
+            "--profiles: dev builds {:?}; got {unknown:?}",
+            graph::BUILDABLE
+        );
     }
     if args.admin_key.as_deref().is_some_and(str::is_empty) {
         bail!("--admin-key must not be empty");
@@ -196,8 +226,16 @@ async fn run_fleet(
         args.region.clone(),
         args.data_dir.join("graphs"),
     );
-    let (artifact, version) =
-        tokio::task::spawn_blocking(move || graph::artifact(&map, &region, &dir)).await??;
+    let extra = args.extra_profiles();
+    let (artifact, version, extra_artifacts) = tokio::task::spawn_blocking(move || {
+        let (artifact, version) = graph::artifact(&map, &region, &dir)?;
+        let extra = extra
+            .iter()
+            .map(|p| Ok((p.clone(), graph::artifact_for(&map, &region, &dir, p)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::Ok((artifact, version, extra))
+    })
+    .await??;
     // One listener for the whole run: a signal arriving between two waits is not lost.
     // (Before this point no child runs, and the default action of a signal is right.)
     let (signal_tx, signal_rx) = watch::channel(false);
@@ -225,6 +263,27 @@ async fn run_fleet(
     let center =
         tokio::task::spawn_blocking(move || Center::open(&center_dir, auth, settings)).await??;
     let meta = graph::register(&center, &artifact, &version, &args.region).await?;
+    // Profiles asked for are set, the others unset: agents stop serving a profile a
+    // previous run built.
+    let before = crate::graphs::profiles::region_profiles(center.store.as_ref(), &args.region)
+        .await
+        .context("cannot read the region's profiles")?;
+    for stale in before
+        .keys()
+        .filter(|p| !extra_artifacts.iter().any(|(name, _)| name == *p))
+    {
+        crate::graphs::profiles::set_region_profile(
+            center.store.as_ref(),
+            &args.region,
+            stale,
+            None,
+        )
+        .await
+        .context("cannot unset a profile")?;
+    }
+    for (profile, (path, version)) in &extra_artifacts {
+        graph::register_profile(&center, path, version, &args.region, profile).await?;
+    }
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -284,9 +343,10 @@ async fn run_fleet(
         () = signalled() => Ok(false),
     };
     if let Ok(true) = outcome {
+        let extra_names = args.extra_profiles();
         tokio::select! {
-            () = wait_online(&center, &running, &meta.version) => {
-                print_banner(&center_url, &admin_key, &args.region, &meta.version, &running, &places);
+            () = wait_online(&center, &running, &meta.version, &extra_names) => {
+                print_banner(&center_url, &admin_key, &args.region, &meta.version, &extra_names, &running, &places);
                 signalled().await;
             }
             () = signalled() => {}
@@ -344,8 +404,8 @@ fn log_path(agent_dir: &Path) -> PathBuf {
 }
 
 /// Wait (up to two minutes, then go on) until every agent reports online, ready, on the
-/// region's graph: then the printed commands work at once.
-async fn wait_online(center: &Center, agents: &[RunningAgent], version: &str) {
+/// region's graph and serving every extra profile: then the printed commands work at once.
+async fn wait_online(center: &Center, agents: &[RunningAgent], version: &str, profiles: &[String]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let now = now_ms();
@@ -358,6 +418,7 @@ async fn wait_online(center: &Center, agents: &[RunningAgent], version: &str) {
                             .graph
                             .as_ref()
                             .is_some_and(|g| g.version == version)
+                        && profiles.iter().all(|p| r.report.profiles.contains_key(p))
                         && state_of(now.saturating_sub(r.received_at_ms), &center.settings)
                             == NodeState::Online
                 })
@@ -380,13 +441,19 @@ fn print_banner(
     admin_key: &str,
     region: &str,
     version: &str,
+    profiles: &[String],
     agents: &[RunningAgent],
     places: &[Location],
 ) {
     let mut out = format!(
-        "\nedgeroute dev: a center and {} agents, region {region}, graph {version}\n\n  \
+        "\nedgeroute dev: a center and {} agents, region {region}, graph {version}{}\n\n  \
          dashboard  {center_url}/#key={admin_key}\n  admin key  {admin_key}\n",
-        agents.len()
+        agents.len(),
+        if profiles.is_empty() {
+            String::new()
+        } else {
+            format!(", profiles car,{}", profiles.join(","))
+        }
     );
     for (agent, place) in agents.iter().zip(places) {
         out.push_str(&format!(
@@ -459,6 +526,10 @@ mod tests {
         assert_eq!(policy.steps, vec![10, 50, 100]);
         assert_eq!(policy.analysis_window_seconds, 5);
         assert_eq!(policy.min_requests, 7);
+        assert!(args.extra_profiles().is_empty());
+        let both = parse(&["--profiles", "car,truck,truck"]);
+        validate(&both).unwrap();
+        assert_eq!(both.extra_profiles(), ["truck"]);
         for (extra, needle) in [
             (&["--agents", "0"][..], "--agents"),
             (&["--agents", "65"], "--agents"),
@@ -474,6 +545,8 @@ mod tests {
             (&["--canary-steps", "50,20"], "--canary-steps"),
             (&["--canary-steps", "0,100"], "--canary-steps"),
             (&["--analysis-window-s", "0"], "--analysis-window-s"),
+            (&["--profiles", "car,bike"], "--profiles"),
+            (&["--profiles", "Truck"], "--profiles"),
             (&["--map", "/nonexistent.pbf"], "does not exist"),
         ] {
             let err = validate(&parse(extra)).unwrap_err().to_string();

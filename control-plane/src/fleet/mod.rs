@@ -62,6 +62,7 @@ pub fn node_status(record: NodeRecord, now_ms: u64, settings: &Settings) -> Node
         outbox_depth: r.outbox_depth,
         graph_version: r.graph.as_ref().map(|g| g.version.clone()),
         graph_sha256: r.graph.map(|g| g.sha256),
+        profiles: r.profiles,
         agent_version: r.agent_version,
         ready: r.health.ready,
         graph_error: r.health.graph_error,

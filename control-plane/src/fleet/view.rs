@@ -38,6 +38,7 @@ impl Seen {
             region: report.region.clone(),
             boot_id: report.boot_id.clone(),
             agent_version: report.agent_version.clone(),
+            profiles: report.profiles.clone(),
             graph: report.graph.clone(),
             health: report.health.clone(),
             advertise_url: report.advertise_url.clone(),

@@ -1,11 +1,16 @@
 //! The registry's API (admin key): `PUT /api/v1/graphs/{version}` uploads an artifact,
 //! verified before it is listed; `GET /api/v1/graphs` lists them;
-//! `PUT /api/v1/regions/{region}/graph` picks a region's graph where no Kubernetes is used.
+//! `PUT /api/v1/regions/{region}/graph` picks a region's graph where no Kubernetes is used,
+//! and with `?profile=truck` the graph of one of its extra profiles (see [`super::profiles`];
+//! `DELETE` with `?profile=` stops the region's agents serving that profile).
 
 use axum::{
     Json, Router,
     body::Body,
-    extract::{Path, State, rejection::JsonRejection},
+    extract::{
+        Path, Query, State,
+        rejection::{JsonRejection, QueryRejection},
+    },
     http::{HeaderMap, StatusCode},
     routing::{get, put},
 };
@@ -31,7 +36,7 @@ pub fn router() -> Router<Center> {
         .route("/api/v1/graphs", get(list))
         .route(
             "/api/v1/regions/{region}/graph",
-            put(set_region).get(region),
+            put(set_region).get(region).delete(delete_region_profile),
         )
 }
 
@@ -121,13 +126,50 @@ async fn list(
     Ok(Json(GraphList { graphs }))
 }
 
+/// `?profile=`: which of a region's graphs a request is about (absent, `car` or `driving`:
+/// the default one).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileQuery {
+    /// An extra profile's name (`truck`).
+    pub profile: Option<String>,
+}
+
+/// The extra profile a query names, `None` for the default graph; a name that cannot be a
+/// profile, or a region that cannot have profiles, is a 400.
+fn extra_profile(
+    region: &str,
+    query: Result<Query<ProfileQuery>, QueryRejection>,
+) -> Result<Option<String>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let Some(profile) = query
+        .profile
+        .filter(|p| !super::profiles::DEFAULT_ALIASES.contains(&p.as_str()))
+    else {
+        return Ok(None);
+    };
+    if !super::profiles::valid_name(&profile) {
+        return Err(ApiError::invalid(format!(
+            "{profile:?} is not a profile name: use 1 to 32 of a-z, 0-9, _ and - (car and driving name the default graph)"
+        )));
+    }
+    if !super::profiles::valid_region(region) {
+        return Err(ApiError::invalid(format!(
+            "region {region:?} cannot have profiles: a region name has no '/'"
+        )));
+    }
+    Ok(Some(profile))
+}
+
 async fn set_region(
     State(center): State<Center>,
     Path(region): Path<String>,
+    query: Result<Query<ProfileQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Json<RegionGraph>, JsonRejection>,
 ) -> Result<Json<RegionGraph>, ApiError> {
     center.auth.admin(&headers)?;
+    let profile = extra_profile(&region, query)?;
     let Json(wanted) = body.map_err(json_rejection)?;
     if center
         .store
@@ -145,6 +187,19 @@ async fn set_region(
             ),
         ));
     }
+    if let Some(profile) = profile {
+        // No canary for extra profiles: rollouts move the default graph only.
+        super::profiles::set_region_profile(
+            center.store.as_ref(),
+            &region,
+            &profile,
+            Some(&wanted.version),
+        )
+        .await
+        .map_err(ApiError::storage)?;
+        tracing::info!(%region, %profile, version = %wanted.version, "region profile graph set");
+        return Ok(Json(wanted));
+    }
     // A region that already serves a graph on nodes gets the new one as a rollout.
     let outcome = crate::rollout::graph::request_graph(&center, &region, &wanted.version, true)
         .await
@@ -156,18 +211,52 @@ async fn set_region(
 async fn region(
     State(center): State<Center>,
     Path(region): Path<String>,
+    query: Result<Query<ProfileQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Json<RegionGraph>, ApiError> {
     center.auth.admin(&headers)?;
-    match center
-        .store
-        .region_graph(&region)
-        .await
-        .map_err(ApiError::storage)?
-    {
+    let version = match extra_profile(&region, query)? {
+        Some(profile) => super::profiles::region_profiles(center.store.as_ref(), &region)
+            .await
+            .map_err(ApiError::storage)?
+            .remove(&profile),
+        None => center
+            .store
+            .region_graph(&region)
+            .await
+            .map_err(ApiError::storage)?,
+    };
+    match version {
         Some(version) => Ok(Json(RegionGraph { version })),
         None => Err(ApiError::not_found(format!(
-            "region {region:?} has no graph set"
+            "region {region:?} has no graph set for that profile"
         ))),
     }
+}
+
+/// `DELETE /api/v1/regions/{region}/graph?profile=truck`: the region's agents stop serving
+/// the profile (the default graph cannot be removed this way).
+async fn delete_region_profile(
+    State(center): State<Center>,
+    Path(region): Path<String>,
+    query: Result<Query<ProfileQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    center.auth.admin(&headers)?;
+    let Some(profile) = extra_profile(&region, query)? else {
+        return Err(ApiError::invalid(
+            "only an extra profile's graph can be removed: add ?profile=<name>",
+        ));
+    };
+    let removed =
+        super::profiles::set_region_profile(center.store.as_ref(), &region, &profile, None)
+            .await
+            .map_err(ApiError::storage)?;
+    if !removed {
+        return Err(ApiError::not_found(format!(
+            "region {region:?} has no graph for profile {profile:?}"
+        )));
+    }
+    tracing::info!(%region, %profile, "region profile graph removed");
+    Ok(StatusCode::NO_CONTENT)
 }

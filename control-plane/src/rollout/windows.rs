@@ -303,6 +303,7 @@ mod tests {
             region: "r".into(),
             boot_id: "b".into(),
             agent_version: "0".into(),
+            profiles: Default::default(),
             graph: Some(GraphRef {
                 version: graph.into(),
                 sha256: String::new(),

@@ -185,11 +185,12 @@ pub async fn directives(center: &Center, region: &str, node: &str) -> Result<Dir
         graph,
         sync_interval_ms: center.settings.agent_sync_interval_ms,
         shadow,
+        profile_graphs: crate::graphs::profiles::directives(center, region).await?,
     })
 }
 
 /// Where agents download a registered version.
-async fn graph_directive(
+pub(crate) async fn graph_directive(
     center: &Center,
     version: &str,
 ) -> Result<Option<GraphDirective>, ApiError> {

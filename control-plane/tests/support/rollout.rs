@@ -127,6 +127,7 @@ impl Region {
             region: REGION.into(),
             boot_id: "boot".into(),
             agent_version: "0.1.0".into(),
+            profiles: Default::default(),
             graph: Some(GraphRef {
                 version: graph,
                 sha256: String::new(),

@@ -156,6 +156,7 @@ mod tests {
             outbox_depth: 0,
             graph_version: None,
             graph_sha256: None,
+            profiles: Default::default(),
             agent_version: "0.1.0".into(),
             ready: true,
             graph_error: None,

@@ -232,6 +232,7 @@ impl Agent {
             region: "porto".into(),
             boot_id: "sim".into(),
             agent_version: "fleet-sim".into(),
+            profiles: Default::default(),
             graph: None,
             health: Health {
                 ready: true,

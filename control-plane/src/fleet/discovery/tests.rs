@@ -29,6 +29,7 @@ fn record(node: &str, at: Option<(f64, f64)>) -> NodeRecord {
             region: "monaco".into(),
             boot_id: "boot".into(),
             agent_version: "0.1.0".into(),
+            profiles: Default::default(),
             graph: Some(GraphRef {
                 version: "monaco-1".into(),
                 sha256: "00".into(),

@@ -38,6 +38,7 @@ fn report(node: &str, region: &str, metrics: MetricsWindow) -> Report<RawEvent> 
         region: region.into(),
         boot_id: "boot".into(),
         agent_version: "0.1.0".into(),
+        profiles: Default::default(),
         graph: None,
         health: Health {
             ready: true,

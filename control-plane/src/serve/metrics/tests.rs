@@ -30,6 +30,7 @@ fn record(node: &str, region: &str, depth: u64) -> NodeRecord {
             region: region.into(),
             boot_id: "b".into(),
             agent_version: "0".into(),
+            profiles: Default::default(),
             graph: None,
             health: Default::default(),
             advertise_url: None,

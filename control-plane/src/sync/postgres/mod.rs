@@ -94,6 +94,7 @@ fn without_events(r: &Report<RawEvent>) -> Report<RawEvent> {
         region: r.region.clone(),
         boot_id: r.boot_id.clone(),
         agent_version: r.agent_version.clone(),
+        profiles: r.profiles.clone(),
         graph: r.graph.clone(),
         health: r.health.clone(),
         advertise_url: r.advertise_url.clone(),

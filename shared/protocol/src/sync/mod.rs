@@ -57,6 +57,10 @@ pub struct Report<E = Event> {
     /// The graph served, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graph: Option<GraphRef>,
+    /// The graphs of the profiles served beside the default one, by profile name (absent
+    /// from an agent that serves none, or that predates profiles).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profiles: BTreeMap<String, GraphRef>,
     /// Health and what is going on with graphs.
     pub health: Health,
     /// Where clients reach this agent.
@@ -87,6 +91,7 @@ impl<E> Report<E> {
             boot_id: self.boot_id,
             agent_version: self.agent_version,
             graph: self.graph,
+            profiles: self.profiles,
             health: self.health,
             advertise_url: self.advertise_url,
             location: self.location,
@@ -385,6 +390,13 @@ pub struct Directives {
     /// served one and re-answer a sample of requests on it; `None` unloads any shadow graph.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowDirective>,
+    /// The graphs of the profiles served beside the default one (`truck`, ...), by profile
+    /// name. A profile the agent got from an earlier directive and that is missing here is
+    /// no longer served; profiles installed on the agent by hand are left alone. Empty (and
+    /// absent on the wire) from a center without profiles, so old agents and centers
+    /// understand each other: an old agent ignores the field, an old center never sends it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profile_graphs: BTreeMap<String, GraphDirective>,
 }
 
 /// Compare the served graph's answers with another graph's on a sample of requests.
@@ -462,6 +474,9 @@ pub struct NodeStatus {
     pub graph_version: Option<String>,
     /// SHA-256 of that graph.
     pub graph_sha256: Option<String>,
+    /// The graphs of the profiles it serves beside the default one, by profile name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profiles: BTreeMap<String, GraphRef>,
     /// Agent version.
     pub agent_version: String,
     /// Whether it said it was ready.

@@ -46,6 +46,7 @@ fn raw_events_keep_their_bytes_and_headers_read_cheaply() {
         region: "r".into(),
         boot_id: "b".into(),
         agent_version: "0".into(),
+        profiles: Default::default(),
         graph: None,
         health: Health::default(),
         advertise_url: None,
@@ -108,4 +109,87 @@ fn windows_merge_by_endpoint_and_bucket() {
     assert_eq!(b.server_errors(), 2);
     assert_eq!(b.endpoints["route"].codes["NoRoute"], 4);
     assert_eq!(b.latency.total(), 2);
+}
+
+fn directive(version: &str) -> GraphDirective {
+    GraphDirective {
+        version: version.into(),
+        sha256: "ab".repeat(32),
+        size_bytes: 10,
+        url: format!("/sync/v1/graphs/{version}"),
+    }
+}
+
+#[test]
+fn directives_without_profiles_keep_the_old_wire_format() {
+    // A center without profiles sends exactly what an old agent expects.
+    let plain = Directives {
+        graph: Some(directive("porto-car")),
+        ..Directives::default()
+    };
+    let json = serde_json::to_value(&plain).unwrap();
+    assert!(json.get("profile_graphs").is_none(), "{json}");
+    // An old center's answer (no field) reads as "no profiles" on a new agent.
+    let old = serde_json::json!({
+        "graph": {"version": "porto-car", "sha256": "ab".repeat(32), "size_bytes": 10,
+                  "url": "/sync/v1/graphs/porto-car"},
+        "sync_interval_ms": 500
+    });
+    let read: Directives = serde_json::from_value(old).unwrap();
+    assert!(read.profile_graphs.is_empty());
+    assert_eq!(read.graph, plain.graph);
+}
+
+#[test]
+fn profile_graphs_travel_and_old_readers_ignore_them() {
+    let mut new = Directives {
+        graph: Some(directive("porto-car")),
+        ..Directives::default()
+    };
+    new.profile_graphs
+        .insert("truck".into(), directive("porto-truck"));
+    let json = serde_json::to_value(&new).unwrap();
+    assert_eq!(json["profile_graphs"]["truck"]["version"], "porto-truck");
+    assert_eq!(
+        serde_json::from_value::<Directives>(json.clone()).unwrap(),
+        new
+    );
+
+    /// What an agent before profiles decoded directives into.
+    #[derive(Debug, serde::Deserialize)]
+    struct OldDirectives {
+        graph: Option<GraphDirective>,
+        #[allow(dead_code)]
+        sync_interval_ms: Option<u64>,
+    }
+    let old: OldDirectives = serde_json::from_value(json).unwrap();
+    assert_eq!(old.graph, new.graph);
+}
+
+#[test]
+fn reports_carry_profiles_only_when_there_are_some() {
+    let mut report: Report = serde_json::from_value(serde_json::json!({
+        "node": "n", "stream": "s", "region": "r", "boot_id": "b", "agent_version": "0",
+        "health": {"ready": true}, "metrics": {"window_ms": 0}, "outbox_depth": 0
+    }))
+    .unwrap();
+    assert!(report.profiles.is_empty(), "an old agent's report reads");
+    assert!(
+        serde_json::to_value(&report)
+            .unwrap()
+            .get("profiles")
+            .is_none(),
+        "an old center sees no new field"
+    );
+    report.profiles.insert(
+        "truck".into(),
+        GraphRef {
+            version: "porto-truck".into(),
+            sha256: "cd".repeat(32),
+            bbox: None,
+        },
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["profiles"]["truck"]["version"], "porto-truck");
+    assert_eq!(serde_json::from_value::<Report>(json).unwrap(), report);
 }
