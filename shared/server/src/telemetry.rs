@@ -53,17 +53,17 @@ pub enum OtlpProtocol {
 pub struct TraceArgs {
     /// Export spans over OTLP to this URL, e.g. `http://otel-collector:4318/v1/traces`
     /// (used as given: include the `/v1/traces` path). Unset: no export.
-    #[arg(long, env = "EDGEROUTE_OTLP_ENDPOINT")]
+    #[arg(long, global = true, env = "EDGEROUTE_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
     /// OTLP protocol: `http` (HTTP/protobuf); gRPC is not built in.
-    #[arg(long, value_enum, default_value_t = OtlpProtocol::Http, env = "EDGEROUTE_OTLP_PROTOCOL")]
+    #[arg(long, global = true, value_enum, default_value_t = OtlpProtocol::Http, env = "EDGEROUTE_OTLP_PROTOCOL")]
     pub otlp_protocol: OtlpProtocol,
     /// Fraction of new traces recorded (0 to 1). A request that arrives with a
     /// `traceparent` follows its caller's decision (parent-based sampling).
-    #[arg(long, default_value_t = 1.0, value_parser = parse_ratio, env = "EDGEROUTE_TRACE_SAMPLE_RATIO")]
+    #[arg(long, global = true, default_value_t = 1.0, value_parser = parse_ratio, env = "EDGEROUTE_TRACE_SAMPLE_RATIO")]
     pub trace_sample_ratio: f64,
     /// Most finished spans waiting for export; beyond it spans are dropped and counted.
-    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, global = true, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
     pub otlp_queue_size: u32,
 }
 
