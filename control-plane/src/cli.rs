@@ -225,3 +225,36 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         .context("metrics server")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Cli;
+
+    #[test]
+    fn trace_flags_are_taken_after_the_subcommand() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "edgeroute-control-plane",
+            "crd",
+            "--otlp-endpoint",
+            "http://collector:4318/v1/traces",
+            "--trace-sample-ratio",
+            "0.25",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cli.trace.otlp_endpoint.as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert!((cli.trace.trace_sample_ratio - 0.25).abs() < f64::EPSILON);
+        let refused = Cli::try_parse_from([
+            "edgeroute-control-plane",
+            "crd",
+            "--trace-sample-ratio",
+            "2",
+        ]);
+        assert!(refused.is_err());
+    }
+}
