@@ -67,6 +67,7 @@ fn plan(node: &str, i: u64) -> NewPlan {
         vehicles: 2,
         output: json!({"code": 0, "summary": {"cost": 1234, "routes": 2, "unassigned": 0, "duration": 3600, "distance": 24000},
             "unassigned": [], "routes": [{"vehicle": 1, "cost": 600, "steps": steps.clone()}, {"vehicle": 2, "cost": 634, "steps": steps}]}),
+        traceparent: None,
     }
 }
 

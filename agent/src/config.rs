@@ -202,6 +202,11 @@ pub struct Config {
     #[arg(long, env = "EDGEROUTE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Span export (`--otlp-endpoint`, `--otlp-protocol`, `--trace-sample-ratio`); see
+    /// docs/observability.md.
+    #[command(flatten)]
+    pub trace: edgeroute_server::telemetry::TraceArgs,
+
     /// The control plane's base URL (`https://center:8443`). Without it the agent runs
     /// standalone: no reports, no outbox, no graph directives.
     #[arg(long, env = "EDGEROUTE_CONTROL_PLANE_URL")]

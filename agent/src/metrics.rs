@@ -256,6 +256,7 @@ impl Metrics {
         let mut root = Registry::default();
         root.register_collector(Box::new(process::ProcessCollector));
         let registry = root.sub_registry_with_prefix("edgeroute_agent");
+        edgeroute_server::telemetry::register_metrics(registry);
         let requests = Family::<HttpLabels, Counter>::default();
         registry.register(
             "http_requests",

@@ -22,6 +22,9 @@ use crate::{crdgen, graphs};
 #[derive(Parser, Debug)]
 #[command(name = "edgeroute-control-plane", version, about)]
 pub struct Cli {
+    /// Span export of `serve`, `dev` and `controller` (see docs/observability.md).
+    #[command(flatten)]
+    pub trace: edgeroute_server::telemetry::TraceArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -95,27 +98,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Graph { command } => graphs::cli::run(command),
         Command::Controller(args) => {
-            edgeroute_server::init_tracing(log_format());
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(run_controller(args))
+            runtime.block_on(traced(&cli.trace, run_controller(args)))
         }
         Command::Serve(args) => {
-            edgeroute_server::init_tracing(log_format());
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(crate::serve::run(args))
+            runtime.block_on(traced(&cli.trace, crate::serve::run(args)))
         }
         Command::Dev(args) => {
-            edgeroute_server::init_tracing(log_format());
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
             // On this thread: children get their parent-death signal from the thread that
             // started them, and the main thread lives as long as the process.
-            runtime.block_on(crate::dev::run(args))
+            runtime.block_on(traced(&cli.trace, crate::dev::run(args)))
         }
         Command::Rollout(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -128,6 +128,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs `work` with logs and span export set up, then sends the spans still queued (for
+/// at most two seconds: a collector that is away must not hold up the exit).
+async fn traced(
+    trace: &edgeroute_server::telemetry::TraceArgs,
+    work: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let telemetry =
+        edgeroute_server::telemetry::init("edgeroute-control-plane", log_format(), trace)?;
+    let result = work.await;
+    telemetry.shutdown(Duration::from_secs(2)).await;
+    result
 }
 
 /// JSON lines when `EDGEROUTE_LOG_FORMAT=json`, human-readable otherwise.
@@ -211,4 +224,37 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         .context("metrics server task")?
         .context("metrics server")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Cli;
+
+    #[test]
+    fn trace_flags_are_taken_after_the_subcommand() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "edgeroute-control-plane",
+            "crd",
+            "--otlp-endpoint",
+            "http://collector:4318/v1/traces",
+            "--trace-sample-ratio",
+            "0.25",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cli.trace.otlp_endpoint.as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert!((cli.trace.trace_sample_ratio - 0.25).abs() < f64::EPSILON);
+        let refused = Cli::try_parse_from([
+            "edgeroute-control-plane",
+            "crd",
+            "--trace-sample-ratio",
+            "2",
+        ]);
+        assert!(refused.is_err());
+    }
 }

@@ -47,6 +47,7 @@ fn plan_event(seq: u64, plan_seq: u64) -> Event {
                     shipments: 0,
                     vehicles: 1,
                     output: json!({"code": 0, "summary": {"cost": plan_seq}}),
+                    traceparent: None,
                 },
             }),
         },

@@ -39,6 +39,7 @@ fn plan_event(seq: u64) -> Event {
                     shipments: 0,
                     vehicles: 1,
                     output: json!({"code": 0}),
+                    traceparent: None,
                 },
             }),
         },

@@ -47,6 +47,7 @@ fn plan_event(node: &str, seq: u64) -> Event {
                     shipments: 0,
                     vehicles: 1,
                     output: json!({"code": 0}),
+                    traceparent: None,
                 },
             }),
         },

@@ -1,7 +1,9 @@
 //! The middleware stack, in one [`ServiceBuilder`], outermost first:
 //!
 //! 1. request id: accept `x-request-id` or make one (UUID), echo it on the response;
-//! 2. trace span per request (request id, method, path, endpoint template);
+//! 2. trace span per request (request id, endpoint template, OpenTelemetry HTTP attributes),
+//!    the child of the client's W3C `traceparent` when it sends one; never the path, which
+//!    holds coordinates;
 //! 3. metrics (count and latency by endpoint template and final status; a request whose
 //!    client went away first is counted with status [`CLIENT_CLOSED`]);
 //! 4. CORS, above everything that can refuse, so 401/429/503/504 carry CORS headers;
@@ -75,6 +77,9 @@ pub struct KeyId(pub String);
 
 /// Apply the whole stack to `router`.
 pub fn stack(router: Router, state: &AppState) -> Router {
+    // Every JSON log line of this process says which node and region wrote it.
+    edgeroute_server::telemetry::log::set_process_field("node", state.node.name.clone());
+    edgeroute_server::telemetry::log::set_process_field("region", state.node.region.clone());
     let limits = &state.limits;
     router.layer(
         ServiceBuilder::new()
@@ -82,6 +87,7 @@ pub fn stack(router: Router, state: &AppState) -> Router {
             .layer(
                 TraceLayer::new(super::health::Classifier::layer())
                     .make_span_with(make_span)
+                    .on_response(on_response)
                     .on_failure(DefaultOnFailure::new().level(Level::WARN)),
             )
             .layer(PropagateRequestIdLayer::x_request_id())
@@ -108,13 +114,55 @@ fn make_span(request: &Request) -> tracing::Span {
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
-    tracing::info_span!(
+    let method = request.method().as_str();
+    let scheme = if request
+        .extensions()
+        .get::<edgeroute_server::tls::ClientCert>()
+        .is_some()
+    {
+        "https"
+    } else {
+        "http"
+    };
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok());
+    let span = tracing::info_span!(
         "request",
+        otel.name = format!("{method} {endpoint}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
         request_id,
-        method = %request.method(),
-        path = request.uri().path(),
+        method,
         endpoint,
-    )
+        http.request.method = method,
+        http.route = endpoint,
+        http.response.status_code = tracing::field::Empty,
+        url.scheme = scheme,
+        server.address = host.as_ref().map(axum::http::uri::Authority::host),
+        edgeroute.profile = tracing::field::Empty,
+        edgeroute.graph.version = tracing::field::Empty,
+        edgeroute.coordinates = tracing::field::Empty,
+        edgeroute.vrp.jobs = tracing::field::Empty,
+    );
+    edgeroute_server::telemetry::set_parent_from_headers(&span, request.headers());
+    span
+}
+
+fn on_response(response: &Response, latency: std::time::Duration, span: &tracing::Span) {
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    // Per the HTTP conventions a server span is an error only for a 5xx.
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    tracing::debug!(
+        status = status.as_u16(),
+        latency_ms = latency.as_millis() as u64,
+        "finished processing request"
+    );
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

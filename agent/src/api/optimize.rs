@@ -315,9 +315,15 @@ pub async fn optimize(
             admission.solves.size()
         ))
     })?;
+    tracing::Span::current().record("edgeroute.vrp.jobs", tasks);
+    let span = tracing::info_span!(
+        "solve",
+        edgeroute.vrp.jobs = tasks,
+        edgeroute.vrp.vehicles = vehicles
+    );
     let solved = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        compute(&input, &places, graph.as_ref(), radius, time_limit, started)
+        span.in_scope(|| compute(&input, &places, graph.as_ref(), radius, time_limit, started))
     })
     .await
     .map_err(VroomError::internal)??;
@@ -334,12 +340,22 @@ pub async fn optimize(
         shipments,
         vehicles,
         output: stored,
+        traceparent: None,
+    };
+    // The plan carries this span's trace context to the center, whose ingest of it joins
+    // the same trace.
+    let span = tracing::info_span!("plan.store", edgeroute.vrp.jobs = tasks);
+    let new_plan = NewPlan {
+        traceparent: edgeroute_server::telemetry::traceparent(&span),
+        ..new_plan
     };
     let store = Arc::clone(&state.store);
     let plan = tokio::task::spawn_blocking(move || {
-        let plan = store.put_plan(&new_plan, owner.id())?;
-        store.flush()?;
-        Ok::<_, crate::storage::Error>(plan)
+        span.in_scope(|| {
+            let plan = store.put_plan(&new_plan, owner.id())?;
+            store.flush()?;
+            Ok::<_, crate::storage::Error>(plan)
+        })
     })
     .await
     .map_err(VroomError::internal)?

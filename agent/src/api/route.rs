@@ -63,12 +63,15 @@ pub async fn route(
     // answer is ready: keep what that needs (only then, it costs a copy).
     let for_shadow = (default_profile && state.shadow.is_active())
         .then(|| (coords.clone(), options.radiuses.clone()));
+    let span = tracing::info_span!("route", edgeroute.coordinates = coords.len());
     let response = if coords.len() <= INLINE_WAYPOINTS {
-        compute(&graph, &coords, &options, radius)
+        span.in_scope(|| compute(&graph, &coords, &options, radius))
     } else {
-        tokio::task::spawn_blocking(move || compute(&graph, &coords, &options, radius))
-            .await
-            .map_err(ApiError::internal)?
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| compute(&graph, &coords, &options, radius))
+        })
+        .await
+        .map_err(ApiError::internal)?
     };
     if let Some((coords, radiuses)) = for_shadow {
         let served = match &response {

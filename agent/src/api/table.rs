@@ -72,8 +72,9 @@ pub async fn table(request: OsrmRequest) -> Result<Json<TableResponse>, ApiError
     let graph = request.graph()?;
     let radius = limits.snap_radius_m;
     let coords = request.coordinates;
+    let span = tracing::info_span!("table", edgeroute.coordinates = coords.len());
     let response = tokio::task::spawn_blocking(move || {
-        compute(&graph, &coords, &sources, &destinations, &options, radius)
+        span.in_scope(|| compute(&graph, &coords, &sources, &destinations, &options, radius))
     })
     .await
     .map_err(ApiError::internal)??;

@@ -483,6 +483,7 @@ mod tests {
             shipments: 0,
             vehicles: 1,
             output: serde_json::json!({"code": 0}),
+            traceparent: None,
         };
         {
             let store = SledStore::open(dir.path()).unwrap();
@@ -522,6 +523,7 @@ mod tests {
             shipments: 0,
             vehicles: 1,
             output: serde_json::json!({"code": 0}),
+            traceparent: None,
         };
         let legacy = store.put_plan(&plan, None).unwrap();
         let a1 = store.put_plan(&plan, Some("aaaa")).unwrap();

@@ -16,6 +16,7 @@ use edgeroute_protocol::sync::{
     ShadowCounts, ShadowDirective,
 };
 use reqwest::{StatusCode, Url, header};
+use tracing::Instrument;
 
 use super::{
     backoff::Backoff,
@@ -399,9 +400,23 @@ async fn send(
         .join("sync/v1/report")
         .map_err(|_| RoundError::Task)?;
     let sent = body.len() as u64;
+    // The report's own trace; the center's ingest span continues it (and each plan's span
+    // continues the plan's trace, see `NewPlan::traceparent`).
+    let span = tracing::info_span!(
+        "sync.report",
+        otel.name = "POST /sync/v1/report",
+        otel.kind = "client",
+        http.request.method = "POST",
+        server.address = url.host_str(),
+        http.response.status_code = tracing::field::Empty,
+        edgeroute.sync.events = report.events.len(),
+    );
+    let mut trace_headers = header::HeaderMap::new();
+    edgeroute_server::telemetry::inject_headers(&span, &mut trace_headers);
     let mut request = ctx
         .client
         .post(url)
+        .headers(trace_headers)
         .timeout(ctx.config.request_timeout)
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::CONTENT_ENCODING, "gzip")
@@ -409,8 +424,13 @@ async fn send(
     if let Some(token) = &ctx.config.token {
         request = request.bearer_auth(token);
     }
-    let response = request.send().await.map_err(RoundError::Transport)?;
+    let response = request
+        .send()
+        .instrument(span.clone())
+        .await
+        .map_err(RoundError::Transport)?;
     let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
     let retry_after = response
         .headers()
         .get(header::RETRY_AFTER)

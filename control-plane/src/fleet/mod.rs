@@ -202,6 +202,10 @@ fn summary(stored: StoredPlan) -> PlanSummary {
         seq,
         plan_id: id,
         created_at: rfc3339(created_at_ms),
+        trace_id: plan
+            .traceparent
+            .as_deref()
+            .and_then(edgeroute_server::telemetry::trace_id_of),
         graph_version: plan.graph_version,
         solver_version: plan.solver_version,
         summary: plan

@@ -140,6 +140,7 @@ impl CenterMetrics {
     /// see them before the first event.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("edgeroute_center");
+        edgeroute_server::telemetry::register_metrics(&mut registry);
         let reports = Family::<ResultLabels, Counter>::default();
         registry.register(
             "sync_reports",

@@ -351,7 +351,11 @@ pub fn app(center: Center) -> Router {
         })
         // Agents gzip their reports; the body limits above apply to the inflated bytes.
         .layer(RequestDecompressionLayer::new())
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(sync::trace::make_span)
+                .on_response(sync::trace::on_response),
+        )
         .with_state(center)
 }
 

@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod regions;
 pub mod sled_store;
 pub mod store;
+pub mod trace;
 
 use axum::{
     Extension, Json, Router,
@@ -143,11 +144,18 @@ async fn report(
         report.graph.as_ref().map(|g| g.version.clone()),
         report.metrics.clone(),
     );
-    let acked_seq = center
+    let plan_spans = trace::plan_spans(&node, &report.events);
+    let ingested = center
         .store
         .ingest(report, event_headers, received_at_ms)
-        .await
-        .map_err(ApiError::storage)?;
+        .await;
+    if ingested.is_err() {
+        for span in &plan_spans {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    drop(plan_spans);
+    let acked_seq = ingested.map_err(ApiError::storage)?;
     center.metrics.ingested(pending, acked_seq);
     center.fleet.record(seen, received_at_ms, acked_seq);
     // Only an accepted report's window counts: a retried one arrives again.

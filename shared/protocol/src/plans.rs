@@ -25,6 +25,11 @@ pub struct NewPlan {
     /// readable even if [`crate::vroom::Output`] gains fields later.
     #[cfg_attr(feature = "openapi", schema(value_type = crate::vroom::Output))]
     pub output: serde_json::Value,
+    /// The W3C `traceparent` of the span that stored the plan, when traced: the center's
+    /// ingest of the plan joins that trace, and its plans API shows the trace id. Absent in
+    /// plans of agents before traces (and then never sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// A stored plan.

@@ -9,6 +9,8 @@
 //! - this module: [`serve`], [`serve_with_grace`] and [`serve_with_limits`] (plain HTTP/1.1
 //!   and HTTP/2), [`shutdown_signal`] (SIGTERM or SIGINT), [`init_tracing`] and
 //!   [`LogFormat`].
+//! - [`telemetry`]: logs and OpenTelemetry traces (OTLP export, W3C trace context) for
+//!   every process; [`init_tracing`] is its no-export form.
 //! - [`conn`]: the accept loop they share with [`serve_tls`], bounded by [`ServerLimits`]
 //!   (connection cap, header-read and idle timeouts, keep-alive limits, back-off on
 //!   `EMFILE`), and [`raise_fd_limit`].
@@ -23,6 +25,7 @@
 pub mod conn;
 pub mod exposition;
 pub mod protocol_errors;
+pub mod telemetry;
 #[cfg(feature = "tls")]
 pub mod tls;
 
@@ -30,7 +33,6 @@ use std::{future::Future, time::Duration};
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 pub use conn::{ServerLimits, raise_fd_limit};
 #[cfg(feature = "tls")]
@@ -139,17 +141,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the process's tracing subscriber, writing to stderr in `format`; the filter
-/// comes from `RUST_LOG` and defaults to `info`. A second call (tests, embedding) keeps the
-/// first subscriber instead of panicking.
+/// Installs the process's tracing subscriber, writing to stderr in `format`, without span
+/// export (see [`telemetry::init`] for that); the filter comes from `RUST_LOG` and defaults
+/// to `info`. A second call (tests, embedding) keeps the first subscriber instead of
+/// panicking.
 pub fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    // Colour codes only for a person at a terminal: in a file or a log shipper they are noise.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let layer = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
-    let _ = match format {
-        LogFormat::Json => registry.with(layer.json()).try_init(),
-        LogFormat::Text => registry.with(layer).try_init(),
-    };
+    // Without an endpoint nothing can fail.
+    let _ = telemetry::init("edgeroute", format, &telemetry::TraceArgs::default());
 }

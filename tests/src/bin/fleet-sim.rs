@@ -138,6 +138,7 @@ fn plan_event(node: &str, seq: u64, rng: &mut SmallRng) -> Event {
                                     "unassigned": 0, "duration": rng.random_range(1_000..90_000)},
                         "routes": [{"vehicle": 1, "steps": (0..jobs).map(|j| serde_json::json!({"type": "job", "job": j})).collect::<Vec<_>>()}]
                     }),
+                    traceparent: None,
                 },
             }),
         },

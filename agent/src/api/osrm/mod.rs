@@ -59,6 +59,7 @@ impl FromRequestParts<AppState> for OsrmRequest {
             .graph_for_profile(&profile)
             .map_err(IntoResponse::into_response)?;
         let coordinates = params::coordinates(&coordinates).map_err(IntoResponse::into_response)?;
+        record_request(&profile, picked.graph.as_deref(), coordinates.len());
         let pairs = Query::<params::Pairs>::try_from_uri(&parts.uri)
             .ok()
             .map(|Query(pairs)| pairs);
@@ -102,6 +103,17 @@ impl OsrmRequest {
     }
 }
 
+/// Puts what a routing request asks for on its span: the profile, the graph version and
+/// how many coordinates (never the coordinates themselves).
+pub fn record_request(profile: &str, graph: Option<&Graph>, coordinates: usize) {
+    let span = tracing::Span::current();
+    span.record("edgeroute.profile", profile);
+    span.record("edgeroute.coordinates", coordinates);
+    if let Some(graph) = graph {
+        span.record("edgeroute.graph.version", graph.info().version.as_str());
+    }
+}
+
 /// Snap every coordinate, reporting the index of the first that fails. A coordinate
 /// without a radius of its own uses `default_radius_m`.
 pub fn snap_all(
@@ -110,6 +122,7 @@ pub fn snap_all(
     radiuses: &[Option<f64>],
     default_radius_m: f64,
 ) -> Result<Vec<Snap>, ApiError> {
+    let _span = tracing::info_span!("snap", edgeroute.coordinates = coords.len()).entered();
     coords
         .iter()
         .enumerate()

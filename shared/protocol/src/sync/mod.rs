@@ -542,6 +542,9 @@ pub struct PlanSummary {
     pub solver_version: String,
     /// The VROOM `summary` of the answer.
     pub summary: serde_json::Value,
+    /// The trace the plan was made in (32 hex digits), when the agent traced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// `GET /api/v1/plans`.

@@ -1,0 +1,51 @@
+use super::*;
+
+#[test]
+fn trace_ids_come_from_well_formed_traceparents_only() {
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    assert_eq!(
+        trace_id_of(tp).as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    for bad in [
+        "",
+        "garbage",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+    ] {
+        assert_eq!(trace_id_of(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn sample_ratios_outside_zero_to_one_are_refused() {
+    assert_eq!(parse_ratio("0.25"), Ok(0.25));
+    assert_eq!(parse_ratio("1"), Ok(1.0));
+    assert!(parse_ratio("1.5").is_err());
+    assert!(parse_ratio("-0.1").is_err());
+    assert!(parse_ratio("NaN").is_err());
+    assert!(parse_ratio("half").is_err());
+}
+
+#[test]
+fn endpoints_are_logged_without_credentials() {
+    let shown = export::redact_endpoint("https://user:secret@collector:4318/v1/traces?token=x");
+    assert!(
+        !shown.contains("secret") && !shown.contains("token"),
+        "{shown}"
+    );
+    assert!(shown.contains("collector:4318/v1/traces"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_bad_endpoint_is_a_clear_error() {
+    let args = TraceArgs {
+        otlp_endpoint: Some("ftp://collector/v1/traces".to_owned()),
+        ..TraceArgs::default()
+    };
+    let Err(err) = provider("test", &args) else {
+        panic!("an ftp endpoint was accepted");
+    };
+    assert!(err.to_string().contains("http://"), "{err}");
+}
