@@ -1,7 +1,8 @@
 //! OSM PBF import: car ways -> junction graph.
 //!
 //! Two passes over the file: ways first (to learn which nodes matter), then nodes (to learn
-//! their coordinates). Ways are cut at every junction (a node shared by two ways or used
+//! their coordinates). Each pass decodes the file's blocks in parallel and folds their
+//! results in file order, so the network does not depend on the thread count. Ways are cut at every junction (a node shared by two ways or used
 //! twice by one) so the graph has one node per junction and carries the shape in between
 //! as geometry; that keeps the contraction hierarchy about five times smaller than a graph
 //! with a node per OSM node.
@@ -16,7 +17,8 @@ use crate::network::{
 };
 use crate::profile::{CarProfile, Direction};
 use crate::{Error, Result};
-use osmpbf::{Element, ElementReader, RelMemberType};
+use osmpbf::{BlobDecode, BlobReader, Element, PrimitiveBlock, RelMemberType};
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -37,42 +39,53 @@ pub fn import_osm(path: &Path, profile: &CarProfile) -> Result<RoadNetwork> {
         path: path.to_owned(),
         source,
     };
+    // Pass 1, one file block per task: car ways and restriction relations, concatenated in
+    // file order so the network is the same whatever the thread count.
     let mut ways = Vec::new();
     let mut relations: Vec<Result<RawRestriction, Skip>> = Vec::new();
-    ElementReader::from_path(path)
-        .map_err(osm_err)?
-        .for_each(|element| match element {
-            Element::Relation(rel) => {
-                let tags: Vec<(&str, &str)> = rel.tags().collect();
-                let lookup = |key: &str| tags.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
-                let members = rel.members().map(|m| {
-                    (
-                        m.role().unwrap_or(""),
-                        m.member_type == RelMemberType::Way,
-                        m.member_id,
-                    )
-                });
-                if let Some(r) = parse_restriction(profile, lookup, members) {
-                    relations.push(r);
-                }
-            }
-            Element::Way(way) => {
-                let tags: Vec<(&str, &str)> = way.tags().collect();
-                let lookup = |key: &str| tags.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
-                if let Some(rule) = profile.way_rule(lookup) {
-                    let name = lookup("name").or_else(|| lookup("ref")).unwrap_or("");
-                    ways.push(CarWay {
-                        id: way.id(),
-                        refs: way.refs().collect(),
-                        speed_kmh: rule.speed_kmh,
-                        direction: rule.direction,
-                        name: name.to_owned(),
+    let blocks = map_blocks(path, |block| {
+        let mut ways = Vec::new();
+        let mut relations = Vec::new();
+        for element in block.elements() {
+            match element {
+                Element::Relation(rel) => {
+                    let tags: Vec<(&str, &str)> = rel.tags().collect();
+                    let lookup = |key: &str| tags.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+                    let members = rel.members().map(|m| {
+                        (
+                            m.role().unwrap_or(""),
+                            m.member_type == RelMemberType::Way,
+                            m.member_id,
+                        )
                     });
+                    if let Some(r) = parse_restriction(profile, lookup, members) {
+                        relations.push(r);
+                    }
                 }
+                Element::Way(way) => {
+                    let tags: Vec<(&str, &str)> = way.tags().collect();
+                    let lookup = |key: &str| tags.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+                    if let Some(rule) = profile.way_rule(lookup) {
+                        let name = lookup("name").or_else(|| lookup("ref")).unwrap_or("");
+                        ways.push(CarWay {
+                            id: way.id(),
+                            refs: way.refs().collect(),
+                            speed_kmh: rule.speed_kmh,
+                            direction: rule.direction,
+                            name: name.to_owned(),
+                        });
+                    }
+                }
+                _ => {}
             }
-            _ => {}
-        })
-        .map_err(osm_err)?;
+        }
+        (ways, relations)
+    })
+    .map_err(osm_err)?;
+    for (w, r) in blocks {
+        ways.extend(w);
+        relations.extend(r);
+    }
     if ways.is_empty() {
         return Err(Error::NoRoads);
     }
@@ -91,22 +104,32 @@ pub fn import_osm(path: &Path, profile: &CarProfile) -> Result<RoadNetwork> {
             })
         })
         .collect();
-    let mut record = |id: i64, lon: f64, lat: f64| {
-        if let Some(c) = coords.get_mut(&id) {
-            // A node with an impossible position is treated like a missing one.
-            if let Ok(valid) = Coord::new(lon, lat) {
-                *c = valid;
+    // Pass 2: the positions of the nodes the ways use, found in parallel and recorded in
+    // file order (a node listed twice keeps its last position, as in a sequential read).
+    let wanted = &coords;
+    let found = map_blocks(path, |block| {
+        let mut found = Vec::new();
+        let mut keep = |id: i64, lon: f64, lat: f64| {
+            if wanted.contains_key(&id) {
+                found.push((id, lon, lat));
+            }
+        };
+        for element in block.elements() {
+            match element {
+                Element::DenseNode(n) => keep(n.id(), n.lon(), n.lat()),
+                Element::Node(n) => keep(n.id(), n.lon(), n.lat()),
+                _ => {}
             }
         }
-    };
-    ElementReader::from_path(path)
-        .map_err(osm_err)?
-        .for_each(|element| match element {
-            Element::DenseNode(n) => record(n.id(), n.lon(), n.lat()),
-            Element::Node(n) => record(n.id(), n.lon(), n.lat()),
-            _ => {}
-        })
-        .map_err(osm_err)?;
+        found
+    })
+    .map_err(osm_err)?;
+    for (id, lon, lat) in found.into_iter().flatten() {
+        // A node with an impossible position is treated like a missing one.
+        if let (Some(c), Ok(valid)) = (coords.get_mut(&id), Coord::new(lon, lat)) {
+            *c = valid;
+        }
+    }
 
     // Extracts cut ways at the boundary and reference nodes they do not contain: split every
     // way into runs of nodes whose position is known.
@@ -218,6 +241,35 @@ pub fn import_osm(path: &Path, profile: &CarProfile) -> Result<RoadNetwork> {
     *builder.stats_mut() = stats;
     builder.set_profile(profile.name());
     builder.build()
+}
+
+/// Decodes the file's data blocks in parallel (rayon) and returns `map` of each, in file
+/// order: the caller folds them sequentially, so the import does not depend on the number
+/// of threads. Decoding (zlib and protobuf) is most of an import's time.
+fn map_blocks<T: Send>(
+    path: &Path,
+    map: impl Fn(&PrimitiveBlock) -> T + Sync,
+) -> std::result::Result<Vec<T>, osmpbf::Error> {
+    let mut out: Vec<(usize, T)> = BlobReader::from_path(path)?
+        .enumerate()
+        .par_bridge()
+        .filter_map(
+            |(i, blob)| match blob.map(|b| b.decode().map(|d| as_data(d, &map))) {
+                Ok(Ok(Some(t))) => Some(Ok((i, t))),
+                Ok(Ok(None)) => None,
+                Ok(Err(e)) | Err(e) => Some(Err(e)),
+            },
+        )
+        .collect::<std::result::Result<_, _>>()?;
+    out.sort_unstable_by_key(|(i, _)| *i);
+    Ok(out.into_iter().map(|(_, t)| t).collect())
+}
+
+fn as_data<T>(decoded: BlobDecode<'_>, map: impl Fn(&PrimitiveBlock) -> T) -> Option<T> {
+    match decoded {
+        BlobDecode::OsmData(block) => Some(map(&block)),
+        _ => None,
+    }
 }
 
 /// One road cut from a way: its handle and the OSM ids of its first and last node.

@@ -3,7 +3,7 @@
 use super::varint::undelta_varints;
 use super::{Contents, FORMAT_VERSION, HEADER_LEN, MAGIC, malformed, sha256};
 use crate::Result;
-use crate::ch::{Hierarchy, UpArc, UpwardGraph};
+use crate::ch::{Hierarchy, UpArc, UpDown, UpwardGraph};
 use crate::error::ArtifactError;
 use crate::geo::Coord;
 use crate::network::{EdgeId, Restriction, RestrictionStats, Road, RoadNetwork};
@@ -292,10 +292,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Contents, String)> {
         profile,
     };
     let ch = Hierarchy {
-        forward,
-        backward,
-        arc_a,
-        arc_b,
+        up: UpDown::new(forward, backward),
+        arcs: arc_a.into_iter().zip(arc_b).map(|(a, b)| [a, b]).collect(),
     };
     Ok((
         Contents {

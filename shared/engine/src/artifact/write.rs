@@ -2,7 +2,7 @@
 
 use super::varint::delta_varints;
 use super::{Encoded, FORMAT_VERSION, HEADER_LEN, MAGIC, sha256};
-use crate::ch::{Hierarchy, UpwardGraph};
+use crate::ch::{BACKWARD, FORWARD, Hierarchy, UpwardGraph};
 use crate::geo::Coord;
 use crate::network::RoadNetwork;
 use crate::turns::TurnTables;
@@ -108,10 +108,12 @@ pub(crate) fn encode(
         w.u32(e);
         w.u32(n);
     }
-    w.upward(&ch.forward);
-    w.upward(&ch.backward);
-    w.u32s(&ch.arc_a);
-    w.u32s(&ch.arc_b);
+    w.upward(&ch.up.direction(FORWARD));
+    w.upward(&ch.up.direction(BACKWARD));
+    for half in 0..2 {
+        w.len(ch.arcs.len());
+        ch.arcs.iter().for_each(|pair| w.u32(pair[half]));
+    }
 
     let mut bytes = w.0;
     debug_assert_eq!(bytes.len(), len, "encoded_len is exact");
@@ -135,7 +137,9 @@ fn encoded_len(
     ids_len: usize,
 ) -> usize {
     let list = 8;
-    let upward = |g: &UpwardGraph| 4 * list + 4 * g.first.len() + 16 * g.arcs.len();
+    // Each direction: offsets (one per node and one more), then heads, weights and arc ids
+    // (16 bytes per arc in all).
+    let upward_offsets = 4 * list + 4 * (turns.node_count + 1);
     HEADER_LEN
         + list
         + version.len()
@@ -162,8 +166,8 @@ fn encoded_len(
         + 4 * (turns.arrive.len() + turns.depart.len())
         + list
         + 8 * turns.extra_depart.len()
-        + upward(&ch.forward)
-        + upward(&ch.backward)
+        + 2 * upward_offsets
+        + 16 * ch.up.all_arcs().len()
         + 2 * list
-        + 4 * (ch.arc_a.len() + ch.arc_b.len())
+        + 8 * ch.arcs.len()
 }

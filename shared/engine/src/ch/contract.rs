@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::{Hierarchy, ORIGINAL, UpwardGraph};
+use super::{Hierarchy, ORIGINAL, UpDown, UpwardGraph};
 use crate::network::EdgeId;
 use crate::weight::Weight;
 
@@ -353,10 +353,13 @@ pub(crate) fn contract(
         UpwardGraph::from_lists(by_rank)
     };
     let hierarchy = Hierarchy {
-        forward: renumber(fwd_up),
-        backward: renumber(bwd_up),
-        arc_a: c.arc_a,
-        arc_b: c.arc_b,
+        up: UpDown::new(renumber(fwd_up), renumber(bwd_up)),
+        arcs: c
+            .arc_a
+            .into_iter()
+            .zip(c.arc_b)
+            .map(|(a, b)| [a, b])
+            .collect(),
     };
     (hierarchy, new_id)
 }

@@ -4,7 +4,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::{Hierarchy, NONE, ORIGINAL, STALL_P2P, UpwardGraph};
+use super::{BACKWARD, Dir, FORWARD, Hierarchy, NONE, ORIGINAL, STALL_P2P, UpDown};
 use crate::network::EdgeId;
 use crate::weight::Weight;
 
@@ -98,12 +98,9 @@ impl Search {
             .map_or(Weight::INFINITY, |Reverse((d, _))| *d)
     }
 
-    /// Settles one node; returns it with its distance, or `None` when the queue is empty.
-    fn step(
-        &mut self,
-        graph: &UpwardGraph,
-        opposite: Option<&UpwardGraph>,
-    ) -> Option<(u32, Weight)> {
+    /// Settles one node, searching upwards in direction `dir` (with stall-on-demand when
+    /// `stall`); returns it with its distance, or `None` when the queue is empty.
+    fn step(&mut self, up: &UpDown, dir: Dir, stall: bool) -> Option<(u32, Weight)> {
         while let Some(Reverse((d, v))) = self.heap.pop() {
             if d > self.dist(v) {
                 continue;
@@ -112,14 +109,13 @@ impl Search {
             // Stall-on-demand: if a higher node reaches v more cheaply through an arc of the
             // opposite direction, v's own distance is not the shortest and its arcs need not
             // be relaxed. It is still reported, harmlessly, with a non-minimal distance.
-            let stalled = opposite.is_some_and(|opposite| {
-                opposite
-                    .out(v)
+            let stalled = stall
+                && up
+                    .out(v, 1 - dir)
                     .iter()
-                    .any(|a| self.dist(a.head).add(a.weight) < d)
-            });
+                    .any(|a| self.dist(a.head).add(a.weight) < d);
             if !stalled {
-                let arcs = graph.out(v);
+                let arcs = up.out(v, dir);
                 self.relaxed += arcs.len();
                 for a in arcs {
                     let nd = d.add(a.weight);
@@ -136,31 +132,26 @@ impl Search {
     }
 
     /// Runs a full upward search (no target), recording settled nodes.
-    pub(crate) fn run_all(
-        &mut self,
-        graph: &UpwardGraph,
-        opposite: &UpwardGraph,
-        seeds: &[(u32, Weight)],
-    ) {
+    pub(crate) fn run_all(&mut self, up: &UpDown, dir: Dir, seeds: &[(u32, Weight)]) {
         self.reset();
         for &(v, d) in seeds {
             self.seed(v, d);
         }
-        while self.step(graph, Some(opposite)).is_some() {}
+        while self.step(up, dir, true).is_some() {}
     }
 
-    /// Arcs from the seed to `v` in `graph` (the graph this search ran on), from `v`
+    /// Arcs from the seed to `v` in direction `dir` (the one this search ran in), from `v`
     /// backwards: the parent's arc to the node whose weight accounts for the distance
     /// (contraction keeps only the best of parallel arcs, so there is one).
-    fn arcs_to(&self, graph: &UpwardGraph, mut v: u32) -> Vec<u32> {
+    fn arcs_to(&self, up: &UpDown, dir: Dir, mut v: u32) -> Vec<u32> {
         let mut arcs = Vec::new();
         while let Some(s) = self.state.get(v as usize) {
             if s.parent == NONE {
                 break;
             }
             let from = self.dist(s.parent);
-            let Some(a) = graph
-                .out(s.parent)
+            let Some(a) = up
+                .out(s.parent, dir)
                 .iter()
                 .find(|a| a.head == v && from.add(a.weight) == s.dist)
             else {
@@ -201,7 +192,7 @@ impl Hierarchy {
         for arc in arcs {
             stack.push(arc);
             while let Some(a) = stack.pop() {
-                let (x, y) = (self.arc_a[a as usize], self.arc_b[a as usize]);
+                let [x, y] = self.arcs[a as usize];
                 if y == ORIGINAL {
                     out.push(EdgeId(x));
                 } else {
@@ -241,9 +232,9 @@ impl Hierarchy {
             }
             let forward_turn = !f_done && (b_done || fk <= bk);
             let settled = if forward_turn {
-                fwd.step(&self.forward, STALL_P2P.then_some(&self.backward))
+                fwd.step(&self.up, FORWARD, STALL_P2P)
             } else {
-                bwd.step(&self.backward, STALL_P2P.then_some(&self.forward))
+                bwd.step(&self.up, BACKWARD, STALL_P2P)
             };
             let Some((v, d)) = settled else { continue };
             let other = if forward_turn {
@@ -269,9 +260,9 @@ impl Hierarchy {
         targets: &[(u32, Weight)],
     ) -> Option<Found> {
         let (weight, meet) = self.meet(fwd, bwd, sources, targets)?;
-        let mut up = fwd.arcs_to(&self.forward, meet);
+        let mut up = fwd.arcs_to(&self.up, FORWARD, meet);
         up.reverse();
-        let down = bwd.arcs_to(&self.backward, meet);
+        let down = bwd.arcs_to(&self.up, BACKWARD, meet);
         // Room for a cross-city path (Porto: a few hundred edges), so the vector is not
         // regrown several times per query.
         let mut edges = Vec::with_capacity(512);
@@ -309,7 +300,7 @@ impl Hierarchy {
         let n = fwd.len();
         let mut entries: Vec<(u32, u32, Weight)> = Vec::new();
         for (j, seeds) in targets.iter().enumerate() {
-            fwd.run_all(&self.backward, &self.forward, seeds);
+            fwd.run_all(&self.up, BACKWARD, seeds);
             entries.extend(fwd.settled.iter().map(|&(v, d)| (v, j as u32, d)));
         }
         entries.sort_unstable_by_key(|e| e.0);
@@ -322,7 +313,7 @@ impl Hierarchy {
         }
         let mut result = vec![Weight::INFINITY; sources.len() * targets.len()];
         for (i, seeds) in sources.iter().enumerate() {
-            fwd.run_all(&self.forward, &self.backward, seeds);
+            fwd.run_all(&self.up, FORWARD, seeds);
             let row = &mut result[i * targets.len()..(i + 1) * targets.len()];
             for &(v, d) in &fwd.settled {
                 let range = first[v as usize] as usize..first[v as usize + 1] as usize;

@@ -133,7 +133,7 @@ impl Graph {
             node_count: summary.nodes,
             edge_count: summary.edges,
             road_count: summary.roads,
-            arc_count: ch.arc_a.len(),
+            arc_count: ch.arcs.len(),
             bbox,
             restrictions: net.restriction_stats,
             profile: net.profile.clone(),

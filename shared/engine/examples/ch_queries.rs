@@ -1,0 +1,66 @@
+//! A fixed batch of queries on a built artifact, for instruction counts that do not depend
+//! on what else the machine is doing (callgrind), before and after a change to the query
+//! code:
+//!
+//! ```sh
+//! cargo build --release -p edgeroute-engine --example ch_queries
+//! target/release/examples/ch_queries porto.graph none 1000   # load + snapping only
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!     target/release/examples/ch_queries porto.graph pair 1000
+//! ```
+//!
+//! Modes: `none` (the baseline to subtract), `pair` (1x1 duration-only table), `route`
+//! (route with geometry), `snap` (snapping the two points once more). The points are drawn
+//! as in `ch_profile` and `benches/routing.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use edgeroute_engine::{Coord, Graph, Snap};
+use std::hint::black_box;
+use std::path::PathBuf;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: ch_queries <artifact> <none|pair|route|snap> <count>";
+    let path = PathBuf::from(args.next().expect(usage));
+    let mode = args.next().expect(usage);
+    let count: usize = args.next().expect(usage).parse().expect(usage);
+    let graph = Graph::read_artifact(&path).unwrap();
+    let [a, b, c, d] = graph.info().bbox;
+    let mut seed = 0xbe_7c_4au64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut coords: Vec<Coord> = Vec::with_capacity(2 * count);
+    let mut pts: Vec<Snap> = Vec::with_capacity(2 * count);
+    while pts.len() < 2 * count {
+        let p = Coord {
+            lon: a + next() * (c - a),
+            lat: b + next() * (d - b),
+        };
+        if let Ok(s) = graph.snap(p, 300.0) {
+            coords.push(p);
+            pts.push(s);
+        }
+    }
+    for i in 0..count {
+        let (from, to) = (&pts[2 * i], &pts[2 * i + 1]);
+        match mode.as_str() {
+            "pair" => {
+                let t = graph.table(std::slice::from_ref(from), std::slice::from_ref(to));
+                black_box(t.duration_s(0, 0));
+            }
+            "route" => {
+                black_box(graph.route(from, to).ok());
+            }
+            "snap" => {
+                black_box(graph.snap(coords[2 * i], 300.0).ok());
+                black_box(graph.snap(coords[2 * i + 1], 300.0).ok());
+            }
+            "none" => {}
+            other => panic!("unknown mode {other}; {usage}"),
+        }
+    }
+}
