@@ -15,7 +15,7 @@ use crate::{
     routing::shadow::Served,
 };
 
-/// Routes with more waypoints than this run on the blocking pool.
+/// Routes with more waypoints than this run on the compute pool.
 const INLINE_WAYPOINTS: usize = 16;
 
 /// Routes of this module.
@@ -66,9 +66,7 @@ pub async fn route(
     let response = if coords.len() <= INLINE_WAYPOINTS {
         compute(&graph, &coords, &options, radius)
     } else {
-        tokio::task::spawn_blocking(move || compute(&graph, &coords, &options, radius))
-            .await
-            .map_err(ApiError::internal)?
+        crate::compute::offload(&state, move || compute(&graph, &coords, &options, radius)).await?
     };
     if let Some((coords, radiuses)) = for_shadow {
         let served = match &response {
