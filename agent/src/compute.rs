@@ -113,11 +113,14 @@ impl Compute {
         }
         let (tx, rx) = oneshot::channel();
         pool.spawn(move || {
-            let _place = place;
             if tx.is_closed() {
                 return;
             }
-            let _ = tx.send(catch_unwind(AssertUnwindSafe(work)));
+            let result = catch_unwind(AssertUnwindSafe(work));
+            // Give the place back before answering, so that a caller who got its answer
+            // never sees its own job still counted.
+            drop(place);
+            let _ = tx.send(result);
         });
         match rx.await {
             Ok(Ok(result)) => Ok(result),

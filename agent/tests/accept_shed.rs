@@ -13,7 +13,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-/// What a connection that sent nothing received within `wait` (empty: nothing).
+/// What a connection received until closed or for `wait` (empty: nothing).
 async fn received(stream: &mut TcpStream, wait: Duration) -> String {
     let mut got = Vec::new();
     let _ = tokio::time::timeout(wait, stream.read_to_end(&mut got)).await;
@@ -49,11 +49,16 @@ async fn a_connection_flood_is_refused_at_accept_and_the_probes_still_answer() {
         let _ = stopped.await;
     }));
 
-    // The flood: 40 connections that never send a request (each would be held until the
-    // header-read timeout).
+    // The flood: 40 connections that start a request and never finish its head (each
+    // would be held until the header-read timeout).
     let mut flood = Vec::new();
     for _ in 0..40 {
-        flood.push(TcpStream::connect(main_addr).await.unwrap());
+        let mut stream = TcpStream::connect(main_addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        flood.push(stream);
     }
     let mut refused = 0;
     let mut held = 0;
@@ -73,6 +78,7 @@ async fn a_connection_flood_is_refused_at_accept_and_the_probes_still_answer() {
     assert_eq!((held, refused), (8, 32), "eight served, the rest refused");
 
     // A client on a new connection is refused at once, with the API's JSON error.
+    edgeroute_server::tls::install_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()

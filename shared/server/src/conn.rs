@@ -277,9 +277,9 @@ where
     Ok(())
 }
 
-/// Answers a refused connection: 503 with `Retry-After` and `Connection: close`, whatever
-/// it asks (over TLS, after the handshake), then reads what the client still sends for at
-/// most [`SHED_LINGER`] before closing.
+/// Answers a refused connection: 503 with `Retry-After` and `Connection: close` to whatever
+/// it asks (over TLS, after the handshake), as soon as its first bytes arrive, then reads
+/// what the client still sends; all within [`SHED_LINGER`], then closes.
 async fn refuse<A: Accept>(
     tcp: TcpStream,
     acceptor: A,
@@ -296,10 +296,15 @@ async fn refuse<A: Accept>(
         let Some((mut io, _)) = acceptor.accept(tcp).await else {
             return;
         };
+        // An HTTP client that reads a response before it has sent its request rejects it
+        // (hyper: "unexpected message"), so answer once the request starts arriving.
+        let mut sink = [0u8; 4096];
+        if !matches!(io.read(&mut sink).await, Ok(n) if n > 0) {
+            return;
+        }
         if io.write_all(response.as_bytes()).await.is_err() || io.shutdown().await.is_err() {
             return;
         }
-        let mut sink = [0u8; 4096];
         while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
     };
     let _ = tokio::time::timeout(SHED_LINGER, answered).await;
