@@ -210,10 +210,15 @@ pub struct Config {
     pub compute_queue: usize,
 
     /// Open connections beyond which a new connection is answered at once with 503 and
-    /// closed, instead of waiting to be served (0: never). Runtime lag above
-    /// `--max-runtime-lag-ms` refuses new connections too.
+    /// closed, instead of waiting to be served (0: never). Probes and admin requests are
+    /// refused too (nothing is read yet): serve probes on `--probe-listen`.
     #[arg(long, env = "EDGEROUTE_SHED_CONNECTIONS_ABOVE", default_value_t = 512)]
     pub shed_connections_above: usize,
+
+    /// Refuse new connections the same way while the runtime lags this many milliseconds
+    /// (0: never, the default: a short stall would refuse probes and admin requests too).
+    #[arg(long, env = "EDGEROUTE_SHED_CONNECTIONS_LAG_MS", default_value_t = 0)]
+    pub shed_connections_lag_ms: u64,
 
     /// A second, plain-HTTP address serving only `/healthz`, `/readyz` and `/metrics`,
     /// without authentication, shedding or the connection cap of `--listen`: probes there

@@ -230,7 +230,9 @@ impl Agent {
         } = self;
         let graphs = state.graphs.clone();
         let shadow = state.shadow.clone();
-        if state.admission.max_lag.is_some() {
+        let accept_max_lag = (config.shed_connections_lag_ms > 0)
+            .then(|| Duration::from_millis(config.shed_connections_lag_ms));
+        if state.admission.max_lag.is_some() || accept_max_lag.is_some() {
             tokio::spawn(state.admission.lag.clone().run());
         }
         let shedder: Arc<dyn edgeroute_server::conn::ConnectionShedder> =
@@ -239,6 +241,7 @@ impl Agent {
                 metrics: state.metrics.clone(),
                 max_open: (config.shed_connections_above > 0)
                     .then_some(config.shed_connections_above),
+                max_lag: accept_max_lag,
             });
         let probe_app = probe_app(state.clone());
         let app = api::app(state);

@@ -24,8 +24,9 @@
 //! All of this sees a request only once it is read. Under a flood of new connections the
 //! waiting happens before: in the listen backlog and in connections not yet served. So new
 //! connections are refused at accept time too ([`AcceptShed`]): beyond
-//! `--shed-connections-above` open connections, or while the runtime lags, a new connection
-//! gets an immediate 503 and is closed (reasons `connection_limit`, `accept_runtime_lag`).
+//! `--shed-connections-above` open connections, or (if asked for) while the runtime lags
+//! beyond `--shed-connections-lag-ms`, a new connection gets an immediate 503 and is closed
+//! (reasons `connection_limit`, `accept_runtime_lag`).
 //! Probes that must never queue behind such a flood go to `--probe-listen`.
 
 use std::{
@@ -253,8 +254,10 @@ impl Admission {
 }
 
 /// Refuses new connections at accept time: beyond `max_open` open connections, or while the
-/// runtime lags beyond the admission's limit. Counts each refusal in
-/// `edgeroute_agent_http_shed_total`.
+/// runtime lags beyond `max_lag`. Counts each refusal in `edgeroute_agent_http_shed_total`.
+///
+/// Unlike the request gate, a refusal here cannot tell a probe or an admin request from the
+/// rest (nothing is read yet), so the lag check is off unless asked for.
 #[derive(Debug)]
 pub struct AcceptShed {
     /// The lag probe and its limit.
@@ -263,6 +266,8 @@ pub struct AcceptShed {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Open connections beyond which a new one is refused (`None`: no such limit).
     pub max_open: Option<usize>,
+    /// Runtime lag beyond which a new connection is refused (`None`: never on lag).
+    pub max_lag: Option<Duration>,
 }
 
 impl AcceptShed {
@@ -270,10 +275,10 @@ impl AcceptShed {
         if self.max_open.is_some_and(|max| open >= max) {
             return Some(Shed::ConnectionLimit);
         }
-        self.admission
-            .check_lag()
-            .err()
-            .map(|_| Shed::AcceptRuntimeLag)
+        match self.max_lag {
+            Some(max) if self.admission.lag.lag() > max => Some(Shed::AcceptRuntimeLag),
+            _ => None,
+        }
     }
 }
 
