@@ -198,6 +198,39 @@ pub struct Config {
     #[arg(long, env = "EDGEROUTE_MAX_OPTIMIZE_BODY_BYTES", default_value_t = 32 << 20)]
     pub max_optimize_body_bytes: usize,
 
+    // Load: compute pool, accept-time shedding, probe listener, database cache.
+    /// Threads computing tables, trips and long routes (0: one per core). Each keeps one
+    /// query workspace (a few MB per million graph nodes).
+    #[arg(long, env = "EDGEROUTE_COMPUTE_THREADS", default_value_t = 0)]
+    pub compute_threads: usize,
+
+    /// Tables, trips and long routes that may wait for a compute thread; beyond, 503 with
+    /// `Retry-After` at once.
+    #[arg(long, env = "EDGEROUTE_COMPUTE_QUEUE", default_value_t = 64)]
+    pub compute_queue: usize,
+
+    /// Open connections beyond which a new connection is answered at once with 503 and
+    /// closed, instead of waiting to be served (0: never). Probes and admin requests are
+    /// refused too (nothing is read yet): serve probes on `--probe-listen`.
+    #[arg(long, env = "EDGEROUTE_SHED_CONNECTIONS_ABOVE", default_value_t = 512)]
+    pub shed_connections_above: usize,
+
+    /// Refuse new connections the same way while the runtime lags this many milliseconds
+    /// (0: never, the default: a short stall would refuse probes and admin requests too).
+    #[arg(long, env = "EDGEROUTE_SHED_CONNECTIONS_LAG_MS", default_value_t = 0)]
+    pub shed_connections_lag_ms: u64,
+
+    /// A second, plain-HTTP address serving only `/healthz`, `/readyz` and `/metrics`,
+    /// without authentication, shedding or the connection cap of `--listen`: probes there
+    /// never queue behind a flood of clients.
+    #[arg(long, env = "EDGEROUTE_PROBE_LISTEN")]
+    pub probe_listen: Option<SocketAddr>,
+
+    /// Page cache of the database in MiB. Graphs are read once at start (and on upload),
+    /// plans are small: a large cache only holds memory.
+    #[arg(long, env = "EDGEROUTE_DB_CACHE_MB", default_value_t = 16)]
+    pub db_cache_mb: u64,
+
     /// Log format on stderr.
     #[arg(long, env = "EDGEROUTE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -325,6 +358,10 @@ pub struct Limits {
     pub max_vrp_time_limit: Duration,
     /// `POST /optimize` body limit.
     pub max_optimize_body_bytes: usize,
+    /// Compute pool threads (0: one per core).
+    pub compute_threads: usize,
+    /// Jobs waiting for a compute thread at most.
+    pub compute_queue: usize,
 }
 
 impl Config {
@@ -353,6 +390,8 @@ impl Config {
             },
             max_vrp_time_limit: Duration::from_millis(self.max_vrp_time_limit_ms),
             max_optimize_body_bytes: self.max_optimize_body_bytes,
+            compute_threads: self.compute_threads,
+            compute_queue: self.compute_queue,
         }
     }
 }
@@ -402,6 +441,8 @@ impl Default for Limits {
             max_concurrent_solves: 2,
             max_vrp_time_limit: Duration::from_secs(10),
             max_optimize_body_bytes: 32 << 20,
+            compute_threads: 0,
+            compute_queue: 64,
         }
     }
 }

@@ -116,6 +116,14 @@ impl ApiError {
         )
     }
 
+    /// 503 `Overloaded` with `Retry-After: 1`: refused at once, worth retrying shortly.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        Self {
+            retry_after_s: Some(1),
+            ..Self::new(ErrorCode::Overloaded, message)
+        }
+    }
+
     /// 429 with a `Retry-After` header.
     pub fn too_many_requests(retry_after_s: u64) -> Self {
         Self {

@@ -21,6 +21,7 @@
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod api;
+pub mod compute;
 pub mod config;
 pub mod error;
 pub mod metrics;

@@ -21,12 +21,21 @@ use crate::{
 /// Runs the agent until SIGTERM/SIGINT, or until the initial graph fails to load.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
+    let probe_listen = config.probe_listen;
     let agent = Agent::open(config).await?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let probes = match probe_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for probes on {addr}"))?,
+        ),
+        None => None,
+    };
     agent
-        .serve(listener, edgeroute_server::shutdown_signal())
+        .serve_with_probes(listener, probes, edgeroute_server::shutdown_signal())
         .await
 }
 
@@ -58,8 +67,9 @@ impl Agent {
             .control_plane
             .is_some()
             .then_some(config.outbox_max_events.max(1));
+        let cache_bytes = config.db_cache_mb.saturating_mul(1 << 20);
         let store = tokio::task::spawn_blocking(move || {
-            let store = SledStore::open(&data_dir)?;
+            let store = SledStore::open_with_cache(&data_dir, cache_bytes)?;
             match outbox {
                 Some(max) => store.with_outbox(max),
                 None => Ok(store),
@@ -198,6 +208,21 @@ impl Agent {
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        self.serve_with_probes(listener, None, shutdown).await
+    }
+
+    /// [`Agent::serve`], and `/healthz`, `/readyz` and `/metrics` on `probes` too, if given:
+    /// a listener of their own, where no flood of clients delays them (see
+    /// [`probe_app`]).
+    pub async fn serve_with_probes<F>(
+        self,
+        listener: TcpListener,
+        probes: Option<TcpListener>,
+        shutdown: F,
+    ) -> anyhow::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
         let Self {
             config,
             store,
@@ -206,9 +231,20 @@ impl Agent {
         } = self;
         let graphs = state.graphs.clone();
         let shadow = state.shadow.clone();
-        if state.admission.max_lag.is_some() {
+        let accept_max_lag = (config.shed_connections_lag_ms > 0)
+            .then(|| Duration::from_millis(config.shed_connections_lag_ms));
+        if state.admission.max_lag.is_some() || accept_max_lag.is_some() {
             tokio::spawn(state.admission.lag.clone().run());
         }
+        let shedder: Arc<dyn edgeroute_server::conn::ConnectionShedder> =
+            Arc::new(api::admission::AcceptShed {
+                admission: state.admission.clone(),
+                metrics: state.metrics.clone(),
+                max_open: (config.shed_connections_above > 0)
+                    .then_some(config.shed_connections_above),
+                max_lag: accept_max_lag,
+            });
+        let probe_app = probe_app(state.clone());
         let app = api::app(state);
         let addr = listener.local_addr()?;
         let scheme = if config.tls_cert.is_some() {
@@ -247,6 +283,7 @@ impl Agent {
         // The sync loop stops with the server; it holds nothing that needs draining (what it
         // has not sent stays in the outbox).
         let (stop_sync, mut sync_stopped) = watch::channel(false);
+        let stop_sync_rx_for_probes = stop_sync.subscribe();
         let mut shadow_stopped = stop_sync.subscribe();
         tokio::spawn(shadow.run(async move {
             let _ = shadow_stopped.wait_for(|stop| *stop).await;
@@ -261,7 +298,8 @@ impl Agent {
         // health probes need: raise the soft limit as far as allowed, and cap connections
         // below it.
         let fd_limit = edgeroute_server::raise_fd_limit();
-        let server_limits = config.server_limits(fd_limit);
+        let mut server_limits = config.server_limits(fd_limit);
+        server_limits.shedder = Some(shedder);
         if server_limits.max_connections < config.max_connections {
             tracing::warn!(
                 max_connections = server_limits.max_connections,
@@ -285,6 +323,25 @@ impl Agent {
                 let _ = stop_sync.send(true);
             }
         };
+        // The probe listener stops with the main one (the sync stop signals both).
+        let probe_server = probes.map(|probes| {
+            let mut stopped = stop_sync_rx_for_probes;
+            let limits = edgeroute_server::ServerLimits {
+                max_connections: PROBE_CONNECTIONS,
+                ..edgeroute_server::ServerLimits::default()
+            };
+            let addr = probes.local_addr().ok();
+            tracing::info!(?addr, "serving probes");
+            tokio::spawn(edgeroute_server::serve_with_limits(
+                probes,
+                probe_app,
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+                Some(Duration::from_secs(1)),
+                limits,
+            ))
+        });
         match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => {
                 edgeroute_server::tls::install_provider();
@@ -310,6 +367,13 @@ impl Agent {
             .await
             .context("HTTP server failed")?,
         }
+        if let Some(probe_server) = probe_server {
+            match probe_server.await {
+                Ok(Err(err)) => tracing::warn!(error = %err, "probe listener failed"),
+                Err(err) => tracing::warn!(error = %err, "probe listener panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
         store.flush().context("flushing the database")?;
         let fatal = fatal_rx.borrow_and_update().clone();
         if let Some(message) = fatal {
@@ -318,6 +382,16 @@ impl Agent {
         tracing::info!("shut down cleanly");
         Ok(())
     }
+}
+
+/// Connections the probe listener keeps open at once: a few probers, never a crowd.
+const PROBE_CONNECTIONS: usize = 64;
+
+/// What the probe listener serves: liveness, readiness and metrics, without the API's
+/// middleware (no authentication, rate limit or admission: these must answer under any load,
+/// and only the node's own infrastructure should reach this address).
+pub fn probe_app(state: AppState) -> Router {
+    api::health::router().with_state(state)
 }
 
 /// Tell humans and tools where we listen: a stdout line and the optional port file.

@@ -17,6 +17,17 @@
 //! `POST /optimize` has its own queue ([`Admission::solves`]): solves run up to
 //! `--max-concurrent-solves` at once and at most `--solve-queue` wait; beyond, 503 at once.
 //! Health, readiness, metrics and admin requests are never shed.
+//!
+//! Tables, trips and long routes then wait for the compute pool ([`crate::compute`]), whose
+//! queue is bounded too (reason `compute_queue_full`).
+//!
+//! All of this sees a request only once it is read. Under a flood of new connections the
+//! waiting happens before: in the listen backlog and in connections not yet served. So new
+//! connections are refused at accept time too ([`AcceptShed`]): beyond
+//! `--shed-connections-above` open connections, or (if asked for) while the runtime lags
+//! beyond `--shed-connections-lag-ms`, a new connection gets an immediate 503 and is closed
+//! (reasons `connection_limit`, `accept_runtime_lag`).
+//! Probes that must never queue behind such a flood go to `--probe-listen`.
 
 use std::{
     sync::{
@@ -38,6 +49,12 @@ pub enum Shed {
     QueueTimeout,
     /// Requests already wait too long for a runtime worker.
     RuntimeLag,
+    /// Every compute thread is busy and the compute queue is full.
+    ComputeQueueFull,
+    /// A new connection beyond `--shed-connections-above` open ones.
+    ConnectionLimit,
+    /// A new connection while the runtime lags.
+    AcceptRuntimeLag,
 }
 
 impl Shed {
@@ -47,6 +64,9 @@ impl Shed {
             Self::QueueFull => "queue_full",
             Self::QueueTimeout => "queue_timeout",
             Self::RuntimeLag => "runtime_lag",
+            Self::ComputeQueueFull => "compute_queue_full",
+            Self::ConnectionLimit => "connection_limit",
+            Self::AcceptRuntimeLag => "accept_runtime_lag",
         }
     }
 }
@@ -219,6 +239,8 @@ pub struct Admission {
     pub lag: Arc<LagProbe>,
     /// Lag above which requests are refused; `None`: never on lag.
     pub max_lag: Option<Duration>,
+    /// Where tables, trips and long routes run.
+    pub compute: crate::compute::Compute,
 }
 
 impl Admission {
@@ -228,6 +250,51 @@ impl Admission {
             Some(max) if self.lag.lag() > max => Err(Shed::RuntimeLag),
             _ => Ok(()),
         }
+    }
+}
+
+/// Refuses new connections at accept time: beyond `max_open` open connections, or while the
+/// runtime lags beyond `max_lag`. Counts each refusal in `edgeroute_agent_http_shed_total`.
+///
+/// Unlike the request gate, a refusal here cannot tell a probe or an admin request from the
+/// rest (nothing is read yet), so the lag check is off unless asked for.
+#[derive(Debug)]
+pub struct AcceptShed {
+    /// The lag probe and its limit.
+    pub admission: Arc<Admission>,
+    /// Where refusals are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Open connections beyond which a new one is refused (`None`: no such limit).
+    pub max_open: Option<usize>,
+    /// Runtime lag beyond which a new connection is refused (`None`: never on lag).
+    pub max_lag: Option<Duration>,
+}
+
+impl AcceptShed {
+    fn reason(&self, open: usize) -> Option<Shed> {
+        if self.max_open.is_some_and(|max| open >= max) {
+            return Some(Shed::ConnectionLimit);
+        }
+        match self.max_lag {
+            Some(max) if self.admission.lag.lag() > max => Some(Shed::AcceptRuntimeLag),
+            _ => None,
+        }
+    }
+}
+
+impl edgeroute_server::conn::ConnectionShedder for AcceptShed {
+    fn refuse(&self, open: usize) -> Option<&'static str> {
+        let reason = self.reason(open)?.label();
+        self.metrics.overload().shed_for(reason);
+        Some(reason)
+    }
+
+    fn body(&self) -> String {
+        serde_json::json!({
+            "code": edgeroute_protocol::osrm::ErrorCode::Overloaded.as_str(),
+            "message": "The agent is overloaded; retry shortly",
+        })
+        .to_string()
     }
 }
 

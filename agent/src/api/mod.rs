@@ -129,6 +129,7 @@ pub fn admission(limits: &Limits, metrics: &Metrics) -> admission::Admission {
         ),
         lag: Arc::default(),
         max_lag: limits.max_runtime_lag,
+        compute: crate::compute::Compute::new(limits.compute_threads, limits.compute_queue),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::{
     routing::shadow::Served,
 };
 
-/// Routes with more waypoints than this run on the blocking pool.
+/// Routes with more waypoints than this run on the compute pool.
 const INLINE_WAYPOINTS: usize = 16;
 
 /// Routes of this module.
@@ -67,11 +67,10 @@ pub async fn route(
     let response = if coords.len() <= INLINE_WAYPOINTS {
         span.in_scope(|| compute(&graph, &coords, &options, radius))
     } else {
-        tokio::task::spawn_blocking(move || {
+        crate::compute::offload(&state, move || {
             span.in_scope(|| compute(&graph, &coords, &options, radius))
         })
-        .await
-        .map_err(ApiError::internal)?
+        .await?
     };
     if let Some((coords, radiuses)) = for_shadow {
         let served = match &response {

@@ -1,6 +1,6 @@
 //! `GET /table/v1/{profile}/{coordinates}`: duration and distance matrices.
 
-use axum::{Json, Router, routing::get};
+use axum::{Json, Router, extract::State, routing::get};
 use edgeroute_engine::{Coord, Graph};
 use edgeroute_protocol::osrm::{TableAnnotation, TableOptions, TableResponse};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -35,7 +35,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         (status = 200, description = "Matrices; unreachable pairs are null", body = TableResponse),
         (status = 400, description = "OSRM error (TooBig above the configured size)", body = edgeroute_protocol::osrm::ErrorResponse),
     ))]
-pub async fn table(request: OsrmRequest) -> Result<Json<TableResponse>, ApiError> {
+pub async fn table(
+    State(state): State<AppState>,
+    request: OsrmRequest,
+) -> Result<Json<TableResponse>, ApiError> {
     let coords = &request.coordinates;
     let limits = request.limits();
     if coords.len() > 2 * limits.max_table_size {
@@ -73,11 +76,10 @@ pub async fn table(request: OsrmRequest) -> Result<Json<TableResponse>, ApiError
     let radius = limits.snap_radius_m;
     let coords = request.coordinates;
     let span = tracing::info_span!("table", edgeroute.coordinates = coords.len());
-    let response = tokio::task::spawn_blocking(move || {
+    let response = crate::compute::offload(&state, move || {
         span.in_scope(|| compute(&graph, &coords, &sources, &destinations, &options, radius))
     })
-    .await
-    .map_err(ApiError::internal)??;
+    .await??;
     Ok(Json(response))
 }
 

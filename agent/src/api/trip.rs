@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use axum::{Json, Router, routing::get};
+use axum::{Json, Router, extract::State, routing::get};
 use edgeroute_engine::{Coord, Graph};
 use edgeroute_protocol::osrm::{ErrorCode, RouteOptions, TripResponse, TripWaypoint};
 use edgeroute_vrp::{Job, Matrix, Problem, SolveOptions, StepKind, Vehicle, solve};
@@ -97,7 +97,10 @@ pub fn trip_shape(pairs: &params::Pairs) -> Result<(TripShape, params::Pairs), A
         (status = 200, description = "One trip", body = TripResponse),
         (status = 400, description = "OSRM error (NotImplemented, NoTrips, NoSegment, TooBig, ...)", body = edgeroute_protocol::osrm::ErrorResponse),
     ))]
-pub async fn trip(request: OsrmRequest) -> Result<Json<TripResponse>, ApiError> {
+pub async fn trip(
+    State(state): State<AppState>,
+    request: OsrmRequest,
+) -> Result<Json<TripResponse>, ApiError> {
     params::waypoint_count(
         request.coordinates.len(),
         request.limits().max_route_waypoints,
@@ -109,10 +112,10 @@ pub async fn trip(request: OsrmRequest) -> Result<Json<TripResponse>, ApiError> 
     let graph = request.graph()?;
     let radius = request.limits().snap_radius_m;
     let coords = request.coordinates;
-    let response =
-        tokio::task::spawn_blocking(move || compute(&graph, &coords, shape, &options, radius))
-            .await
-            .map_err(ApiError::internal)??;
+    let response = crate::compute::offload(&state, move || {
+        compute(&graph, &coords, shape, &options, radius)
+    })
+    .await??;
     Ok(Json(response))
 }
 

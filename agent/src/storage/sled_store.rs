@@ -44,6 +44,9 @@ const DIRECTED: &[u8] = b"graph.directed";
 const IDENTITY: &[u8] = b"node.identity";
 const PLAN_SEQ: &[u8] = b"plans.seq";
 
+/// Page cache of [`SledStore::open`] (the agent's `--db-cache-mb` default).
+pub const DEFAULT_CACHE_BYTES: u64 = 16 << 20;
+
 /// Agent state in a sled database.
 #[derive(Debug, Clone)]
 pub struct SledStore {
@@ -59,9 +62,19 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Open (or create) the database in `dir`.
+    /// Open (or create) the database in `dir`, with a [`DEFAULT_CACHE_BYTES`] page cache.
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::open(dir)?;
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Open (or create) the database in `dir` with a page cache of at most `cache_bytes`.
+    /// sled's own default is 1 GiB; the agent reads its large values (graphs) once, at
+    /// start and on upload, so a large cache only holds on to memory.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()?;
         db.drop_tree(LEGACY_API_KEYS)?;
         Ok(Self {
             graphs: db.open_tree(GRAPHS)?,

@@ -10,7 +10,11 @@
 //! - a connection with no request in flight for [`ServerLimits::idle_timeout`] is closed;
 //! - an HTTP/1 connection serves at most [`ServerLimits::max_requests_per_connection`];
 //! - accept errors never end the loop: running out of descriptors is logged once per
-//!   episode and retried after [`ServerLimits::accept_backoff`].
+//!   episode and retried after [`ServerLimits::accept_backoff`];
+//! - under overload a new connection is answered at once with 503, `Retry-After` and
+//!   `Connection: close` ([`ServerLimits::shedder`]) instead of being served late: a client
+//!   waiting in the listen backlog or behind a flood of open connections is invisible to
+//!   any in-process queue, so the only place to refuse it early is the accept.
 
 use std::{
     future::Future,
@@ -65,7 +69,26 @@ pub struct ServerLimits {
     /// Body of the 400/414/431 responses hyper sends for requests it cannot parse (which
     /// never reach the application); `None` leaves them empty.
     pub protocol_error_body: Option<crate::protocol_errors::ProtocolErrorBody>,
+    /// Decides, for each new connection, whether to refuse it at once with 503; `None`:
+    /// never.
+    pub shedder: Option<Arc<dyn ConnectionShedder>>,
+    /// Refused connections being answered at once at most (each holds a descriptor for up
+    /// to [`SHED_LINGER`]); beyond, a new connection to refuse is closed without an answer.
+    pub max_shedding: usize,
 }
+
+/// Refuses new connections under overload, before they cost a request.
+pub trait ConnectionShedder: Send + Sync + std::fmt::Debug {
+    /// Whether to refuse a new connection while `open` others are being served: the reason
+    /// (a metric label; the implementation counts the refusal), or `None` to serve it.
+    fn refuse(&self, open: usize) -> Option<&'static str>;
+    /// The JSON body of the 503 a refused connection gets.
+    fn body(&self) -> String;
+}
+
+/// How long a refused connection is kept open after its 503, reading what the client still
+/// sends: closing a socket with unread data resets it, and the client could lose the 503.
+pub const SHED_LINGER: Duration = Duration::from_secs(1);
 
 impl Default for ServerLimits {
     fn default() -> Self {
@@ -78,6 +101,8 @@ impl Default for ServerLimits {
             http2_keep_alive_interval: Duration::from_secs(30),
             accept_backoff: Duration::from_millis(100),
             protocol_error_body: None,
+            shedder: None,
+            max_shedding: 512,
         }
     }
 }
@@ -165,6 +190,7 @@ where
     let limits = Arc::new(limits);
     let max = limits.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(max));
+    let shedding = Arc::new(Semaphore::new(limits.max_shedding));
     let builder = Arc::new(builder(&limits));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -209,6 +235,18 @@ where
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(error = %err, "cannot set TCP_NODELAY");
         }
+        if let Some(shedder) = &limits.shedder {
+            // This connection's own slot is taken already.
+            let open = max - slots.available_permits() - 1;
+            if shedder.refuse(open).is_some() {
+                drop(permit);
+                // Refusing costs a descriptor too: beyond the bound, just close.
+                if let Ok(shed_permit) = shedding.clone().try_acquire_owned() {
+                    connections.spawn(refuse(tcp, acceptor.clone(), shedder.body(), shed_permit));
+                }
+                continue;
+            }
+        }
         connections.spawn(connection(
             tcp,
             acceptor.clone(),
@@ -237,6 +275,39 @@ where
         }
     }
     Ok(())
+}
+
+/// Answers a refused connection: 503 with `Retry-After` and `Connection: close` to whatever
+/// it asks (over TLS, after the handshake), as soon as its first bytes arrive, then reads
+/// what the client still sends; all within [`SHED_LINGER`], then closes.
+async fn refuse<A: Accept>(
+    tcp: TcpStream,
+    acceptor: A,
+    body: String,
+    _permit: OwnedSemaphorePermit,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answered = async {
+        let Some((mut io, _)) = acceptor.accept(tcp).await else {
+            return;
+        };
+        // An HTTP client that reads a response before it has sent its request rejects it
+        // (hyper: "unexpected message"), so answer once the request starts arriving.
+        let mut sink = [0u8; 4096];
+        if !matches!(io.read(&mut sink).await, Ok(n) if n > 0) {
+            return;
+        }
+        if io.write_all(response.as_bytes()).await.is_err() || io.shutdown().await.is_err() {
+            return;
+        }
+        while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(SHED_LINGER, answered).await;
 }
 
 fn builder(limits: &ServerLimits) -> Builder<TokioExecutor> {

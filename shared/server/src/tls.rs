@@ -45,6 +45,9 @@ pub enum TlsError {
     /// rustls refused the certificate chain with this key.
     #[error("certificate and key do not match")]
     KeyMismatch(#[source] rustls::Error),
+    /// The session ticket key could not be made.
+    #[error("TLS session tickets")]
+    Tickets(#[source] rustls::Error),
 }
 
 /// Set on every request that arrived over TLS: whether the client presented a certificate
@@ -105,6 +108,10 @@ pub fn server_config_with_client_ca(
         .with_single_cert(certs, key)
         .map_err(TlsError::KeyMismatch)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // A client that reconnects (after `Connection: close`, an idle timeout or a refusal under
+    // load) resumes with a ticket instead of paying for a full handshake, whichever server
+    // thread it lands on.
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Tickets)?;
     Ok(config)
 }
 

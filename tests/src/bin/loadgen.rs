@@ -1,7 +1,8 @@
 //! `loadgen`: HTTP load generator for the agent's `/route` endpoint.
 //!
 //! Picks random points in a bounding box (default: Porto), snaps them once through
-//! `/nearest` so every pair is routable, then either
+//! `/nearest` so every pair is routable (with `--trip-points N`, every request is instead a
+//! `/trip` through N of those points), then either
 //! - sends at a fixed rate (`--rate N`, open loop: latency is measured from the *scheduled*
 //!   send time, so a stalled server cannot hide queueing), or
 //! - saturates (`--rate 0`) with `--connections` closed-loop workers,
@@ -65,6 +66,10 @@ struct Args {
     /// Seconds to wait after the run before the last `/proc` sample.
     #[arg(long, default_value_t = 60)]
     settle: u64,
+    /// Send `/trip` requests through this many of the snapped points instead of two-point
+    /// `/route` requests (0: routes).
+    #[arg(long, default_value_t = 0)]
+    trip_points: usize,
 }
 
 /// Resident memory (KiB), threads and open descriptors of a process, from `/proc`.
@@ -174,15 +179,29 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     anyhow::ensure!(points.len() >= 2, "no routable points in the bbox");
-    let urls: Arc<Vec<String>> = Arc::new(
+    let urls: Arc<Vec<String>> = Arc::new(if args.trip_points > 0 {
+        // Long URLs: fewer distinct ones.
+        (0..100)
+            .map(|_| {
+                let stops: Vec<&str> = (0..args.trip_points)
+                    .map(|_| points[rng.random_range(0..points.len())].as_str())
+                    .collect();
+                format!(
+                    "{}/trip/v1/driving/{}?overview=false",
+                    args.url,
+                    stops.join(";")
+                )
+            })
+            .collect()
+    } else {
         (0..10_000)
             .map(|_| {
                 let a = &points[rng.random_range(0..points.len())];
                 let b = &points[rng.random_range(0..points.len())];
                 format!("{}/route/v1/driving/{a};{b}?overview=false", args.url)
             })
-            .collect(),
-    );
+            .collect()
+    });
 
     let idle = args.pid.and_then(ProcSample::read);
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -207,7 +226,7 @@ async fn main() -> anyhow::Result<()> {
     if args.rate == 0 {
         let mut workers = Vec::new();
         for w in 0..args.connections.max(1) {
-            let (urls, errors) = (urls.clone(), errors.clone());
+            let (urls, errors, shed) = (urls.clone(), errors.clone(), shed.clone());
             let (client, auth) = (client.clone(), auth.clone());
             workers.push(tokio::spawn(async move {
                 let mut local = Vec::new();
@@ -223,6 +242,9 @@ async fn main() -> anyhow::Result<()> {
                         Ok(r) if r.status().is_success() => {
                             let _ = r.bytes().await;
                             local.push(t.elapsed());
+                        }
+                        Ok(r) if r.status() == 503 => {
+                            shed.fetch_add(1, Ordering::Relaxed);
                         }
                         _ => {
                             errors.fetch_add(1, Ordering::Relaxed);
