@@ -119,6 +119,10 @@ pub fn config_map(region: &EdgeRegion, owner: &OwnerReference) -> ConfigMap {
             "EDGEROUTE_LISTEN".to_owned(),
             format!("0.0.0.0:{}", spec.agent.port),
         ),
+        (
+            "EDGEROUTE_PROBE_LISTEN".to_owned(),
+            format!("0.0.0.0:{}", probe_port(spec.agent.port)),
+        ),
     ]);
     ConfigMap {
         metadata: metadata(region, owner),
@@ -232,11 +236,23 @@ fn env(region: &EdgeRegion, agent_env: &AgentEnv) -> Vec<EnvVar> {
     ]
 }
 
+/// The port of the agent's probe listener (`--probe-listen`: health, readiness and metrics
+/// only, without the API's shedding or connection cap), so the kubelet's probes never queue
+/// behind a flood of clients and a busy agent is not restarted for being busy. It is the
+/// API port plus one (minus one at the top of the range); the Service does not expose it.
+pub fn probe_port(api_port: i32) -> i32 {
+    if api_port < 65_535 {
+        api_port + 1
+    } else {
+        api_port - 1
+    }
+}
+
 fn probe(path: &str, initial_delay: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
-            port: IntOrString::String("http".into()),
+            port: IntOrString::String("probes".into()),
             scheme: Some("HTTP".into()),
             ..HTTPGetAction::default()
         }),
@@ -325,12 +341,20 @@ pub fn agent_daemon_set(
         name: "agent".into(),
         image: Some(format!("{}:{version}", agent.image)),
         image_pull_policy: Some(agent.image_pull_policy.as_str().into()),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: agent.port,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: agent.port,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("probes".into()),
+                container_port: probe_port(agent.port),
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+        ]),
         env: Some(env(region, agent_env)),
         env_from: Some(vec![EnvFromSource {
             config_map_ref: Some(ConfigMapEnvSource {

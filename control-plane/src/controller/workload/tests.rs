@@ -152,3 +152,27 @@ fn subset_ignores_server_added_fields_but_not_changed_ones() {
     assert!(!is_subset(&json!({"b": {"c": []}}), &observed));
     assert!(!is_subset(&json!({"missing": null}), &observed));
 }
+
+#[test]
+fn probes_use_the_probe_listener_the_service_does_not_expose() {
+    let (_, ds, svc, cm) = build();
+    let pod = ds.spec.template.spec.unwrap();
+    let agent = &pod.containers[0];
+    let ports = agent.ports.clone().unwrap();
+    let probes = ports
+        .iter()
+        .find(|p| p.name.as_deref() == Some("probes"))
+        .unwrap();
+    assert_eq!(probes.container_port, 5001);
+    assert_eq!(
+        cm.data.unwrap()["EDGEROUTE_PROBE_LISTEN"],
+        format!("0.0.0.0:{}", probes.container_port)
+    );
+    for probe in [&agent.liveness_probe, &agent.readiness_probe] {
+        let get = probe.clone().unwrap().http_get.unwrap();
+        assert_eq!(get.port, IntOrString::String("probes".into()));
+    }
+    let service_ports = svc.spec.unwrap().ports.unwrap();
+    assert!(service_ports.iter().all(|p| p.port != 5001));
+    assert_eq!(probe_port(65_535), 65_534);
+}
