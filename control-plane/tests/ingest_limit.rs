@@ -11,7 +11,7 @@ use axum::{
     http::{Request, StatusCode, header},
 };
 use edgeroute_control_plane::serve::Settings;
-use edgeroute_protocol::sync::{Event, EventKind, Health, MetricsWindow, Report};
+use edgeroute_protocol::sync::{Event, EventKind, Health, Report};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -35,19 +35,13 @@ fn report(node: &str, events: Vec<Event>) -> Report {
         node: node.into(),
         stream: format!("{node}-stream"),
         region: "r".into(),
-        boot_id: "boot".into(),
-        agent_version: "0.1.0".into(),
-        profiles: Default::default(),
-        graph: None,
         health: Health {
             ready: true,
             ..Health::default()
         },
-        advertise_url: None,
-        location: None,
-        metrics: MetricsWindow::default(),
         outbox_depth: events.len() as u64,
         events,
+        ..Report::default()
     }
 }
 

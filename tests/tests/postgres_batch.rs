@@ -24,7 +24,7 @@ use edgeroute_control_plane::sync::{
 };
 use edgeroute_protocol::{
     plans::{NewPlan, Plan},
-    sync::{Event, EventHeader, EventKind, Health, MetricsWindow, RawEvent, Report},
+    sync::{Event, EventHeader, EventKind, RawEvent, Report},
 };
 use edgeroute_tests::pg;
 use serde_json::json;
@@ -60,16 +60,9 @@ fn report(node: &str, seqs: impl IntoIterator<Item = u64>) -> (Report<RawEvent>,
         node: node.into(),
         stream: format!("{node}-stream"),
         region: "r".into(),
-        boot_id: "boot".into(),
-        agent_version: "0.1.0".into(),
-        profiles: Default::default(),
-        graph: None,
-        health: Health::default(),
-        advertise_url: None,
-        location: None,
-        metrics: MetricsWindow::default(),
         outbox_depth: events.len() as u64,
         events,
+        ..Report::default()
     };
     let raw: Report<RawEvent> =
         serde_json::from_str(&serde_json::to_string(&typed).unwrap()).unwrap();

@@ -63,9 +63,6 @@ async fn report(replica: &Replica, node: &str, graph: &str, requests: u64) -> Re
         node: node.into(),
         stream: format!("stream-{node}"),
         region: REGION.into(),
-        boot_id: "boot".into(),
-        agent_version: "0.1.0".into(),
-        profiles: Default::default(),
         graph: Some(GraphRef {
             version: graph.into(),
             sha256: String::new(),
@@ -75,11 +72,8 @@ async fn report(replica: &Replica, node: &str, graph: &str, requests: u64) -> Re
             ready: true,
             ..Health::default()
         },
-        advertise_url: None,
-        location: None,
         metrics,
-        outbox_depth: 0,
-        events: Vec::new(),
+        ..Report::default()
     };
     let response = reqwest::Client::new()
         .post(format!("{}/sync/v1/report", replica.url()))

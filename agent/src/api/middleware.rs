@@ -124,11 +124,7 @@ fn make_span(request: &Request) -> tracing::Span {
     } else {
         "http"
     };
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok());
+    let host = edgeroute_server::telemetry::server_address(request.headers());
     let span = tracing::info_span!(
         "request",
         otel.name = format!("{method} {endpoint}"),

@@ -25,23 +25,7 @@ use edgeroute_engine::Graph;
 
 use super::Error;
 
-/// The profile names that always mean the default graph (OSRM clients say `driving`).
-pub const DEFAULT_ALIASES: [&str; 2] = ["car", "driving"];
-
-/// Whether `name` names the default graph.
-pub fn is_default(name: &str) -> bool {
-    DEFAULT_ALIASES.contains(&name)
-}
-
-/// Whether `name` can name an extra profile: 1 to 32 of `a-z`, `0-9`, `_`, `-`, and not
-/// one of the [`DEFAULT_ALIASES`]. It becomes a file name, so nothing else is allowed.
-pub fn valid_name(name: &str) -> bool {
-    (1..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        && !is_default(name)
-}
+pub use edgeroute_protocol::profile::{DEFAULT_ALIASES, is_default, valid_name};
 
 /// The extra profiles' graphs, swapped atomically like the default one.
 #[derive(Debug)]
@@ -240,25 +224,6 @@ fn write_atomically(dir: &Path, file: &str, bytes: &[u8]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn profile_names_are_safe_file_names_and_not_the_default_aliases() {
-        for ok in ["truck", "truck-12t", "van_2", "a"] {
-            assert!(valid_name(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "car",
-            "driving",
-            "Truck",
-            "../x",
-            "a/b",
-            "x.graph",
-            &"t".repeat(33),
-        ] {
-            assert!(!valid_name(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn an_installed_profile_is_kept_on_disk_and_loaded_again() {

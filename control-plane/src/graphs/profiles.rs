@@ -22,19 +22,7 @@ use crate::{
     sync::store::{CenterStore, Error, Result},
 };
 
-/// The profile names that mean the region's default graph (OSRM clients say `driving`).
-pub const DEFAULT_ALIASES: [&str; 2] = ["car", "driving"];
-
-/// Whether `name` can name an extra profile: 1 to 32 of `a-z`, `0-9`, `_`, `-`, and not
-/// one of the [`DEFAULT_ALIASES`] (the agent keeps each profile's graph in a file named
-/// after it and applies the same rule).
-pub fn valid_name(name: &str) -> bool {
-    (1..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        && !DEFAULT_ALIASES.contains(&name)
-}
+pub use edgeroute_protocol::profile::{DEFAULT_ALIASES, valid_name};
 
 /// Whether `region` can have profiles: the key of its profiles must not be another region's.
 pub fn valid_region(region: &str) -> bool {
@@ -110,21 +98,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn profile_names_match_the_agents_rule() {
-        for ok in ["truck", "truck-12t", "van_2"] {
-            assert!(valid_name(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "car",
-            "driving",
-            "Truck",
-            "../x",
-            "a/b",
-            &"t".repeat(33),
-        ] {
-            assert!(!valid_name(bad), "{bad}");
-        }
+    fn region_names_cannot_reach_another_regions_profiles() {
         assert!(valid_region("porto"));
         assert!(!valid_region("porto/profiles"));
         assert!(!valid_region(""));

@@ -206,15 +206,7 @@ pub async fn tick(center: &Center) -> Result<usize, store::Error> {
     {
         // Once per process: every rollout started later goes through the cache, and every
         // region with a stored rollout has nodes, all of them loaded at start.
-        let mut regions: Vec<String> = center
-            .fleet
-            .records()
-            .into_iter()
-            .map(|r| r.report.region)
-            .collect();
-        regions.sort();
-        regions.dedup();
-        for region in &regions {
+        for region in &fleet_regions(center) {
             record(center, region).await?;
         }
         center
@@ -312,6 +304,14 @@ async fn share_windows(center: &Center, now: u64) {
 /// With several replicas, another one may start, judge or end a rollout: re-read the
 /// record of every region with nodes, so directives and watches follow.
 async fn follow_records(center: &Center) -> Result<(), store::Error> {
+    for region in &fleet_regions(center) {
+        fresh_record(center, region).await?;
+    }
+    Ok(())
+}
+
+/// Every region some node of the fleet reported, once each, in order.
+fn fleet_regions(center: &Center) -> Vec<String> {
     let mut regions: Vec<String> = center
         .fleet
         .records()
@@ -320,10 +320,7 @@ async fn follow_records(center: &Center) -> Result<(), store::Error> {
         .collect();
     regions.sort();
     regions.dedup();
-    for region in &regions {
-        fresh_record(center, region).await?;
-    }
-    Ok(())
+    regions
 }
 
 /// The record as stored now, cached.

@@ -2,7 +2,7 @@
 //! `traceparent`, and each plan a report carries gets an ingest span in the plan's own trace
 //! (the agent's `plan.store` span is its parent), linked to the report's span.
 
-use axum::{extract::Request, http::header};
+use axum::extract::Request;
 use edgeroute_protocol::sync::RawEvent;
 use serde::Deserialize;
 
@@ -10,11 +10,7 @@ use serde::Deserialize;
 pub fn make_span(request: &Request) -> tracing::Span {
     let method = request.method().as_str();
     let path = request.uri().path();
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok());
+    let host = edgeroute_server::telemetry::server_address(request.headers());
     let span = tracing::info_span!(
         "request",
         otel.name = format!("{method} {path}"),

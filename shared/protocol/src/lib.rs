@@ -21,6 +21,7 @@ pub mod admin;
 pub mod fleet;
 pub mod osrm;
 pub mod plans;
+pub mod profile;
 pub mod rollout;
 pub mod status;
 pub mod sync;

@@ -235,6 +235,14 @@ fn provider(
     }
 }
 
+/// The `server.address` of a request span: the host of its `Host` header, when it parses.
+pub fn server_address(headers: &http::HeaderMap) -> Option<http::uri::Authority> {
+    headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+}
+
 /// Makes the context a request's W3C `traceparent` (and `tracestate`) header carries the
 /// parent of `span`. A missing or malformed header leaves `span` a new trace's root. Call it
 /// before the span is first entered.

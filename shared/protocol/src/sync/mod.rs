@@ -78,6 +78,28 @@ pub struct Report<E = Event> {
     pub events: Vec<E>,
 }
 
+/// An empty report: no names, no graph, no events. Fill in what matters with struct update
+/// syntax (`Report { node, region, ..Report::default() }`); for any event type.
+impl<E> Default for Report<E> {
+    fn default() -> Self {
+        Self {
+            node: String::new(),
+            stream: String::new(),
+            region: String::new(),
+            boot_id: String::new(),
+            agent_version: String::new(),
+            graph: None,
+            profiles: BTreeMap::new(),
+            health: Health::default(),
+            advertise_url: None,
+            location: None,
+            metrics: MetricsWindow::default(),
+            outbox_depth: 0,
+            events: Vec::new(),
+        }
+    }
+}
+
 /// An event as raw JSON (an [`Event`] object), for the paths that store or forward it.
 pub type RawEvent = Box<serde_json::value::RawValue>;
 
