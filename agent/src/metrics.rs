@@ -16,10 +16,8 @@ use prometheus_client::{
         text::{encode, encode_registry},
     },
     metrics::{
-        counter::Counter,
-        family::Family,
-        gauge::Gauge,
-        histogram::{Histogram, exponential_buckets},
+        counter::Counter, exemplar::HistogramWithExemplars, family::Family, gauge::Gauge,
+        histogram::exponential_buckets,
     },
     registry::Registry,
 };
@@ -78,7 +76,7 @@ pub struct BuildLabels {
 pub struct Metrics {
     registry: Registry,
     requests: Family<HttpLabels, Counter>,
-    latency: Family<HttpLabels, Histogram>,
+    latency: Family<HttpLabels, HistogramWithExemplars<TraceExemplar>>,
     in_flight: Gauge,
     graph: Family<GraphLabels, Gauge>,
     graph_swaps: Counter,
@@ -238,9 +236,17 @@ impl OverloadMetrics {
     }
 }
 
-fn latency_histogram() -> Histogram {
+/// The exemplar of a latency bucket: the trace of the last sampled request that fell in it,
+/// so a dashboard goes from a slow bucket to that request's trace (OpenMetrics only).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+}
+
+fn latency_histogram() -> HistogramWithExemplars<TraceExemplar> {
     // 50 µs .. ~26 s.
-    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+    HistogramWithExemplars::new(exponential_buckets(0.000_05, 2.0, 20))
 }
 
 impl Default for Metrics {
@@ -263,10 +269,10 @@ impl Metrics {
             "HTTP requests by endpoint template, method and status",
             requests.clone(),
         );
-        let latency = Family::<HttpLabels, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
-        let latency_family: Family<HttpLabels, Histogram> = latency;
+        let latency_family =
+            Family::<HttpLabels, HistogramWithExemplars<TraceExemplar>>::new_with_constructor(
+                latency_histogram as fn() -> HistogramWithExemplars<TraceExemplar>,
+            );
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency by endpoint template, method and status",
@@ -410,9 +416,12 @@ impl Metrics {
     }
 
     /// Count one finished request.
-    pub fn observe_request(&self, labels: &HttpLabels, seconds: f64) {
+    pub fn observe_request(&self, labels: &HttpLabels, seconds: f64, trace_id: Option<String>) {
         self.requests.get_or_create(labels).inc();
-        self.latency.get_or_create(labels).observe(seconds);
+        let exemplar = trace_id.map(|trace_id| TraceExemplar { trace_id });
+        self.latency
+            .get_or_create(labels)
+            .observe(seconds, exemplar, None);
     }
 
     /// The in-flight gauge.

@@ -125,6 +125,26 @@ async fn one_trace_from_client_through_agent_to_center() {
     };
     assert_eq!(summary["trace_id"], CLIENT_TRACE, "{summary}");
 
+    // The request's latency bucket points at its trace (an OpenMetrics exemplar), so a
+    // dashboard goes from a slow bucket to this trace.
+    let scrape = client
+        .get(format!("{}/metrics", agent.url))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let exemplar = format!(" # {{trace_id=\"{CLIENT_TRACE}\"}} ");
+    assert!(
+        scrape.lines().any(|l| l
+            .starts_with("edgeroute_agent_http_request_duration_seconds_bucket{")
+            && l.contains("endpoint=\"/optimize\"")
+            && l.contains(&exemplar)),
+        "{scrape}"
+    );
+
     // A log line inside a span carries the trace, the span and the node.
     {
         let span = tracing::info_span!("log-check");

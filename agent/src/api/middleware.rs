@@ -184,6 +184,8 @@ struct Recording {
     method: &'static str,
     started: Instant,
     answered: bool,
+    /// The request's span, whose trace becomes the latency bucket's exemplar.
+    span: tracing::Span,
 }
 
 impl Recording {
@@ -195,6 +197,7 @@ impl Recording {
             method,
             started: Instant::now(),
             answered: false,
+            span: tracing::Span::current(),
         }
     }
 
@@ -206,6 +209,7 @@ impl Recording {
                 code: status,
             },
             self.started.elapsed().as_secs_f64(),
+            edgeroute_server::telemetry::sampled_trace_id(&self.span),
         );
     }
 

@@ -8,7 +8,7 @@ fn exposition_has_templates_graph_and_build() {
         method: "GET".into(),
         code: 200,
     };
-    metrics.observe_request(&labels, 0.001);
+    metrics.observe_request(&labels, 0.001, None);
     metrics.graph_activated("monaco-1", "abcd", 10);
     metrics.graph_activated("monaco-2", "ef01", 12);
     let text = metrics.encode().unwrap();
@@ -59,6 +59,7 @@ fn text_format_names_every_family_and_has_no_eof() {
             code: 200,
         },
         0.01,
+        Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
     );
     metrics.graph_activated("v", "abcd", 1);
     let text = metrics.encode_as(Format::Text).unwrap();
@@ -68,8 +69,17 @@ fn text_format_names_every_family_and_has_no_eof() {
     assert!(text.contains("# HELP edgeroute_agent_graph_swaps_total "));
     assert!(text.contains("# TYPE process_cpu_seconds_total counter"));
     assert!(text.contains("process_resident_memory_bytes "));
+    // The exemplar is OpenMetrics syntax: the 0.0.4 text drops it.
+    assert!(!text.contains("trace_id"), "{text}");
     let open = metrics.encode_as(Format::OpenMetrics).unwrap();
     assert!(open.ends_with("# EOF\n"));
+    assert!(
+        open.lines().any(
+            |l| l.starts_with("edgeroute_agent_http_request_duration_seconds_bucket")
+                && l.contains(" # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"} 0.01")
+        ),
+        "{open}"
+    );
     assert!(open.contains("# TYPE edgeroute_agent_http_requests counter"));
 }
 

@@ -87,7 +87,8 @@ pub fn open_metrics_to_text(open_metrics: &str) -> String {
                     None => out.push_str(line),
                 }
             }
-            None => out.push_str(line),
+            // 0.0.4 has no exemplars: a sample line ends at its value (and timestamp).
+            None => out.push_str(line.split_once(" # ").map_or(line, |(sample, _)| sample)),
         }
         out.push('\n');
     }

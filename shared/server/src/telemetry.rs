@@ -279,6 +279,15 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
     fields.remove("traceparent")
 }
 
+/// The trace id (32 lowercase hex digits) of `span` when its trace is sampled, i.e. when the
+/// trace will be found in the collector: what a latency exemplar may point to.
+pub fn sampled_trace_id(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    let span_context = cx.span().span_context().clone();
+    (span_context.is_valid() && span_context.is_sampled())
+        .then(|| span_context.trace_id().to_string())
+}
+
 /// The remote context a `traceparent` value names, or `None` when it is malformed.
 pub fn context_of(traceparent: &str) -> Option<Context> {
     if !well_formed(traceparent) {
