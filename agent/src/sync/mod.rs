@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`client`]: the loop, its configuration and the status it shares.
 //! - [`download`]: resumable, verified graph downloads.
+//! - `follow`: the directives' default graph and shadow graph, downloaded and held.
 //! - [`profiles`]: the directives' extra profiles (`truck`), downloaded and removed.
 //! - [`window`]: the metrics window reports carry.
 //! - [`backoff`]: retry delays with jitter.
@@ -13,6 +14,7 @@
 pub mod backoff;
 pub mod client;
 pub mod download;
+mod follow;
 pub mod profiles;
 pub mod window;
 
