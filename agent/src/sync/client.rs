@@ -12,13 +12,14 @@ use std::{
 };
 
 use edgeroute_protocol::sync::{
-    GraphRef, Health, Location, RawEvent, Report, ReportAck, ShadowCounts,
+    GraphDirective, GraphRef, Health, Location, RawEvent, Report, ReportAck, ShadowCounts,
 };
 use reqwest::{StatusCode, Url, header};
 use tracing::Instrument;
 
 use super::{
     backoff::Backoff,
+    download::{self, DownloadError},
     follow::{ShadowFollower, follow_graph},
     profiles::ProfileFollower,
     window::WindowRecorder,
@@ -179,6 +180,26 @@ pub struct SyncContext {
     pub shadow: Arc<Shadow>,
     /// The extra profiles the directives' `profile_graphs` install and remove.
     pub profiles: Arc<Profiles>,
+}
+
+impl SyncContext {
+    /// Download the artifact a directive names (resumable, sha256-checked) and count the
+    /// bytes in the metrics and the status; the error is the message `graph_error` shows.
+    pub(super) async fn fetch_graph(&self, directive: &GraphDirective) -> Result<Vec<u8>, String> {
+        let bytes = download::fetch(
+            &self.client,
+            &self.config.control_plane,
+            self.config.token.as_deref(),
+            &self.config.download_dir,
+            directive,
+        )
+        .await
+        .map_err(|e: DownloadError| format!("{:#}", anyhow::Error::new(e)))?;
+        let len = bytes.len() as u64;
+        self.metrics.sync_downloaded(len);
+        self.state.update(|s| s.bytes_received += len);
+        Ok(bytes)
+    }
 }
 
 /// Why one round failed.

@@ -5,10 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use edgeroute_protocol::sync::{EventKind, GraphDirective, ShadowDirective};
 
-use super::{
-    client::SyncContext,
-    download::{self, DownloadError},
-};
+use super::client::SyncContext;
 use crate::routing::shadow::ShadowGraph;
 
 /// Start downloading the directive's graph unless it is served already or being fetched.
@@ -60,18 +57,7 @@ pub(super) fn follow_graph(
 }
 
 pub(super) async fn install(ctx: &SyncContext, directive: &GraphDirective) -> Result<(), String> {
-    let bytes = download::fetch(
-        &ctx.client,
-        &ctx.config.control_plane,
-        ctx.config.token.as_deref(),
-        &ctx.config.download_dir,
-        directive,
-    )
-    .await
-    .map_err(|e: DownloadError| format!("{:#}", anyhow::Error::new(e)))?;
-    let len = bytes.len() as u64;
-    ctx.metrics.sync_downloaded(len);
-    ctx.state.update(|s| s.bytes_received += len);
+    let bytes = ctx.fetch_graph(directive).await?;
     let activated = ctx
         .graphs
         .upload(bytes, "directive")
@@ -169,21 +155,7 @@ pub(super) async fn load_shadow(
         .map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
     let bytes = match stored {
         Some(bytes) => bytes,
-        None => {
-            let bytes = download::fetch(
-                &ctx.client,
-                &ctx.config.control_plane,
-                ctx.config.token.as_deref(),
-                &ctx.config.download_dir,
-                directive,
-            )
-            .await
-            .map_err(|e: DownloadError| format!("{:#}", anyhow::Error::new(e)))?;
-            let len = bytes.len() as u64;
-            ctx.metrics.sync_downloaded(len);
-            ctx.state.update(|s| s.bytes_received += len);
-            bytes
-        }
+        None => ctx.fetch_graph(directive).await?,
     };
     let graph = tokio::task::spawn_blocking(move || edgeroute_engine::Graph::from_artifact(&bytes))
         .await

@@ -7,10 +7,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use edgeroute_protocol::sync::{EventKind, GraphDirective};
 
-use super::{
-    client::SyncContext,
-    download::{self, DownloadError},
-};
+use super::client::SyncContext;
 use crate::routing::profiles::valid_name;
 
 /// One pass over the directives at a time; a pass still running when the next report's
@@ -86,19 +83,9 @@ async fn install(ctx: &SyncContext, name: &str, directive: &GraphDirective) -> R
     }
     ctx.state
         .update(|s| s.downloading = Some(directive.version.clone()));
-    let fetched = download::fetch(
-        &ctx.client,
-        &ctx.config.control_plane,
-        ctx.config.token.as_deref(),
-        &ctx.config.download_dir,
-        directive,
-    )
-    .await;
+    let fetched = ctx.fetch_graph(directive).await;
     ctx.state.update(|s| s.downloading = None);
-    let bytes = fetched.map_err(|e: DownloadError| format!("{:#}", anyhow::Error::new(e)))?;
-    let len = bytes.len() as u64;
-    ctx.state.update(|s| s.bytes_received += len);
-    ctx.metrics.sync_downloaded(len);
+    let bytes = fetched?;
     let profiles = ctx.profiles.clone();
     let profile = name.to_owned();
     let graph = tokio::task::spawn_blocking(move || profiles.install_directed(&profile, &bytes))
