@@ -83,12 +83,12 @@ async fn catchup(events: u64) {
                 .unwrap()
                 .with_outbox(events + 10)
                 .unwrap();
-            store.boot().unwrap();
+            store.boot(Some(node)).unwrap();
             for i in 0..events {
                 store.put_plan(&plan(node, i), None).unwrap();
             }
             store.flush().unwrap();
-            let sample = store.outbox_batch(100, usize::MAX).unwrap();
+            let sample = store.outbox_batch(node, 100, usize::MAX).unwrap().events;
             let bytes: usize = sample.iter().map(|e| e.get().len()).sum();
             (store.outbox_depth().unwrap(), bytes / sample.len().max(1))
         })

@@ -165,6 +165,14 @@ struct SyncMetrics {
     bytes_received: Counter,
     plans_refused: Counter,
     download_failures: Counter,
+    stream_rotations: Family<ReasonLabels, Counter>,
+}
+
+/// Labels of new sync streams.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `center_ahead`, `center_behind` or `node_renamed` (see `storage::outbox::Rotation`).
+    pub reason: &'static str,
 }
 
 /// Labels of shed requests.
@@ -338,6 +346,18 @@ impl Metrics {
             "Plans refused with 503 because the outbox was full",
             sync.plans_refused.clone(),
         );
+        // Every reason from the start, so an alert on one reads 0 rather than nothing.
+        for reason in ["center_ahead", "center_behind", "node_renamed"] {
+            drop(
+                sync.stream_rotations
+                    .get_or_create(&ReasonLabels { reason }),
+            );
+        }
+        registry.register(
+            "sync_stream_rotations",
+            "New event streams begun because the center's watermark and this database disagreed",
+            sync.stream_rotations.clone(),
+        );
         registry.register(
             "sync_graph_download_failures",
             "Graph downloads or verifications that failed (the served graph stays)",
@@ -386,6 +406,14 @@ impl Metrics {
         m.bytes_sent.inc_by(sent);
         m.bytes_received.inc_by(received);
         m.last_ack.set(i64::try_from(at_s).unwrap_or(i64::MAX));
+    }
+
+    /// A new event stream, and why.
+    pub fn sync_stream_rotated(&self, reason: &'static str) {
+        self.sync
+            .stream_rotations
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// A report that failed.

@@ -81,8 +81,9 @@ impl Agent {
 
         let identity = {
             let store = store.clone();
+            let node = config.node_name.clone();
             tokio::task::spawn_blocking(move || {
-                let identity = store.boot()?;
+                let identity = store.boot(node.as_deref())?;
                 store.flush()?;
                 Ok::<_, crate::storage::Error>(identity)
             })

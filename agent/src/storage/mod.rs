@@ -59,6 +59,10 @@ pub struct NodeIdentity {
     pub created_at_s: u64,
     /// How many times the agent has started on this database, this start included.
     pub boot_count: u64,
+    /// The node name the identity was made under, when one was configured. Absent from
+    /// databases written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Where a graph version stands.
@@ -100,8 +104,10 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     fn graph_for_source(&self, source_sha256: &str) -> Result<Option<String>>;
     /// Remember that `version` was imported from an OSM file with this content hash.
     fn record_graph_source(&self, source_sha256: &str, version: &str) -> Result<()>;
-    /// The node identity, created on the first call ever; each call counts a boot.
-    fn boot(&self) -> Result<NodeIdentity>;
+    /// The node identity, created on the first call ever; each call counts a boot. A
+    /// database last started under another configured `node` name (a data directory copied
+    /// to another node) gets a new identity, so the two nodes' plan ids never coincide.
+    fn boot(&self, node: Option<&str>) -> Result<NodeIdentity>;
     /// Store a plan under the next sequence number (durable after [`Store::flush`]), owned by
     /// `owner` (a key id, see [`plans`]; `None` when no key made it); with the outbox on, its
     /// event is appended in the same transaction, and a full outbox refuses the plan with
@@ -115,14 +121,18 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     fn flush(&self) -> Result<()>;
     /// Append an event to the outbox on its own (nothing else changes with it).
     fn record_event(&self, kind: edgeroute_protocol::sync::EventKind) -> Result<u64>;
-    /// The oldest waiting events, bounded by count and bytes, as their stored JSON.
+    /// The stream `node` reports in and its oldest waiting events, bounded by count and
+    /// bytes, as their stored JSON numbered for the wire (see [`outbox`]).
     fn outbox_batch(
         &self,
+        node: &str,
         max_events: usize,
         max_bytes: usize,
-    ) -> Result<Vec<edgeroute_protocol::sync::RawEvent>>;
+    ) -> Result<outbox::Batch>;
     /// Events waiting for the center.
     fn outbox_depth(&self) -> Result<u64>;
-    /// Delete what the center's watermark covers; returns the depth left.
-    fn ack_outbox(&self, watermark: u64) -> Result<u64>;
+    /// Apply the center's watermark for `stream`, whose batch said `last_sent` numbers were
+    /// handed out: delete what it covers, or start a new stream when it cannot be this
+    /// database's ([`outbox::ack`]).
+    fn ack_outbox(&self, stream: &str, last_sent: u64, watermark: u64) -> Result<outbox::Acked>;
 }

@@ -11,11 +11,11 @@ use sled::{
     transaction::{ConflictableTransactionError, TransactionError},
 };
 
-use edgeroute_protocol::sync::{EventKind, RawEvent};
+use edgeroute_protocol::sync::EventKind;
 
 use super::{
     Error, GraphPointers, NewPlan, NodeIdentity, Plan, Result, Store, Tenant,
-    outbox::{self, Abort},
+    outbox::{self, Abort, Acked, Batch, PLAN_SEQ},
 };
 
 /// A transaction's abort as a storage error.
@@ -42,7 +42,6 @@ const ACTIVE: &[u8] = b"graph.active";
 const PREVIOUS: &[u8] = b"graph.previous";
 const DIRECTED: &[u8] = b"graph.directed";
 const IDENTITY: &[u8] = b"node.identity";
-const PLAN_SEQ: &[u8] = b"plans.seq";
 
 /// Page cache of [`SledStore::open`] (the agent's `--db-cache-mb` default).
 pub const DEFAULT_CACHE_BYTES: u64 = 16 << 20;
@@ -210,20 +209,25 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn boot(&self) -> Result<NodeIdentity> {
+    fn boot(&self, node: Option<&str>) -> Result<NodeIdentity> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let identity = match self.meta.get(IDENTITY)? {
-            Some(bytes) => {
-                let mut id: NodeIdentity =
-                    serde_json::from_slice(&bytes).map_err(|_| Error::Corrupt {
-                        key: "node.identity".into(),
-                    })?;
+        let stored = match self.meta.get(IDENTITY)? {
+            Some(bytes) => Some(serde_json::from_slice::<NodeIdentity>(&bytes).map_err(|_| {
+                Error::Corrupt {
+                    key: "node.identity".into(),
+                }
+            })?),
+            None => None,
+        };
+        let identity = match stored {
+            Some(mut id) if node.is_none() || id.node.is_none() || id.node.as_deref() == node => {
                 id.boot_count += 1;
+                id.node = node.map(str::to_owned).or(id.node);
                 id
             }
-            None => {
+            _ => {
                 let seed = format!(
                     "{}:{}:{}",
                     now.as_nanos(),
@@ -234,6 +238,7 @@ impl Store for SledStore {
                     id: hex::encode(&Sha256::digest(seed.as_bytes())[..8]),
                     created_at_s: now.as_secs(),
                     boot_count: 1,
+                    node: node.map(str::to_owned),
                 }
             }
         };
@@ -364,10 +369,23 @@ impl Store for SledStore {
             .map_err(tx_error)
     }
 
-    fn outbox_batch(&self, max_events: usize, max_bytes: usize) -> Result<Vec<RawEvent>> {
+    fn outbox_batch(&self, node: &str, max_events: usize, max_bytes: usize) -> Result<Batch> {
         match &self.outbox {
-            Some((tree, _)) => outbox::batch(tree, max_events, max_bytes),
-            None => Ok(Vec::new()),
+            Some((tree, _)) => outbox::batch(
+                tree,
+                &self.meta,
+                node,
+                || self.identity_id(),
+                max_events,
+                max_bytes,
+            ),
+            None => Ok(Batch {
+                stream: self.identity_id()?,
+                events: Vec::new(),
+                depth: 0,
+                last: 0,
+                rotated: None,
+            }),
         }
     }
 
@@ -378,11 +396,27 @@ impl Store for SledStore {
         }
     }
 
-    fn ack_outbox(&self, watermark: u64) -> Result<u64> {
+    fn ack_outbox(&self, stream: &str, last_sent: u64, watermark: u64) -> Result<Acked> {
         match &self.outbox {
-            Some((tree, _)) => outbox::ack(tree, &self.meta, watermark),
-            None => Ok(0),
+            Some((tree, _)) => outbox::ack(tree, &self.meta, stream, last_sent, watermark),
+            None => Ok(Acked {
+                depth: 0,
+                rotated: None,
+            }),
         }
+    }
+}
+
+impl SledStore {
+    /// The node identity's id, without counting a boot (the stream id of databases written
+    /// before streams had records of their own).
+    fn identity_id(&self) -> Result<String> {
+        let corrupt = || Error::Corrupt {
+            key: "node.identity".into(),
+        };
+        let bytes = self.meta.get(IDENTITY)?.ok_or_else(corrupt)?;
+        let identity: NodeIdentity = serde_json::from_slice(&bytes).map_err(|_| corrupt())?;
+        Ok(identity.id)
     }
 }
 
@@ -455,12 +489,12 @@ mod tests {
                 .insert(hash_key("secret"), &[])
                 .unwrap();
             store.record_graph_source("abc", "v1").unwrap();
-            let id = store.boot().unwrap();
+            let id = store.boot(None).unwrap();
             store.flush().unwrap();
             id
         };
         let store = SledStore::open(dir.path()).unwrap();
-        let again = store.boot().unwrap();
+        let again = store.boot(None).unwrap();
         assert_eq!(again.id, first.id);
         assert_eq!(again.boot_count, 2);
         assert!(
@@ -474,6 +508,31 @@ mod tests {
             store.graph_for_source("abc").unwrap().as_deref(),
             Some("v1")
         );
+    }
+
+    #[test]
+    fn a_database_started_under_another_node_name_gets_a_new_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let legacy = store.boot(None).unwrap();
+        // A database from before names were kept adopts the first name it is given.
+        let named = store.boot(Some("edge-1")).unwrap();
+        assert_eq!(
+            (named.id.as_str(), named.boot_count),
+            (legacy.id.as_str(), 2)
+        );
+        assert_eq!(
+            store.boot(None).unwrap().id,
+            legacy.id,
+            "no name, no change"
+        );
+        let copied = store.boot(Some("edge-2")).unwrap();
+        assert_ne!(copied.id, legacy.id);
+        assert_eq!(
+            (copied.boot_count, copied.node.as_deref()),
+            (1, Some("edge-2"))
+        );
+        assert_eq!(store.boot(Some("edge-2")).unwrap().id, copied.id);
     }
 
     #[test]

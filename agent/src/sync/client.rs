@@ -29,7 +29,10 @@ use crate::{
     config::Config,
     metrics::Metrics,
     routing::{GraphService, profiles::Profiles, shadow::Shadow},
-    storage::{self, Store, outbox::now_ms},
+    storage::{
+        self, Store,
+        outbox::{NewStream, now_ms},
+    },
 };
 
 /// How the agent reaches the center.
@@ -297,14 +300,15 @@ fn retry_delay(backoff: Duration, asked: Option<Duration>, max: Duration, unit: 
 async fn round(ctx: &SyncContext) -> Result<Round, RoundError> {
     let store = ctx.store.clone();
     let (max_events, max_bytes) = (ctx.config.batch_events, ctx.config.batch_bytes);
-    let (events, depth) = tokio::task::spawn_blocking(move || {
-        Ok::<_, storage::Error>((
-            store.outbox_batch(max_events, max_bytes)?,
-            store.outbox_depth()?,
-        ))
-    })
-    .await
-    .map_err(|_| RoundError::Task)??;
+    let node = ctx.node.name.clone();
+    let batch =
+        tokio::task::spawn_blocking(move || store.outbox_batch(&node, max_events, max_bytes))
+            .await
+            .map_err(|_| RoundError::Task)??;
+    if let Some(new) = &batch.rotated {
+        new_stream(ctx, new);
+    }
+    let (stream, last_sent, depth, events) = (batch.stream, batch.last, batch.depth, batch.events);
     let more = events.len() >= max_events || (depth as usize) > events.len();
     let status = ctx.state.get();
     let graph = ctx.graphs.holder().get().map(|g| GraphRef {
@@ -339,7 +343,7 @@ async fn round(ctx: &SyncContext) -> Result<Round, RoundError> {
     }
     let report = Report {
         node: ctx.node.name.clone(),
-        stream: ctx.node.id.clone(),
+        stream: stream.clone(),
         region: ctx.node.region.clone(),
         boot_id: format!("{}-{}", ctx.node.id, ctx.node.boot_count),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -371,9 +375,13 @@ async fn round(ctx: &SyncContext) -> Result<Round, RoundError> {
     };
     let acked = ack.acked_seq;
     let store = ctx.store.clone();
-    let depth = tokio::task::spawn_blocking(move || store.ack_outbox(acked))
+    let applied = tokio::task::spawn_blocking(move || store.ack_outbox(&stream, last_sent, acked))
         .await
         .map_err(|_| RoundError::Task)??;
+    let depth = applied.depth;
+    if let Some(new) = &applied.rotated {
+        new_stream(ctx, new);
+    }
     let now = now_ms();
     ctx.metrics
         .sync_acked(depth, sent_bytes, received_bytes, now / 1000);
@@ -382,7 +390,7 @@ async fn round(ctx: &SyncContext) -> Result<Round, RoundError> {
         s.last_ack_at_ms = Some(now);
         s.unreachable_since_ms = None;
         s.last_error = None;
-        s.acked_seq = acked;
+        s.acked_seq = if applied.rotated.is_some() { 0 } else { acked };
         s.outbox_depth = depth;
         s.bytes_sent += sent_bytes;
         s.bytes_received += received_bytes;
@@ -391,6 +399,20 @@ async fn round(ctx: &SyncContext) -> Result<Round, RoundError> {
         ack,
         more: more && depth > 0,
     })
+}
+
+/// Say loudly that a new stream began: the old one's history and this database's
+/// disagreed, and only an operator can find out why (see docs/sync.md).
+fn new_stream(ctx: &SyncContext, new: &NewStream) {
+    tracing::warn!(
+        reason = new.reason.label(),
+        previous = %new.previous,
+        stream = %new.stream,
+        waiting = new.waiting,
+        "sync: the center's record of this node's events and this database disagree; \
+         the waiting events go out again in a new stream"
+    );
+    ctx.metrics.sync_stream_rotated(new.reason.label());
 }
 
 /// POST the report gzip-compressed; returns the ack and the bytes each way.
