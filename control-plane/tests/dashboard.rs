@@ -288,3 +288,67 @@ async fn the_data_needs_the_admin_key_and_the_page_does_not() {
     let (status, body) = c.get_json("/assets/missing.js").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
+
+#[tokio::test]
+async fn a_forgotten_node_leaves_the_fleet_and_keeps_its_plans() {
+    let mut c = center();
+    // A decommissioned node: it reported once, long ago.
+    c.ack(&report(
+        "old",
+        "monaco",
+        metrics(1, 0, 1.0),
+        vec![plan_event("old", 1)],
+    ))
+    .await;
+    c.ack(&report("edge-1", "monaco", metrics(1, 0, 1.0), vec![]))
+        .await;
+    let delete = |path: &str| {
+        Request::delete(path)
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", support::center::ADMIN),
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, body) = c
+        .json(
+            Request::delete("/api/v1/nodes/old")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _, body) = c.call(delete("/api/v1/nodes/old")).await;
+    assert_eq!((status, body.len()), (StatusCode::NO_CONTENT, 0));
+    assert_eq!(names(&page(&c, "").await), ["edge-1"]);
+    let (status, body) = c.admin_get("/api/v1/nodes/old").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // Gone from the metrics the offline alert reads, and from discovery's candidates.
+    let (_, _, text) = c.get("/metrics").await;
+    let text = String::from_utf8(text).unwrap();
+    let total: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("edgeroute_center_nodes{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(total, 1.0, "{text}");
+    assert_eq!(c.center.fleet.records().len(), 1);
+    // Its plans are history and stay.
+    let (status, body) = c.admin_get("/api/v1/plans?node=old").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["plans"].as_array().unwrap().len(), 1, "{body}");
+    // Forgetting twice, or a node never seen: 404 in JSON.
+    let (status, body) = c.json(delete("/api/v1/nodes/old")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("NotFound"))
+    );
+    // Still forgotten after a restart (the store forgot, not just the view)...
+    c = c.restart(Settings::default());
+    assert_eq!(names(&page(&c, "").await), ["edge-1"]);
+    // ... until the node reports again.
+    c.ack(&report("old", "monaco", metrics(1, 0, 1.0), vec![]))
+        .await;
+    assert_eq!(names(&page(&c, "").await), ["edge-1", "old"]);
+}

@@ -167,7 +167,7 @@ async fn retries_alternating_between_two_replicas_store_every_plan_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_sees_the_nodes_the_other_ingested() {
+async fn a_replica_sees_the_nodes_the_other_ingested_and_forgot() {
     let Some(base) = pg::env_or_skip(pg::URL_VAR) else {
         return;
     };
@@ -206,6 +206,32 @@ async fn a_replica_sees_the_nodes_the_other_ingested() {
         .unwrap();
     assert_eq!(nodes["nodes"][0]["node"], "edge-1");
     assert_eq!(nodes["nodes"][0]["acked_seq"], 1);
+    // Forgotten through a, it leaves b's view too.
+    let r = client
+        .delete(format!("{}/api/v1/nodes/edge-1", a.url()))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    edgeroute_tests::procs::eventually(Duration::from_secs(15), "b forgets edge-1", || {
+        let client = client.clone();
+        let url = b.url();
+        async move {
+            let v: Value = client
+                .get(format!("{url}/api/v1/nodes"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            v["nodes"].as_array()?.is_empty().then_some(())
+        }
+    })
+    .await
+    .unwrap();
     refresher.abort();
     a.stop().await.unwrap();
     b.stop().await.unwrap();

@@ -146,6 +146,21 @@ async fn contract(store: Arc<dyn CenterStore>) {
     assert_eq!(names, BTreeSet::from(["Edge-0", "edge-1"]));
     assert!(s.node("nope").await.unwrap().is_none());
 
+    // A forgotten node loses its record, not its plans.
+    let plans_before = s.plans(Some("Edge-0"), 0, 100).await.unwrap();
+    assert!(s.forget_node("Edge-0").await.unwrap());
+    assert!(!s.forget_node("Edge-0").await.unwrap());
+    assert!(s.node("Edge-0").await.unwrap().is_none());
+    let names: Vec<String> = s
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.report.node)
+        .collect();
+    assert_eq!(names, ["edge-1"]);
+    assert_eq!(s.plans(Some("Edge-0"), 0, 100).await.unwrap(), plans_before);
+
     // The graph registry's metadata and the regions' graphs.
     let meta = GraphMeta {
         version: "v1".into(),

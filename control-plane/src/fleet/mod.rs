@@ -1,5 +1,6 @@
 //! The fleet JSON API operators read: `GET /api/v1/nodes` (paged, filtered, counted),
-//! `GET /api/v1/nodes/{node}` (with its recent history) and the plans collected from the
+//! `GET /api/v1/nodes/{node}` (with its recent history; `DELETE` forgets a decommissioned
+//! node) and the plans collected from the
 //! agents, `GET /api/v1/plans` and `GET /api/v1/plans/{node}/{seq}`; and nearest-edge
 //! [`discovery`] for clients, `GET /api/v1/endpoints` and the OSRM redirects.
 //!
@@ -13,7 +14,7 @@ pub mod view;
 use axum::{
     Json, Router,
     extract::{Path, Query, State, rejection::QueryRejection},
-    http::HeaderMap,
+    http::{HeaderMap, StatusCode},
     routing::get,
 };
 use edgeroute_protocol::{
@@ -33,7 +34,7 @@ use crate::{
 pub fn router() -> Router<Center> {
     Router::new()
         .route("/api/v1/nodes", get(nodes))
-        .route("/api/v1/nodes/{node}", get(node))
+        .route("/api/v1/nodes/{node}", get(node).delete(forget))
         .route("/api/v1/plans", get(plans))
         .route("/api/v1/plans/{node}/{seq}", get(plan))
         .merge(discovery::router())
@@ -169,6 +170,32 @@ async fn node(
         .detail(&node, now_ms())
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("node {node:?} never reported to this center")))
+}
+
+/// `DELETE /api/v1/nodes/{node}`: forget a decommissioned node, so it no longer counts as
+/// offline (nor in alerts, discovery or the dashboard). Its plans stay. A node that
+/// reports again is recorded again: stop its agent first.
+async fn forget(
+    State(center): State<Center>,
+    headers: HeaderMap,
+    Path(node): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    center.auth.admin(&headers)?;
+    // The store first: a replica that fails here has changed nothing, and the answer says
+    // so; the view follows what is stored.
+    let stored = center
+        .store
+        .forget_node(&node)
+        .await
+        .map_err(ApiError::storage)?;
+    let held = center.fleet.forget(&node);
+    if !(stored || held) {
+        return Err(ApiError::not_found(format!(
+            "node {node:?} is not known to this center"
+        )));
+    }
+    tracing::info!(node = %node, "node forgotten");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/v1/plans` query.

@@ -193,6 +193,46 @@ impl FleetView {
         );
     }
 
+    /// Drop a node (forgotten through the API); whether it was held.
+    pub fn forget(&self, node: &str) -> bool {
+        let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+        Self::remove(&mut nodes, node)
+    }
+
+    /// Drop the nodes not in `known` (the shared store's names, read at `read_at_ms`)
+    /// whose last report is older than that read: another replica forgot them. A node
+    /// whose report arrived after the read may be missing from it only because it is new.
+    /// Returns how many were dropped.
+    pub fn forget_unknown(
+        &self,
+        known: &std::collections::BTreeSet<String>,
+        read_at_ms: u64,
+    ) -> usize {
+        let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<String> = nodes
+            .by_name
+            .iter()
+            .filter(|(name, e)| !known.contains(*name) && e.record.received_at_ms < read_at_ms)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &gone {
+            Self::remove(&mut nodes, name);
+        }
+        gone.len()
+    }
+
+    fn remove(nodes: &mut Nodes, node: &str) -> bool {
+        match nodes.by_name.remove(node) {
+            Some(entry) => {
+                if entry.history.is_some() {
+                    nodes.histories -= 1;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
     fn put(&self, record: NodeRecord, with_history: bool) {
         let mut guard = self.nodes.write().unwrap_or_else(|e| e.into_inner());
         let nodes = &mut *guard;

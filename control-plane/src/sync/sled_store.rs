@@ -231,6 +231,16 @@ impl CenterStore for SledCenterStore {
         .await
     }
 
+    async fn forget_node(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.blocking(move |s| {
+            let existed = s.nodes.remove(name.as_bytes())?.is_some();
+            s.db.flush()?;
+            Ok(existed)
+        })
+        .await
+    }
+
     async fn plans(&self, node: Option<&str>, since: u64, limit: usize) -> Result<Vec<StoredPlan>> {
         let node = node.map(str::to_owned);
         self.blocking(move |s| {

@@ -109,6 +109,9 @@ pub trait CenterStore: Send + Sync + 'static {
     async fn nodes(&self) -> Result<Vec<NodeRecord>>;
     /// One node.
     async fn node(&self, name: &str) -> Result<Option<NodeRecord>>;
+    /// Forget a node's record (a decommissioned node); its plans and events stay. Whether
+    /// there was one. A node that reports again is recorded again.
+    async fn forget_node(&self, name: &str) -> Result<bool>;
     /// Up to `limit` plans with a plan sequence number above `since`, of one node or of
     /// all, in (node, seq) order.
     async fn plans(&self, node: Option<&str>, since: u64, limit: usize) -> Result<Vec<StoredPlan>>;

@@ -301,3 +301,20 @@ fn state_since_follows_silences_and_late_reports_are_ignored() {
     assert!(d.history.is_empty());
     assert_eq!(d.node.status.acked_seq, 3);
 }
+
+#[test]
+fn nodes_another_replica_forgot_are_dropped_unless_newer_than_the_names() {
+    let v = view(HistoryConfig::default());
+    for (node, at) in [("a", 1_000), ("b", 2_000), ("c", 9_000)] {
+        v.record(Seen::of(&report(node, "r", window(1, 0, 1.0))), at, 0);
+    }
+    let known: std::collections::BTreeSet<String> = ["a".to_owned()].into();
+    // Names read at 5,000: "b" is gone from the store; "c" reported after the read and
+    // may only be missing because it is new.
+    assert_eq!(v.forget_unknown(&known, 5_000), 1);
+    let left: Vec<String> = v.records().into_iter().map(|r| r.report.node).collect();
+    assert_eq!(left, ["a", "c"]);
+    assert!(v.forget("c"));
+    assert!(!v.forget("c"));
+    assert_eq!(v.records().len(), 1);
+}

@@ -376,6 +376,23 @@ impl PgCenterStore {
         Ok(())
     }
 
+    /// The names of every node with a record (what a replica's fleet view checks its own
+    /// against, to drop the nodes another replica forgot).
+    pub async fn node_names(&self) -> Result<std::collections::BTreeSet<String>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT node FROM nodes")
+            .await
+            .map_err(shared)?;
+        client
+            .query(&stmt, &[])
+            .await
+            .map_err(shared)?
+            .iter()
+            .map(|r| r.try_get(0).map_err(shared))
+            .collect()
+    }
+
     /// Node records received after `since_ms` (what a replica's fleet view missed).
     pub async fn nodes_since(&self, since_ms: u64) -> Result<Vec<NodeRecord>> {
         let client = self.client().await?;
@@ -419,6 +436,15 @@ impl CenterStore for PgCenterStore {
             .iter()
             .map(|r| decode(r.try_get(0).map_err(shared)?, "nodes"))
             .collect()
+    }
+
+    async fn forget_node(&self, name: &str) -> Result<bool> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("DELETE FROM nodes WHERE node = $1")
+            .await
+            .map_err(shared)?;
+        Ok(client.execute(&stmt, &[&name]).await.map_err(shared)? > 0)
     }
 
     async fn node(&self, name: &str) -> Result<Option<NodeRecord>> {
