@@ -11,6 +11,7 @@
 //! Every method is synchronous and may touch the disk: call it from `spawn_blocking` on
 //! request paths.
 
+pub mod artifacts;
 pub mod outbox;
 pub mod plans;
 mod sled_store;

@@ -15,6 +15,7 @@ use edgeroute_protocol::sync::EventKind;
 
 use super::{
     Error, GraphPointers, NewPlan, NodeIdentity, Plan, Result, Store, Tenant,
+    artifacts::Artifacts,
     outbox::{self, Abort, Acked, Batch, PLAN_SEQ},
 };
 
@@ -26,7 +27,8 @@ fn tx_error(e: TransactionError<Abort>) -> Error {
     }
 }
 
-const GRAPHS: &str = "graphs";
+/// Where earlier versions stored graph artifacts; moved to [`Artifacts`] at open.
+const LEGACY_GRAPHS: &str = "graphs";
 const META: &str = "meta";
 const SOURCES: &str = "graph_sources";
 /// Where earlier versions stored API keys; dropped at open (keys are configuration now).
@@ -50,7 +52,7 @@ pub const DEFAULT_CACHE_BYTES: u64 = 16 << 20;
 #[derive(Debug, Clone)]
 pub struct SledStore {
     db: sled::Db,
-    graphs: sled::Tree,
+    artifacts: Artifacts,
     meta: sled::Tree,
     sources: sled::Tree,
     plans: sled::Tree,
@@ -67,16 +69,19 @@ impl SledStore {
     }
 
     /// Open (or create) the database in `dir` with a page cache of at most `cache_bytes`.
-    /// sled's own default is 1 GiB; the agent reads its large values (graphs) once, at
-    /// start and on upload, so a large cache only holds on to memory.
+    /// sled's own default is 1 GiB; the agent keeps small values here (plans, the outbox,
+    /// pointers; graph artifacts are files, see [`super::artifacts`]), so a large cache
+    /// only holds on to memory.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
             .open()?;
         db.drop_tree(LEGACY_API_KEYS)?;
+        let artifacts = Artifacts::open(dir.join("graphs"))?;
+        migrate_artifacts(&db, &artifacts)?;
         Ok(Self {
-            graphs: db.open_tree(GRAPHS)?,
+            artifacts,
             meta: db.open_tree(META)?,
             sources: db.open_tree(SOURCES)?,
             plans: db.open_tree(PLANS)?,
@@ -111,25 +116,15 @@ impl SledStore {
 
 impl Store for SledStore {
     fn put_graph(&self, version: &str, artifact: &[u8]) -> Result<()> {
-        self.graphs.insert(version.as_bytes(), artifact)?;
-        Ok(())
+        self.artifacts.put(version, artifact)
     }
 
     fn graph(&self, version: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.graphs.get(version.as_bytes())?.map(|v| v.to_vec()))
+        self.artifacts.get(version)
     }
 
     fn graph_versions(&self) -> Result<Vec<String>> {
-        self.graphs
-            .iter()
-            .keys()
-            .map(|k| {
-                let k = k?;
-                String::from_utf8(k.to_vec()).map_err(|_| Error::Corrupt {
-                    key: "graphs".into(),
-                })
-            })
-            .collect()
+        Ok(self.artifacts.versions()?.into_iter().collect())
     }
 
     fn delete_graph(&self, version: &str) -> Result<bool> {
@@ -139,7 +134,7 @@ impl Store for SledStore {
         {
             return Ok(false);
         }
-        Ok(self.graphs.remove(version.as_bytes())?.is_some())
+        self.artifacts.remove(version)
     }
 
     fn graph_pointers(&self) -> Result<GraphPointers> {
@@ -150,7 +145,7 @@ impl Store for SledStore {
     }
 
     fn activate_graph(&self, version: &str, sha256: &str, reason: &str) -> Result<GraphPointers> {
-        if !self.graphs.contains_key(version.as_bytes())? {
+        if !self.artifacts.contains(version)? {
             return Err(Error::UnknownVersion(version.to_owned()));
         }
         let corrupt = || ConflictableTransactionError::Abort(Abort::Corrupt("graph.active"));
@@ -405,6 +400,30 @@ impl Store for SledStore {
             }),
         }
     }
+}
+
+/// Move the artifacts an earlier version kept in sled to files, each removed from sled only
+/// once its file is durable (so a crash in between moves it again), then drop the tree.
+fn migrate_artifacts(db: &sled::Db, artifacts: &Artifacts) -> Result<()> {
+    if !db
+        .tree_names()
+        .iter()
+        .any(|n| n == LEGACY_GRAPHS.as_bytes())
+    {
+        return Ok(());
+    }
+    let legacy = db.open_tree(LEGACY_GRAPHS)?;
+    for item in legacy.iter() {
+        let (key, bytes) = item?;
+        let version = String::from_utf8(key.to_vec()).map_err(|_| Error::Corrupt {
+            key: LEGACY_GRAPHS.into(),
+        })?;
+        artifacts.put(&version, &bytes)?;
+        legacy.remove(key)?;
+    }
+    db.flush()?;
+    db.drop_tree(LEGACY_GRAPHS)?;
+    Ok(())
 }
 
 impl SledStore {
