@@ -13,7 +13,8 @@
 //! - [`routing`]: the served graph ([`routing::GraphHolder`], swapped atomically) and its
 //!   management ([`routing::GraphService`]) and [`routing::matrix`], the VRP solver's
 //!   matrices from the graph; no HTTP types.
-//! - [`storage`]: durable state behind the [`storage::Store`] trait, in sled; handlers
+//! - [`storage`]: durable state behind the [`storage::Store`] trait, in sled (graph
+//!   artifacts as files beside it); handlers
 //!   reach it through [`api::AppState`].
 //! - [`sync`]: the link to the control plane (`--control-plane`): reports, the outbox
 //!   drained exactly once, graph directives.

@@ -160,18 +160,23 @@ pub async fn start_agent(dir: &Path, name: &str, extra: &[&str], ready: bool) ->
     .await
     .unwrap();
     if ready {
-        let (client, url) = (client(), agent.url.clone());
-        eventually(Duration::from_secs(60), "agent ready", || {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                let r = client.get(format!("{url}/readyz")).send().await.ok()?;
-                (r.status() == 200).then_some(())
-            }
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
+        wait_ready(&agent).await;
     }
     agent
+}
+
+/// Wait up to 60 s for `agent`'s `/readyz` to answer 200; panic with its log if it does not.
+pub async fn wait_ready(agent: &Proc) {
+    let (client, url) = (client(), agent.url.clone());
+    eventually(Duration::from_secs(60), "agent ready", || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let r = client.get(format!("{url}/readyz")).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
 }
 
 /// GET `url` (with `bearer`, if given) as JSON; `None` on any failure, for polling.

@@ -185,25 +185,7 @@ async fn a_replica_sees_the_nodes_the_other_ingested_and_forgot() {
         fleet,
         Duration::from_millis(100),
     ));
-    let nodes =
-        edgeroute_tests::procs::eventually(Duration::from_secs(10), "b lists edge-1", || {
-            let client = client.clone();
-            let url = b.url();
-            async move {
-                let v: Value = client
-                    .get(format!("{url}/api/v1/nodes"))
-                    .bearer_auth(ADMIN)
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                (v["nodes"].as_array()?.len() == 1).then_some(v)
-            }
-        })
-        .await
-        .unwrap();
+    let nodes = listed(&client, &b.url(), 1, "b lists edge-1").await;
     assert_eq!(nodes["nodes"][0]["node"], "edge-1");
     assert_eq!(nodes["nodes"][0]["acked_seq"], 1);
     // Forgotten through a, it leaves b's view too.
@@ -214,25 +196,21 @@ async fn a_replica_sees_the_nodes_the_other_ingested_and_forgot() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    edgeroute_tests::procs::eventually(Duration::from_secs(15), "b forgets edge-1", || {
-        let client = client.clone();
-        let url = b.url();
-        async move {
-            let v: Value = client
-                .get(format!("{url}/api/v1/nodes"))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            v["nodes"].as_array()?.is_empty().then_some(())
-        }
-    })
-    .await
-    .unwrap();
+    listed(&client, &b.url(), 0, "b forgets edge-1").await;
     refresher.abort();
     a.stop().await.unwrap();
     b.stop().await.unwrap();
+}
+
+/// Wait until the replica at `url` lists `count` nodes; its answer.
+async fn listed(client: &reqwest::Client, url: &str, count: usize, what: &str) -> Value {
+    edgeroute_tests::procs::eventually(Duration::from_secs(15), what, || {
+        let request = client.get(format!("{url}/api/v1/nodes")).bearer_auth(ADMIN);
+        async move {
+            let v: Value = request.send().await.ok()?.json().await.ok()?;
+            (v["nodes"].as_array()?.len() == count).then_some(v)
+        }
+    })
+    .await
+    .unwrap()
 }

@@ -7,10 +7,7 @@
 
 use std::{collections::BTreeSet, path::Path, time::Duration};
 
-use edgeroute_tests::{
-    fleet::{Fleet, get_json, optimize_body},
-    procs::{Proc, eventually},
-};
+use edgeroute_tests::fleet::{Fleet, get_json, optimize_body, wait_ready};
 use serde_json::Value;
 
 /// `count` plans from agent `agent`; their ids.
@@ -68,19 +65,6 @@ async fn rotations(fleet: &Fleet, agent: usize, reason: &str) -> u64 {
         .unwrap()
 }
 
-async fn ready(fleet: &Fleet, agent: &Proc) {
-    let (client, url) = (fleet.client.clone(), agent.url.clone());
-    eventually(Duration::from_secs(60), "agent ready", || {
-        let (client, url) = (client.clone(), url.clone());
-        async move {
-            let r = client.get(format!("{url}/readyz")).send().await.ok()?;
-            (r.status() == 200).then_some(())
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
-}
-
 /// Stop agent `i` cleanly (its database flushed), for copying its data directory.
 async fn stop(fleet: &mut Fleet, i: usize) {
     fleet.agents[i]
@@ -91,7 +75,7 @@ async fn stop(fleet: &mut Fleet, i: usize) {
 
 async fn start_again(fleet: &mut Fleet, i: usize) {
     fleet.agents[i].restart().await.unwrap();
-    ready(fleet, &fleet.agents[i]).await;
+    wait_ready(&fleet.agents[i]).await;
 }
 
 fn copy_dir(from: &Path, to: &Path) {
