@@ -397,7 +397,8 @@ async fn round(ctx: &SyncContext) -> Result<Round, RoundError> {
     });
     Ok(Round {
         ack,
-        more: more && depth > 0,
+        // A new stream sends its waiting events again at once, not after an interval.
+        more: (more || applied.rotated.is_some()) && depth > 0,
     })
 }
 
