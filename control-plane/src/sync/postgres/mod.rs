@@ -375,39 +375,6 @@ impl PgCenterStore {
             .map_err(shared)?;
         Ok(())
     }
-
-    /// The names of every node with a record (what a replica's fleet view checks its own
-    /// against, to drop the nodes another replica forgot).
-    pub async fn node_names(&self) -> Result<std::collections::BTreeSet<String>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached("SELECT node FROM nodes")
-            .await
-            .map_err(shared)?;
-        client
-            .query(&stmt, &[])
-            .await
-            .map_err(shared)?
-            .iter()
-            .map(|r| r.try_get(0).map_err(shared))
-            .collect()
-    }
-
-    /// Node records received after `since_ms` (what a replica's fleet view missed).
-    pub async fn nodes_since(&self, since_ms: u64) -> Result<Vec<NodeRecord>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached("SELECT record FROM nodes WHERE received_at_ms > $1")
-            .await
-            .map_err(shared)?;
-        client
-            .query(&stmt, &[&ms(since_ms)])
-            .await
-            .map_err(shared)?
-            .iter()
-            .map(|r| decode(r.try_get(0).map_err(shared)?, "nodes"))
-            .collect()
-    }
 }
 
 #[async_trait]

@@ -7,8 +7,46 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::PgCenterStore;
-use crate::fleet::view::{FleetView, Seen};
+use super::{PgCenterStore, decode, ms, shared};
+use crate::{
+    fleet::view::{FleetView, Seen},
+    sync::store::{NodeRecord, Result},
+};
+
+impl PgCenterStore {
+    /// The names of every node with a record (what a replica's fleet view checks its own
+    /// against, to drop the nodes another replica forgot).
+    pub async fn node_names(&self) -> Result<std::collections::BTreeSet<String>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT node FROM nodes")
+            .await
+            .map_err(shared)?;
+        client
+            .query(&stmt, &[])
+            .await
+            .map_err(shared)?
+            .iter()
+            .map(|r| r.try_get(0).map_err(shared))
+            .collect()
+    }
+
+    /// Node records received after `since_ms` (what a replica's fleet view missed).
+    pub async fn nodes_since(&self, since_ms: u64) -> Result<Vec<NodeRecord>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT record FROM nodes WHERE received_at_ms > $1")
+            .await
+            .map_err(shared)?;
+        client
+            .query(&stmt, &[&ms(since_ms)])
+            .await
+            .map_err(shared)?
+            .iter()
+            .map(|r| decode(r.try_get(0).map_err(shared)?, "nodes"))
+            .collect()
+    }
+}
 
 /// Refresh `fleet` from `store` every `period` until the task is dropped.
 pub async fn follow(store: PgCenterStore, fleet: Arc<FleetView>, period: Duration) {
