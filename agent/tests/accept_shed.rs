@@ -20,23 +20,29 @@ async fn received(stream: &mut TcpStream, wait: Duration) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_flood_is_refused_at_accept_and_the_probes_still_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
+/// An open agent in `dir` that refuses connections beyond `above` at accept. These tests
+/// are about the connection count; runtime lag is measured elsewhere, so its gate is off.
+async fn shedding_agent(dir: &std::path::Path, above: u32) -> Agent {
+    let db = dir.join("db");
+    let above = above.to_string();
     let config = Config::try_parse_from([
         "edgeroute-agent",
         "--data-dir",
         db.to_str().unwrap(),
         "--no-auth",
         "--shed-connections-above",
-        "8",
-        // This test is about the connection count; lag is measured elsewhere.
+        &above,
         "--max-runtime-lag-ms",
         "0",
     ])
     .unwrap();
-    let agent = Agent::open(config).await.unwrap();
+    Agent::open(config).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_is_refused_at_accept_and_the_probes_still_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = shedding_agent(dir.path(), 8).await;
     let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let probes = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (main_url, probe_url) = (
@@ -156,19 +162,7 @@ async fn a_refused_connection_that_sent_its_request_gets_the_whole_answer() {
     // The 503 is written before the request is read; the connection must still close
     // cleanly (not reset) so that the client reads it.
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let config = Config::try_parse_from([
-        "edgeroute-agent",
-        "--data-dir",
-        db.to_str().unwrap(),
-        "--no-auth",
-        "--shed-connections-above",
-        "1",
-        "--max-runtime-lag-ms",
-        "0",
-    ])
-    .unwrap();
-    let agent = Agent::open(config).await.unwrap();
+    let agent = shedding_agent(dir.path(), 1).await;
     let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = main.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
