@@ -95,17 +95,7 @@ fn identity_is_stored_under_the_key_older_databases_hold() {
 #[test]
 fn plan_sequence_numbers_increase_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = NewPlan {
-        node: "abc".into(),
-        graph_version: None,
-        graph_checksum: None,
-        solver_version: "test".into(),
-        jobs: 1,
-        shipments: 0,
-        vehicles: 1,
-        output: serde_json::json!({"code": 0}),
-        traceparent: None,
-    };
+    let plan = plan_of("abc");
     {
         let store = SledStore::open(dir.path()).unwrap();
         let a = store.put_plan(&plan, None).unwrap();
@@ -135,17 +125,7 @@ fn plan_sequence_numbers_increase_and_survive_reopen() {
 fn plans_are_seen_by_their_owner_and_by_all_readers_only() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
-    let plan = NewPlan {
-        node: "n".into(),
-        graph_version: None,
-        graph_checksum: None,
-        solver_version: "test".into(),
-        jobs: 1,
-        shipments: 0,
-        vehicles: 1,
-        output: serde_json::json!({"code": 0}),
-        traceparent: None,
-    };
+    let plan = plan_of("n");
     let legacy = store.put_plan(&plan, None).unwrap();
     let a1 = store.put_plan(&plan, Some("aaaa")).unwrap();
     let b1 = store.put_plan(&plan, Some("bbbb")).unwrap();
@@ -175,4 +155,19 @@ fn plans_are_seen_by_their_owner_and_by_all_readers_only() {
     assert_eq!(store.plan(a1.seq, Tenant::Owner("bbbb")).unwrap(), None);
     assert_eq!(store.plan(legacy.seq, Tenant::Owner("aaaa")).unwrap(), None);
     assert!(store.plan(legacy.seq, Tenant::All).unwrap().is_some());
+}
+
+/// A one-job plan made on `node`.
+fn plan_of(node: &str) -> NewPlan {
+    NewPlan {
+        node: node.into(),
+        graph_version: None,
+        graph_checksum: None,
+        solver_version: "test".into(),
+        jobs: 1,
+        shipments: 0,
+        vehicles: 1,
+        output: serde_json::json!({"code": 0}),
+        traceparent: None,
+    }
 }
