@@ -7,6 +7,7 @@
 //!   wait for readiness, `kill -9`, restart on the same data directory).
 //! - [`data`]: the shared data set beside the checkout (`../shared/data`) and the one policy
 //!   for tests that need it: skip with a notice, or fail under `EDGEROUTE_REQUIRE_DATA=1`.
+//! - [`events`]: sync events as the center's tests send them.
 //! - [`pg`]: a real PostgreSQL for the center's shared store: a database per test, and
 //!   skip or fail under `EDGEROUTE_REQUIRE_POSTGRES=1`.
 //! - [`vrp_instances`]: readers for the Solomon, Gehring & Homberger and CVRP X instances
@@ -18,6 +19,7 @@
 //!   (thousands of simulated agents reporting to a center, see `docs/scale.md`).
 
 pub mod data;
+pub mod events;
 pub mod fault_proxy;
 pub mod fleet;
 pub mod pg;

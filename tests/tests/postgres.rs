@@ -7,40 +7,13 @@
 use std::time::Duration;
 
 use edgeroute_control_plane::sync::store::CenterStore;
-use edgeroute_protocol::{
-    plans::{NewPlan, Plan},
-    sync::{Event, EventKind, Health, MetricsWindow, Report, ReportAck},
-};
+use edgeroute_protocol::sync::{Event, Health, MetricsWindow, Report, ReportAck};
 use edgeroute_tests::{
+    events::plan_event,
     fault_proxy::{FaultProxy, Mode},
     pg::{self, ADMIN, Replica, TOKEN},
 };
-use serde_json::{Value, json};
-
-fn plan_event(seq: u64) -> Event {
-    Event {
-        seq,
-        at_ms: 1,
-        kind: EventKind::Plan {
-            plan: Box::new(Plan {
-                id: format!("edge-1-{seq}"),
-                seq,
-                created_at_ms: 1_764_700_000_000,
-                plan: NewPlan {
-                    node: "edge-1".into(),
-                    graph_version: None,
-                    graph_checksum: None,
-                    solver_version: "test".into(),
-                    jobs: 1,
-                    shipments: 0,
-                    vehicles: 1,
-                    output: json!({"code": 0}),
-                    traceparent: None,
-                },
-            }),
-        },
-    }
-}
+use serde_json::Value;
 
 fn report(events: Vec<Event>) -> Report {
     Report {
@@ -96,7 +69,7 @@ async fn retries_alternating_between_two_replicas_store_every_plan_once() {
     let proxy = FaultProxy::start(replicas[0].addr).await.unwrap();
     let client = client();
     const EVENTS: u64 = 120;
-    let outbox: Vec<Event> = (1..=EVENTS).map(plan_event).collect();
+    let outbox: Vec<Event> = (1..=EVENTS).map(|s| plan_event("edge-1", s)).collect();
     let (mut acked, mut attempt, mut lost) = (0u64, 0usize, 0usize);
     while acked < EVENTS {
         attempt += 1;
@@ -175,7 +148,7 @@ async fn a_replica_sees_the_nodes_the_other_ingested_and_forgot() {
     let a = Replica::start(&url).await.unwrap();
     let b = Replica::start(&url).await.unwrap();
     let client = client();
-    post(&client, &a.url(), &report(vec![plan_event(1)]))
+    post(&client, &a.url(), &report(vec![plan_event("edge-1", 1)]))
         .await
         .unwrap();
     // The refresher folds the other replica's records into b's in-memory fleet view.

@@ -22,37 +22,8 @@ use edgeroute_control_plane::sync::{
     },
     store::CenterStore,
 };
-use edgeroute_protocol::{
-    plans::{NewPlan, Plan},
-    sync::{Event, EventHeader, EventKind, RawEvent, Report},
-};
-use edgeroute_tests::pg;
-use serde_json::json;
-
-fn plan_event(node: &str, seq: u64) -> Event {
-    Event {
-        seq,
-        at_ms: 1,
-        kind: EventKind::Plan {
-            plan: Box::new(Plan {
-                id: format!("{node}-{seq}"),
-                seq,
-                created_at_ms: 1_764_700_000_000,
-                plan: NewPlan {
-                    node: node.into(),
-                    graph_version: None,
-                    graph_checksum: None,
-                    solver_version: "test".into(),
-                    jobs: 1,
-                    shipments: 0,
-                    vehicles: 1,
-                    output: json!({"code": 0}),
-                    traceparent: None,
-                },
-            }),
-        },
-    }
-}
+use edgeroute_protocol::sync::{Event, EventHeader, RawEvent, Report};
+use edgeroute_tests::{events::plan_event, pg};
 
 fn report(node: &str, seqs: impl IntoIterator<Item = u64>) -> (Report<RawEvent>, Vec<EventHeader>) {
     let events: Vec<Event> = seqs.into_iter().map(|s| plan_event(node, s)).collect();
