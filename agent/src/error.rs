@@ -185,6 +185,13 @@ impl IntoResponse for ApiError {
         if let Some(detail) = self.internal {
             response.extensions_mut().insert(InternalError(detail));
         }
+        if self.code == ErrorCode::Overloaded {
+            // Shedding is counted and logged in summary (`OverloadMetrics::shed_for`); a
+            // warning per refused request would add to the overload it answers.
+            response
+                .extensions_mut()
+                .insert(crate::api::health::ExpectedStatus);
+        }
         response
     }
 }
@@ -209,6 +216,25 @@ pub fn from_engine(err: edgeroute_engine::Error, index: Option<usize>) -> ApiErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overload_refusals_are_not_logged_as_failures_but_other_5xx_are() {
+        let shed = ApiError::overloaded("busy").into_response();
+        assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(shed.headers()[header::RETRY_AFTER], "1");
+        assert!(
+            shed.extensions()
+                .get::<crate::api::health::ExpectedStatus>()
+                .is_some()
+        );
+        let internal = ApiError::internal("disk on fire").into_response();
+        assert!(
+            internal
+                .extensions()
+                .get::<crate::api::health::ExpectedStatus>()
+                .is_none()
+        );
+    }
 
     #[test]
     fn internal_errors_are_not_sent() {

@@ -49,8 +49,8 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Marks an error response that answers the question asked (`/readyz`'s 503): it is not
-/// logged as a failure.
+/// Marks an error response that answers the question asked (`/readyz`'s 503), or a
+/// deliberate refusal counted elsewhere (load shedding's 503): it is not logged as a failure.
 #[derive(Debug, Clone, Copy)]
 pub struct ExpectedStatus;
 

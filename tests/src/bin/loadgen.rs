@@ -10,6 +10,14 @@
 //! over keep-alive connections, and prints throughput and p50/p99/p99.9 latency of the
 //! successful requests, and how many were shed (503), failed otherwise or timed out.
 //!
+//! At a fixed rate it also prints how far the generator itself fell behind its schedule
+//! (`offered_rps`, `send_lag_p50_ms`: tokio's timer alone rounds every send up to the next
+//! millisecond), and the latency of successful requests counted from when the generator
+//! issued each (`issued_*`: includes waiting for a connection of a bounded pool, excludes
+//! the generator's own lateness) and from when it was written to a connection (`sent_*`).
+//! When the generator shares the machine, the scheduled-time figures measure its own lag
+//! as much as the server's.
+//!
 //! With `--pid`, the agent's resident memory, threads and open descriptors are sampled from
 //! `/proc` before (idle), during (peak) and `--settle` seconds after the run.
 
@@ -70,6 +78,10 @@ struct Args {
     /// `/route` requests (0: routes).
     #[arg(long, default_value_t = 0)]
     trip_points: usize,
+    /// `overview` of the `/route` requests: `false` (no geometry), `simplified` (OSRM's
+    /// default) or `full`.
+    #[arg(long, default_value = "false", value_parser = ["false", "simplified", "full"])]
+    overview: String,
 }
 
 /// Resident memory (KiB), threads and open descriptors of a process, from `/proc`.
@@ -117,8 +129,18 @@ impl ProcSample {
 }
 
 /// What became of one request.
+/// Latency of one successful request, counted from three instants.
+struct Latency {
+    /// When the schedule said to send it.
+    scheduled: Duration,
+    /// When the generator got round to it (late by its own timer and load).
+    issued: Duration,
+    /// When it had a connection (after waiting for one of a bounded pool).
+    sent: Duration,
+}
+
 enum Outcome {
-    Ok(Duration),
+    Ok(Latency),
     Shed,
     Failed,
     TimedOut,
@@ -198,7 +220,10 @@ async fn main() -> anyhow::Result<()> {
             .map(|_| {
                 let a = &points[rng.random_range(0..points.len())];
                 let b = &points[rng.random_range(0..points.len())];
-                format!("{}/route/v1/driving/{a};{b}?overview=false", args.url)
+                format!(
+                    "{}/route/v1/driving/{a};{b}?overview={}",
+                    args.url, args.overview
+                )
             })
             .collect()
     });
@@ -223,6 +248,11 @@ async fn main() -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.duration);
     let started = Instant::now();
     let mut latencies: Vec<Duration> = Vec::new();
+    // Fixed rate only: latency from the actual send, and how late each send was.
+    let mut from_sent: Vec<Duration> = Vec::new();
+    let mut from_issued: Vec<Duration> = Vec::new();
+    let mut send_lag: Vec<Duration> = Vec::new();
+    let mut offered = None;
     if args.rate == 0 {
         let mut workers = Vec::new();
         for w in 0..args.connections.max(1) {
@@ -266,6 +296,8 @@ async fn main() -> anyhow::Result<()> {
         for i in 0..total {
             let scheduled = started + interval * u32::try_from(i)?;
             tokio::time::sleep_until(scheduled.into()).await;
+            let issued = Instant::now();
+            send_lag.push(issued - scheduled);
             let request = get(urls[i % urls.len()].clone());
             let pool = pool.clone();
             tasks.push(tokio::spawn(async move {
@@ -273,9 +305,14 @@ async fn main() -> anyhow::Result<()> {
                     Some(pool) => Some(pool.clone().acquire_owned().await),
                     None => None,
                 };
+                let sent = Instant::now();
                 match request.send().await {
                     Ok(r) if r.status().is_success() => match r.bytes().await {
-                        Ok(_) => Outcome::Ok(scheduled.elapsed()),
+                        Ok(_) => Outcome::Ok(Latency {
+                            scheduled: scheduled.elapsed(),
+                            issued: issued.elapsed(),
+                            sent: sent.elapsed(),
+                        }),
                         Err(_) => Outcome::Failed,
                     },
                     Ok(r) if r.status() == 503 => Outcome::Shed,
@@ -285,9 +322,14 @@ async fn main() -> anyhow::Result<()> {
                 }
             }));
         }
+        offered = Some(total as f64 / started.elapsed().as_secs_f64());
         for t in tasks {
             match t.await? {
-                Outcome::Ok(l) => latencies.push(l),
+                Outcome::Ok(l) => {
+                    latencies.push(l.scheduled);
+                    from_issued.push(l.issued);
+                    from_sent.push(l.sent);
+                }
                 Outcome::Shed => {
                     shed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -321,6 +363,22 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&latencies, 99.9)),
         ms(latencies.last().copied().unwrap_or_default()),
     );
+    if let Some(offered) = offered {
+        from_sent.sort();
+        from_issued.sort();
+        send_lag.sort();
+        println!(
+            "offered_rps={offered:.0} send_lag_p50_ms={:.3} send_lag_p99_ms={:.3} issued_p50_ms={:.3} issued_p99_ms={:.3} issued_p99.9_ms={:.3} sent_p50_ms={:.3} sent_p99_ms={:.3} sent_p99.9_ms={:.3}",
+            ms(percentile(&send_lag, 50.0)),
+            ms(percentile(&send_lag, 99.0)),
+            ms(percentile(&from_issued, 50.0)),
+            ms(percentile(&from_issued, 99.0)),
+            ms(percentile(&from_issued, 99.9)),
+            ms(percentile(&from_sent, 50.0)),
+            ms(percentile(&from_sent, 99.0)),
+            ms(percentile(&from_sent, 99.9)),
+        );
+    }
     sampling.store(false, Ordering::Relaxed);
     if let (Some(pid), Some(sampler)) = (args.pid, sampler) {
         let peak = sampler.await?;

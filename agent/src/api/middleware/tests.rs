@@ -151,6 +151,47 @@ async fn requests_beyond_the_concurrency_limit_are_shed() {
     let _ = first.await;
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_lagging_runtime_refuses_before_any_other_work_and_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_runtime_lag: Some(Duration::from_millis(5)),
+        ..Limits::default()
+    };
+    let state = state(dir.path(), limits);
+    tokio::spawn(state.admission.lag.clone().run());
+    tokio::task::yield_now().await;
+    let router: Router = Router::new()
+        .route("/work", get(|| async { axum::Json("done") }))
+        .route("/healthz", get(|| async { axum::Json("ok") }));
+    let app = stack(router, &state);
+    let (status, _, _) = call(app.clone(), "/work").await;
+    assert_eq!(status, StatusCode::OK, "no lag yet");
+    // Hold the only worker, as a queue of ready requests would: the probe is overdue.
+    std::thread::sleep(Duration::from_millis(30));
+    let (status, headers, body) = call(app.clone(), "/work").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "Overloaded");
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    assert!(
+        !headers.contains_key("x-request-id"),
+        "refused before the request id, span and CORS layers"
+    );
+    let (status, _, _) = call(app, "/healthz").await;
+    assert_eq!(status, StatusCode::OK, "probes are never shed");
+    let text = state.metrics.encode().unwrap();
+    assert!(
+        text.contains("edgeroute_agent_http_shed_total{reason=\"runtime_lag\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "edgeroute_agent_http_requests_total{endpoint=\"/work\",method=\"GET\",code=\"503\"} 1"
+        ),
+        "a refusal still counts as a request: {text}"
+    );
+}
+
 #[test]
 fn token_bucket_refills() {
     let limiter = RateLimiter::new(1000.0, 2);
