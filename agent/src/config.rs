@@ -134,6 +134,14 @@ pub struct Config {
     #[arg(long, env = "EDGEROUTE_MAX_RUNTIME_LAG_MS", default_value_t = 50)]
     pub max_runtime_lag_ms: u64,
 
+    /// Latency first: under a sustained overload (every wake-up of the lag probe later than
+    /// this for 100 ms), refuse routing requests with 503 while the lag exceeds it, until it
+    /// has stayed within it for a second; short bursts are served. Off by default (0): a few
+    /// dozen clients in a closed loop at saturation form a standing queue of a few
+    /// milliseconds too, and 2 ms would refuse their requests (docs/overload.md).
+    #[arg(long, env = "EDGEROUTE_STANDING_LAG_MS", default_value_t = 0)]
+    pub standing_lag_ms: u64,
+
     /// Open connections at most (lowered to fit the open-file limit); further clients wait
     /// in the listen backlog.
     #[arg(long, env = "EDGEROUTE_MAX_CONNECTIONS", default_value_t = 10_000)]
@@ -344,6 +352,8 @@ pub struct Limits {
     pub admission_max_wait: Duration,
     /// Runtime lag above which requests are refused (`None`: never).
     pub max_runtime_lag: Option<Duration>,
+    /// Runtime lag above which requests are refused while a standing queue lasts.
+    pub standing_lag: Option<Duration>,
     /// `POST /optimize` requests waiting for a solve slot at most.
     pub solve_queue: usize,
     /// Per-key requests per second (0: unlimited).
@@ -380,6 +390,8 @@ impl Config {
             admission_max_wait: Duration::from_millis(self.admission_max_wait_ms),
             max_runtime_lag: (self.max_runtime_lag_ms > 0)
                 .then(|| Duration::from_millis(self.max_runtime_lag_ms)),
+            standing_lag: (self.standing_lag_ms > 0)
+                .then(|| Duration::from_millis(self.standing_lag_ms)),
             solve_queue: self.solve_queue,
             rate_limit: self.rate_limit,
             rate_burst: self.rate_burst.max(1),
@@ -434,6 +446,7 @@ impl Default for Limits {
             admission_queue: 256,
             admission_max_wait: Duration::from_millis(50),
             max_runtime_lag: None,
+            standing_lag: None,
             solve_queue: 64,
             rate_limit: 0.0,
             rate_burst: 1,

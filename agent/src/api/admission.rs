@@ -8,7 +8,12 @@
 //! looks at two signals:
 //! - **runtime lag**: how late a probe task wakes up ([`LagProbe`]). Every request waiting for a
 //!   worker waits about this long, so above `--max-runtime-lag-ms` new requests are refused
-//!   before any work (reason `runtime_lag`);
+//!   before any work (reason `runtime_lag`). That limit is a backstop (50 ms). For a
+//!   latency-first agent there is the **standing queue** check (`--standing-lag-ms`, off by
+//!   default), CoDel's idea applied to the lag: once every wake-up for [`STANDING_AFTER`] was
+//!   later than the target, the queue is not a burst that drains by itself, and requests are
+//!   refused while the lag exceeds the target, until it has stayed within it for
+//!   [`CALM_AFTER`] (same reason). A burst shorter than that is served, not refused;
 //! - **slots** ([`Gate`]): at most `--concurrency-limit` requests past the gate at once (this
 //!   bounds the blocking pool too, since handlers that `spawn_blocking` hold their slot until
 //!   the work ends), at most `--admission-queue` waiting for one, each for at most
@@ -32,7 +37,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -180,22 +185,93 @@ pub struct LagProbe {
     last_lag_us: AtomicU64,
     /// When the probe should wake next, in microseconds since `base`.
     due_us: AtomicU64,
+    standing: Option<Standing>,
 }
 
 /// The probe's sleep; also the resolution of the signal.
 const TICK: Duration = Duration::from_millis(2);
 
-impl Default for LagProbe {
-    fn default() -> Self {
+/// How long every wake-up must have been late beyond the standing-lag target before the
+/// queue counts as standing. CoDel's interval: longer than a burst of arrivals takes to
+/// drain, short enough that a sustained overload is refused within a tenth of a second.
+pub const STANDING_AFTER: Duration = Duration::from_millis(100);
+
+/// How long the lag must stay within the target before refusals on it stop. Longer than
+/// [`STANDING_AFTER`]: while refusing, the lag dips below the target now and then, and
+/// leaving at the first dip would let the queue build again for another interval.
+pub const CALM_AFTER: Duration = Duration::from_secs(1);
+
+/// Standing-queue detection: a small state machine fed by the probe's wake-ups.
+#[derive(Debug)]
+struct Standing {
+    target_us: u64,
+    /// Since when (µs since the probe's base) every wake-up has been late beyond the
+    /// target; `u64::MAX`: the last one was not.
+    above_since_us: AtomicU64,
+    /// Since when every wake-up has been within the target; `u64::MAX`: the last was not.
+    below_since_us: AtomicU64,
+    refusing: AtomicBool,
+}
+
+impl Standing {
+    fn new(target: Duration) -> Self {
         Self {
-            base: Instant::now(),
-            last_lag_us: AtomicU64::new(0),
-            due_us: AtomicU64::new(u64::MAX),
+            target_us: u64::try_from(target.as_micros()).unwrap_or(u64::MAX),
+            above_since_us: AtomicU64::new(u64::MAX),
+            below_since_us: AtomicU64::new(u64::MAX),
+            refusing: AtomicBool::new(false),
+        }
+    }
+
+    /// One wake-up `late_us` late at `now_us`. Only the probe task calls this.
+    fn observe(&self, now_us: u64, late_us: u64) {
+        let (since, other) = if late_us > self.target_us {
+            (&self.above_since_us, &self.below_since_us)
+        } else {
+            (&self.below_since_us, &self.above_since_us)
+        };
+        other.store(u64::MAX, Ordering::Relaxed);
+        let mut start = since.load(Ordering::Relaxed);
+        if start == u64::MAX {
+            start = now_us;
+            since.store(now_us, Ordering::Relaxed);
+        }
+        let lasted = Duration::from_micros(now_us.saturating_sub(start));
+        if late_us > self.target_us {
+            if lasted >= STANDING_AFTER {
+                self.refusing.store(true, Ordering::Release);
+            }
+        } else if lasted >= CALM_AFTER {
+            self.refusing.store(false, Ordering::Release);
         }
     }
 }
 
+impl Default for LagProbe {
+    fn default() -> Self {
+        Self::new(None)
+    }
+}
+
 impl LagProbe {
+    /// A probe that also detects a standing queue beyond `standing_target` (`None`: off).
+    pub fn new(standing_target: Option<Duration>) -> Self {
+        Self {
+            base: Instant::now(),
+            last_lag_us: AtomicU64::new(0),
+            due_us: AtomicU64::new(u64::MAX),
+            standing: standing_target.map(Standing::new),
+        }
+    }
+
+    /// The standing-lag target while a standing queue lasts (see [`STANDING_AFTER`]).
+    pub fn standing_target(&self) -> Option<Duration> {
+        self.standing
+            .as_ref()
+            .filter(|s| s.refusing.load(Ordering::Acquire))
+            .map(|s| Duration::from_micros(s.target_us))
+    }
+
     fn micros_since_base(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.base).as_micros()).unwrap_or(u64::MAX)
     }
@@ -211,10 +287,11 @@ impl LagProbe {
             let late = Instant::now()
                 .saturating_duration_since(due)
                 .saturating_sub(Duration::from_millis(1));
-            self.last_lag_us.store(
-                u64::try_from(late.as_micros()).unwrap_or(u64::MAX),
-                Ordering::Release,
-            );
+            let late_us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+            self.last_lag_us.store(late_us, Ordering::Release);
+            if let Some(standing) = &self.standing {
+                standing.observe(self.micros_since_base(Instant::now()), late_us);
+            }
         }
     }
 
@@ -246,8 +323,13 @@ pub struct Admission {
 impl Admission {
     /// Refuse on lag before anything else, so a refused request costs almost nothing.
     pub fn check_lag(&self) -> Result<(), Shed> {
-        match self.max_lag {
-            Some(max) if self.lag.lag() > max => Err(Shed::RuntimeLag),
+        let lag = self.lag.lag();
+        let limit = match (self.max_lag, self.lag.standing_target()) {
+            (Some(max), Some(target)) => Some(max.min(target)),
+            (max, target) => max.or(target),
+        };
+        match limit {
+            Some(limit) if lag > limit => Err(Shed::RuntimeLag),
             _ => Ok(()),
         }
     }
@@ -351,5 +433,32 @@ mod tests {
             "{:?}",
             probe.lag()
         );
+    }
+
+    #[test]
+    fn a_standing_queue_is_refused_until_the_lag_stays_low_and_a_burst_is_not() {
+        let ms = |m: u64| m * 1000;
+        let s = Standing::new(Duration::from_millis(2));
+        let refusing = || s.refusing.load(Ordering::Acquire);
+        // A 90 ms burst of lateness, then calm: never refused.
+        for t in (0..90).step_by(3) {
+            s.observe(ms(t), ms(5));
+        }
+        s.observe(ms(92), ms(1));
+        assert!(!refusing());
+        // Late on every wake-up for 100 ms: a standing queue.
+        for t in (100..=200).step_by(2) {
+            s.observe(ms(t), ms(4));
+        }
+        assert!(refusing());
+        // While refusing, dips below the target do not end it; a calm second does.
+        s.observe(ms(210), ms(1));
+        s.observe(ms(700), ms(1));
+        s.observe(ms(720), ms(3));
+        assert!(refusing(), "a dip followed by lateness keeps refusing");
+        for t in (730..=1730).step_by(10) {
+            s.observe(ms(t), ms(1));
+        }
+        assert!(!refusing());
     }
 }

@@ -127,7 +127,7 @@ pub fn admission(limits: &Limits, metrics: &Metrics) -> admission::Admission {
             m.solve_queue_depth.clone(),
             m.solves_running.clone(),
         ),
-        lag: Arc::default(),
+        lag: Arc::new(admission::LagProbe::new(limits.standing_lag)),
         max_lag: limits.max_runtime_lag,
         compute: crate::compute::Compute::new(limits.compute_threads, limits.compute_queue),
     }
