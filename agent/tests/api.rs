@@ -102,6 +102,17 @@ async fn route_table_nearest_have_osrm_shapes() {
     )
     .await;
     assert!(none["routes"][0].get("geometry").is_none());
+    // Built without the shape (the engine's summary detail), the answer is otherwise the
+    // same: totals, and each leg's totals and road-name summary.
+    assert_eq!(
+        none["routes"][0]["distance"],
+        plain["routes"][0]["distance"]
+    );
+    assert_eq!(
+        none["routes"][0]["duration"],
+        plain["routes"][0]["duration"]
+    );
+    assert_eq!(none["routes"][0]["legs"], plain["routes"][0]["legs"]);
 
     // polyline(...) coordinates give the same route.
     let coords: Vec<edgeroute_engine::Coord> = [A, B]

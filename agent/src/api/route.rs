@@ -1,8 +1,8 @@
 //! `GET /route/v1/{profile}/{coordinates}`: fastest route through the waypoints in order.
 
 use axum::{Json, Router, extract::State, routing::get};
-use edgeroute_engine::{Coord, Graph};
-use edgeroute_protocol::osrm::{ErrorCode, RouteOptions, RouteResponse};
+use edgeroute_engine::{Coord, Detail, Graph};
+use edgeroute_protocol::osrm::{ErrorCode, Overview, RouteOptions, RouteResponse};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::{
@@ -99,11 +99,12 @@ pub fn compute(
     default_radius_m: f64,
 ) -> Result<RouteResponse, ApiError> {
     let snaps = snap_all(graph, coords, &options.radiuses, default_radius_m)?;
+    let detail = detail_needed(options);
     let legs = snaps
         .windows(2)
         .map(|pair| {
             graph
-                .route(&pair[0], &pair[1])
+                .route_with(&pair[0], &pair[1], detail)
                 .map_err(|e| from_engine(e, None))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -112,4 +113,15 @@ pub fn compute(
         routes: vec![shape::route(&legs, options)],
         waypoints: snaps.iter().map(shape::waypoint).collect(),
     })
+}
+
+/// Geometry and node ids are built only when the answer carries some: an overview, steps
+/// (each has its geometry) or annotations (per pair of points). Without them (dispatch
+/// clients asking for times and distances) the shape is not copied at all.
+fn detail_needed(options: &RouteOptions) -> Detail {
+    if options.overview == Overview::False && !options.steps && options.annotations.is_empty() {
+        Detail::Summary
+    } else {
+        Detail::Full
+    }
 }

@@ -45,8 +45,8 @@ mod weight;
 pub use error::{ArtifactError, Error, Result};
 pub use geo::Coord;
 pub use graph::{
-    BuildOptions, BuildProgress, Graph, GraphInfo, ProgressFn, Route, RouteSegment, SearchSpace,
-    Table,
+    BuildOptions, BuildProgress, Detail, Graph, GraphInfo, ProgressFn, Route, RouteSegment,
+    SearchSpace, Table,
 };
 pub use network::{
     NodeHandle, RestrictionStats, RoadHandle, RoadNetwork, RoadNetworkBuilder, RoadSummary,

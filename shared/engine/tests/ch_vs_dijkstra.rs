@@ -190,3 +190,33 @@ fn small_tables_take_the_point_to_point_path_and_equal_dijkstra() {
         }
     }
 }
+
+/// A summary route is the full route without its shape: same totals, same named segments.
+#[test]
+fn summary_routes_are_full_routes_without_geometry() {
+    let graph = monaco();
+    let snaps = random_snaps(graph, 600, 0x5eed_5a11, 500.0);
+    // Same-road pairs take the direct path; include some.
+    let same_road = snaps.iter().map(|s| (s, s));
+    let pairs = snaps
+        .chunks(2)
+        .map(|p| (&p[0], &p[1]))
+        .chain(same_road.take(20));
+    for (a, b) in pairs {
+        let full = graph.route(a, b).unwrap();
+        let summary = graph
+            .route_with(a, b, edgeroute_engine::Detail::Summary)
+            .unwrap();
+        assert!(summary.geometry.is_empty() && summary.nodes.is_empty());
+        assert!(!full.geometry.is_empty());
+        assert_eq!(summary.duration_s, full.duration_s);
+        assert_eq!(summary.distance_m, full.distance_m);
+        assert_eq!(summary.segments.len(), full.segments.len());
+        for (s, f) in summary.segments.iter().zip(&full.segments) {
+            assert_eq!(
+                (&s.name, s.duration_s, s.distance_m, s.geometry.clone()),
+                (&f.name, f.duration_s, f.distance_m, 0..0)
+            );
+        }
+    }
+}

@@ -95,16 +95,19 @@ pub fn simplify(coords: &[Coord], tolerance_m: f64) -> Vec<Coord> {
 
 /// The whole route: legs in order, overview geometry per `options`.
 pub fn route(legs: &[EngineRoute], options: &RouteOptions) -> Route {
-    let mut full: Vec<Coord> = Vec::new();
-    for leg in legs {
-        let skip = usize::from(!full.is_empty() && full.last() == leg.geometry.first());
-        full.extend(leg.geometry.iter().skip(skip));
-    }
+    let overview = || {
+        let mut full: Vec<Coord> = Vec::new();
+        for leg in legs {
+            let skip = usize::from(!full.is_empty() && full.last() == leg.geometry.first());
+            full.extend(leg.geometry.iter().skip(skip));
+        }
+        full
+    };
     let geometry = match options.overview {
         Overview::False => None,
-        Overview::Full => Some(encode(&full, options.geometries)),
+        Overview::Full => Some(encode(&overview(), options.geometries)),
         Overview::Simplified => Some(encode(
-            &simplify(&full, SIMPLIFY_TOLERANCE_M),
+            &simplify(&overview(), SIMPLIFY_TOLERANCE_M),
             options.geometries,
         )),
     };

@@ -1,7 +1,7 @@
 //! Route assembly: a hierarchy path (or a stretch of a single road) turned into geometry,
 //! OSM node ids and named segments.
 
-use super::{Graph, Route, RouteSegment};
+use super::{Detail, Graph, Route, RouteSegment};
 use crate::ch;
 use crate::geo::Coord;
 use crate::network::EdgeId;
@@ -18,7 +18,28 @@ impl Graph {
             .unwrap_or_default()
     }
 
-    pub(super) fn direct_route(&self, from: &Snap, to: &Snap, w: Weight, backward: bool) -> Route {
+    pub(super) fn direct_route(
+        &self,
+        from: &Snap,
+        to: &Snap,
+        w: Weight,
+        backward: bool,
+        detail: Detail,
+    ) -> Route {
+        if detail == Detail::Summary {
+            return Route {
+                duration_s: w.duration_s(),
+                distance_m: w.distance_m(),
+                geometry: Vec::new(),
+                nodes: Vec::new(),
+                segments: vec![RouteSegment {
+                    name: self.name(from.road),
+                    duration_s: w.duration_s(),
+                    distance_m: w.distance_m(),
+                    geometry: 0..0,
+                }],
+            };
+        }
         let road = &self.net.roads[from.road as usize];
         let pts = self.net.geometry(road);
         let ids = self.net.point_ids(road);
@@ -51,22 +72,35 @@ impl Graph {
         }
     }
 
-    pub(super) fn assemble_route(&self, from: &Snap, to: &Snap, found: &ch::Found) -> Route {
+    pub(super) fn assemble_route(
+        &self,
+        from: &Snap,
+        to: &Snap,
+        found: &ch::Found,
+        detail: Detail,
+    ) -> Route {
+        let shape = detail == Detail::Full;
         // Sized exactly (every edge adds its shape points but the first; the two partial
         // roads add at most all of theirs plus the two snapped points), so the copies below
         // never reallocate: regrowing cost a tenth of a Porto route.
         let road_len = |road: u32| self.net.roads[road as usize].geometry_len as usize;
-        let points = found
-            .edges
-            .iter()
-            .map(|e| road_len(e.road()) - 1)
-            .sum::<usize>()
-            + road_len(from.road)
-            + road_len(to.road)
-            + 2;
+        let points = if shape {
+            found
+                .edges
+                .iter()
+                .map(|e| road_len(e.road()) - 1)
+                .sum::<usize>()
+                + road_len(from.road)
+                + road_len(to.road)
+                + 2
+        } else {
+            0
+        };
         let mut geometry: Vec<Coord> = Vec::with_capacity(points);
         let mut nodes: Vec<i64> = Vec::with_capacity(points);
-        geometry.push(from.location);
+        if shape {
+            geometry.push(from.location);
+        }
         // (name id, weight, geometry start); consecutive pieces of equally named roads are
         // merged: that is the unit turn-by-turn steps are made of, and it saves a string
         // per edge on the hot path.
@@ -81,18 +115,20 @@ impl Graph {
                         last: Option<(Coord, i64)>,
                         road: u32,
                         w: Weight| {
-            let start = geometry.len() - 1;
-            let (points, ids) = (&net.points[range.clone()], &net.point_ids[range]);
-            if backward {
-                geometry.extend(points.iter().rev());
-                nodes.extend(ids.iter().rev());
-            } else {
-                geometry.extend_from_slice(points);
-                nodes.extend_from_slice(ids);
-            }
-            if let Some((c, id)) = last {
-                geometry.push(c);
-                nodes.push(id);
+            let start = geometry.len().saturating_sub(1);
+            if shape {
+                let (points, ids) = (&net.points[range.clone()], &net.point_ids[range]);
+                if backward {
+                    geometry.extend(points.iter().rev());
+                    nodes.extend(ids.iter().rev());
+                } else {
+                    geometry.extend_from_slice(points);
+                    nodes.extend_from_slice(ids);
+                }
+                if let Some((c, id)) = last {
+                    geometry.push(c);
+                    nodes.push(id);
+                }
             }
             let name = net.roads[road as usize].name;
             match pieces.last_mut() {
@@ -106,13 +142,14 @@ impl Graph {
         let base = rs.geometry_start as usize;
         let len = rs.geometry_len as usize;
         let seg = from.segment as usize;
+        let first_node = |i: usize| shape.then(|| self.net.point_ids[i]);
         if Some(found.source) == self.turns.arrive(EdgeId::new(from.road, false)) {
-            nodes.push(self.net.point_ids[base + seg]);
+            nodes.extend(first_node(base + seg));
             let w = rs.forward.scale(1.0 - from.fraction);
             let range = base + seg + 1..base + len;
             push(&mut geometry, &mut nodes, range, false, None, from.road, w);
         } else {
-            nodes.push(self.net.point_ids[base + seg + 1]);
+            nodes.extend(first_node(base + seg + 1));
             let w = rs.backward.scale(from.fraction);
             let range = base..base + seg + 1;
             push(&mut geometry, &mut nodes, range, true, None, from.road, w);
@@ -176,7 +213,7 @@ impl Graph {
                     .unwrap_or_default(),
                 duration_s: w.duration_s(),
                 distance_m: w.distance_m(),
-                geometry: start..end,
+                geometry: if shape { start..end } else { 0..0 },
             })
             .collect();
         Route {

@@ -11,7 +11,8 @@ mod seeds;
 mod types;
 
 pub use types::{
-    BuildOptions, BuildProgress, GraphInfo, ProgressFn, Route, RouteSegment, SearchSpace, Table,
+    BuildOptions, BuildProgress, Detail, GraphInfo, ProgressFn, Route, RouteSegment, SearchSpace,
+    Table,
 };
 
 use crate::artifact::{self, Contents};
@@ -222,6 +223,13 @@ impl Graph {
     /// Errors: [`Error::NoRoute`] when `to` cannot be reached, [`Error::ForeignSnap`] when a
     /// snap was made by another graph.
     pub fn route(&self, from: &Snap, to: &Snap) -> Result<Route> {
+        self.route_with(from, to, Detail::Full)
+    }
+
+    /// [`Graph::route`], building only as much of the [`Route`] as `detail` asks for: a
+    /// caller that sends no geometry (OSRM's `overview=false` without steps or annotations)
+    /// saves copying every shape point and OSM node id of the path.
+    pub fn route_with(&self, from: &Snap, to: &Snap, detail: Detail) -> Result<Route> {
         if self.road_of(from).is_none() || self.road_of(to).is_none() {
             return Err(Error::ForeignSnap);
         }
@@ -232,10 +240,10 @@ impl Graph {
         });
         match (found, direct) {
             (Some(f), Some((w, backward))) if w <= f.weight => {
-                Ok(self.direct_route(from, to, w, backward))
+                Ok(self.direct_route(from, to, w, backward, detail))
             }
-            (None, Some((w, backward))) => Ok(self.direct_route(from, to, w, backward)),
-            (Some(f), _) => Ok(self.assemble_route(from, to, &f)),
+            (None, Some((w, backward))) => Ok(self.direct_route(from, to, w, backward, detail)),
+            (Some(f), _) => Ok(self.assemble_route(from, to, &f, detail)),
             (None, None) => Err(Error::NoRoute),
         }
     }

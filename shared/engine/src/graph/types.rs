@@ -81,6 +81,17 @@ pub struct RouteSegment {
     pub geometry: std::ops::Range<usize>,
 }
 
+/// How much of a [`Route`] [`Graph::route_with`](super::Graph::route_with) builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Detail {
+    /// Everything: geometry, OSM node ids and named segments with their geometry ranges.
+    #[default]
+    Full,
+    /// Totals and named segments only: `geometry` and `nodes` are empty, and so is every
+    /// segment's geometry range.
+    Summary,
+}
+
 /// The fastest route between two snapped points.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
