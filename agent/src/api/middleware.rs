@@ -238,22 +238,31 @@ impl Drop for Recording {
     }
 }
 
-async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let endpoint = request
+/// The route template of a request, the `endpoint` label of its metrics.
+fn endpoint_label(request: &Request) -> String {
+    request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned())
+}
+
+async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let endpoint = endpoint_label(&request);
     let recording = Recording::start(state, endpoint, method_label(request.method()));
     let response = next.run(request).await;
     recording.answered(&response);
     response
 }
 
-/// Paths admission control never refuses: probes and metrics must answer under overload,
-/// admin uploads are the operator's, and `/optimize` has its own queue (answered in VROOM's
-/// shape).
-fn bypasses_admission(path: &str) -> bool {
-    is_open(path) || path.starts_with("/admin") || path == "/optimize"
+/// Requests admission control never refuses: probes and metrics must answer under overload,
+/// admin uploads are the operator's, `/optimize` has its own queue (answered in VROOM's
+/// shape), and CORS preflights cost nothing.
+fn bypasses_admission(request: &Request) -> bool {
+    let path = request.uri().path();
+    is_open(path)
+        || path.starts_with("/admin")
+        || path == "/optimize"
+        || request.method() == Method::OPTIONS
 }
 
 /// The runtime-lag check, outermost: at twice the saturation rate half the requests are
@@ -262,16 +271,13 @@ fn bypasses_admission(path: &str) -> bool {
 /// in `edgeroute_agent_http_requests_total` (code 503) and by reason. It carries no CORS
 /// headers: a browser on another origin sees a network error instead, and retries alike.
 async fn refuse_on_lag(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if bypasses_admission(request.uri().path()) || request.method() == Method::OPTIONS {
+    if bypasses_admission(&request) {
         return next.run(request).await;
     }
     let Err(reason) = state.admission.check_lag() else {
         return next.run(request).await;
     };
-    let endpoint = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let endpoint = endpoint_label(&request);
     let recording = Recording::start(state.clone(), endpoint, method_label(request.method()));
     let response = shed(&state, reason);
     recording.answered(&response);
@@ -281,7 +287,7 @@ async fn refuse_on_lag(State(state): State<AppState>, request: Request, next: Ne
 /// The slot gate: at most `--concurrency-limit` requests at work, `--admission-queue`
 /// waiting at most `--admission-max-wait-ms`.
 async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if bypasses_admission(request.uri().path()) || request.method() == Method::OPTIONS {
+    if bypasses_admission(&request) {
         return next.run(request).await;
     }
     match state.admission.requests.enter().await {
