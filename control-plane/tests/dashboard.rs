@@ -11,14 +11,13 @@ use axum::{
 use edgeroute_control_plane::{fleet::view::HistoryConfig, serve::Settings};
 use edgeroute_protocol::{
     fleet::{NodeDetail, NodePage},
-    plans::{NewPlan, Plan},
-    sync::{EndpointCounts, Event, EventKind, Health, Histogram, MetricsWindow, Report},
+    sync::{EndpointCounts, Event, Health, Histogram, MetricsWindow, Report},
 };
-use serde_json::json;
 
 mod support;
 
 use support::center::TestCenter;
+use support::events::plan_event;
 
 fn metrics(requests: u64, server_errors: u64, latency_ms: f64) -> MetricsWindow {
     let mut latency = Histogram::default();
@@ -57,31 +56,6 @@ fn report(node: &str, region: &str, metrics: MetricsWindow, events: Vec<Event>) 
         metrics,
         outbox_depth: events.len() as u64,
         events,
-    }
-}
-
-fn plan_event(node: &str, seq: u64) -> Event {
-    Event {
-        seq,
-        at_ms: 1,
-        kind: EventKind::Plan {
-            plan: Box::new(Plan {
-                id: format!("{node}-{seq}"),
-                seq,
-                created_at_ms: 1_764_700_000_000,
-                plan: NewPlan {
-                    node: node.into(),
-                    graph_version: Some("monaco".into()),
-                    graph_checksum: None,
-                    solver_version: "test".into(),
-                    jobs: 1,
-                    shipments: 0,
-                    vehicles: 1,
-                    output: json!({"code": 0, "summary": {"cost": seq}}),
-                    traceparent: None,
-                },
-            }),
-        },
     }
 }
 

@@ -11,40 +11,12 @@ use axum::{
     http::{Request, StatusCode, header},
 };
 use edgeroute_control_plane::serve::Settings;
-use edgeroute_protocol::{
-    plans::{NewPlan, Plan},
-    sync::{Event, EventKind, Health, MetricsWindow, Report},
-};
-use serde_json::json;
+use edgeroute_protocol::sync::{Event, EventKind, Health, MetricsWindow, Report};
 
 mod support;
 
 use support::center::{TOKEN, TestCenter};
-
-fn plan_event(seq: u64) -> Event {
-    Event {
-        seq,
-        at_ms: 1,
-        kind: EventKind::Plan {
-            plan: Box::new(Plan {
-                id: format!("p-{seq}"),
-                seq,
-                created_at_ms: 1_764_700_000_000,
-                plan: NewPlan {
-                    node: "edge-1".into(),
-                    graph_version: None,
-                    graph_checksum: None,
-                    solver_version: "test".into(),
-                    jobs: 1,
-                    shipments: 0,
-                    vehicles: 1,
-                    output: json!({"code": 0}),
-                    traceparent: None,
-                },
-            }),
-        },
-    }
-}
+use support::events::plan_event;
 
 fn graph_event(seq: u64) -> Event {
     Event {
@@ -131,14 +103,23 @@ async fn reports_events_and_errors_are_counted() {
         "edge-1",
         "monaco",
         3,
-        vec![plan_event(1), plan_event(2), graph_event(3)],
+        vec![
+            plan_event("edge-1", 1),
+            plan_event("edge-1", 2),
+            graph_event(3),
+        ],
     ))
     .await;
     c.ack(&report(
         "edge-1",
         "monaco",
         4,
-        vec![plan_event(1), plan_event(2), graph_event(3), plan_event(4)],
+        vec![
+            plan_event("edge-1", 1),
+            plan_event("edge-1", 2),
+            graph_event(3),
+            plan_event("edge-1", 4),
+        ],
     ))
     .await;
     let text = scrape(&c).await;
@@ -407,7 +388,7 @@ fn metric_names(expr: &str) -> Vec<String> {
 #[tokio::test]
 async fn every_center_metric_the_dashboard_queries_is_exposed() {
     let c = TestCenter::new(Settings::default());
-    c.ack(&report("a-1", "monaco", 0, vec![plan_event(1)]))
+    c.ack(&report("a-1", "monaco", 0, vec![plan_event("edge-1", 1)]))
         .await;
     let text = scrape(&c).await;
     let exposed: BTreeSet<&str> = text
