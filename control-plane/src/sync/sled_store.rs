@@ -158,13 +158,17 @@ impl SledCenterStore {
             Ok(added.contains(&s) || self.events.contains_key(seq_key(stream, s))?)
         })?;
         // Concurrent reports of one stream (a retry racing its original) both derive a
-        // valid watermark; keep the larger.
-        self.streams.fetch_and_update(stream.as_bytes(), |old| {
+        // valid watermark; keep the larger, and answer with it: a smaller answer than one
+        // already given would tell the agent the center lost events.
+        let before = self.streams.fetch_and_update(stream.as_bytes(), |old| {
             let old = old
                 .and_then(|v| <[u8; 8]>::try_from(v).ok())
                 .map_or(0, u64::from_be_bytes);
             Some(old.max(watermark).to_be_bytes().to_vec())
         })?;
+        let watermark = before
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(watermark, |old| watermark.max(u64::from_be_bytes(old)));
         let record = NodeRecord {
             report: report.without_events(),
             received_at_ms,
