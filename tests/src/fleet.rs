@@ -280,6 +280,28 @@ impl Fleet {
         .unwrap_or_else(|e| panic!("{e}\n{}", self.agents[agent].log_text()));
     }
 
+    /// How many new streams agent `agent` began for `reason` (a label of
+    /// `edgeroute_agent_sync_stream_rotations_total`, which the agent exports from the
+    /// start for every reason).
+    pub async fn rotations(&self, agent: usize, reason: &str) -> u64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.agents[agent].url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let series = format!("edgeroute_agent_sync_stream_rotations_total{{reason=\"{reason}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     /// The center holds exactly the plans in `answered`, once each, numbered 1..=n.
     pub async fn assert_exactly_once(&self, node: &str, answered: &BTreeSet<String>) {
         let plans = self.center_plans(node).await;

@@ -32,6 +32,11 @@ async fn ten_partitions_lose_and_duplicate_nothing() {
     assert!(answered.len() >= 10, "only {} plans", answered.len());
     fleet.drained(0).await;
     fleet.assert_exactly_once("edge-1", &answered).await;
+    // Cut, stalled and lost answers are not a disagreement between the two histories: the
+    // agent kept its stream throughout.
+    for reason in ["center_ahead", "center_behind", "node_renamed"] {
+        assert_eq!(fleet.rotations(0, reason).await, 0, "{reason}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,26 +45,6 @@ async fn center_ids(fleet: &Fleet, node: &str) -> BTreeSet<String> {
     ids
 }
 
-/// The agent's count of new streams begun for `reason`.
-async fn rotations(fleet: &Fleet, agent: usize, reason: &str) -> u64 {
-    let text = fleet
-        .client
-        .get(format!("{}/metrics", fleet.agents[agent].url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let series = format!("edgeroute_agent_sync_stream_rotations_total{{reason=\"{reason}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series.as_str()))
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// Stop agent `i` cleanly (its database flushed), for copying its data directory.
 async fn stop(fleet: &mut Fleet, i: usize) {
     fleet.agents[i]
@@ -111,8 +91,8 @@ async fn a_center_that_lost_its_database_still_gets_every_later_plan() {
         after,
         "the center holds what came after its loss"
     );
-    assert_eq!(rotations(&fleet, 0, "center_behind").await, 1);
-    assert_eq!(rotations(&fleet, 0, "center_ahead").await, 0);
+    assert_eq!(fleet.rotations(0, "center_behind").await, 1);
+    assert_eq!(fleet.rotations(0, "center_ahead").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +120,7 @@ async fn an_agent_restored_from_a_backup_loses_no_later_plan() {
     );
     let all: BTreeSet<String> = first.iter().chain(&second).chain(&third).cloned().collect();
     assert_eq!(center_ids(&fleet, "edge-1").await, all);
-    assert_eq!(rotations(&fleet, 0, "center_ahead").await, 1);
+    assert_eq!(fleet.rotations(0, "center_ahead").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +150,7 @@ async fn a_data_directory_copied_to_another_node_is_a_stream_of_its_own() {
     );
     assert_eq!(center_ids(&fleet, "edge-1").await, one);
     assert_eq!(center_ids(&fleet, "edge-2").await, two);
-    assert_eq!(rotations(&fleet, 1, "node_renamed").await, 1);
+    assert_eq!(fleet.rotations(1, "node_renamed").await, 1);
     let status = get_json(
         &fleet.client,
         &format!("{}/v1/status", fleet.agents[1].url),
