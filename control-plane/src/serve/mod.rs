@@ -26,6 +26,7 @@ use crate::{
     rollout::{Clock, Rollouts},
     sync::{
         self,
+        directive_cache::{DirectiveCache, InvalidatingStore},
         postgres::{self as pg, PgCenterStore},
         sled_store::SledCenterStore,
         store::{CenterStore, NodeRecord},
@@ -43,6 +44,11 @@ pub const DEFAULT_SLED_INGESTS: usize = 64;
 /// Concurrent ingests per pooled PostgreSQL connection: enough waiting reports for group
 /// commit to fill its batches, few enough that none waits out the pool's timeout.
 pub const PG_INGESTS_PER_CONNECTION: usize = 4;
+
+/// Default of `--directive-cache-ms`: a change made through another replica reaches the
+/// agents of this one a second later at most, less than one report interval, while each
+/// region's directive reads drop from one per report to about one per second.
+pub const DEFAULT_DIRECTIVE_CACHE_MS: u64 = 1_000;
 
 /// Command-line arguments of `serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -137,6 +143,11 @@ pub struct ServeArgs {
     /// a shared store; renewed every second): how soon another replica takes over.
     #[arg(long, env = "EDGEROUTE_ROLLOUT_LEASE_S", default_value_t = 15)]
     pub rollout_lease_s: u64,
+    /// Milliseconds a replica keeps what every report's directives read (region graph,
+    /// graph metadata, profile graphs). Writes through the replica take effect at once;
+    /// another replica's within this time. 0 reads the store for every report.
+    #[arg(long, env = "EDGEROUTE_DIRECTIVE_CACHE_MS", default_value_t = DEFAULT_DIRECTIVE_CACHE_MS)]
+    pub directive_cache_ms: u64,
     /// Write the bound address to this file once listening (for tests and scripts).
     #[arg(long, env = "EDGEROUTE_PORT_FILE")]
     pub port_file: Option<PathBuf>,
@@ -169,6 +180,9 @@ pub struct Settings {
     pub replica: String,
     /// How long a rollout lease lasts without renewal, in milliseconds.
     pub rollout_lease_ms: u64,
+    /// How long the replica keeps directive inputs ([`crate::sync::directive_cache`]), in
+    /// milliseconds; 0 turns the cache off.
+    pub directive_cache_ms: u64,
 }
 
 /// A name for this replica: the pod's (`HOSTNAME`) with a random suffix, so a replica
@@ -193,6 +207,7 @@ impl Default for Settings {
             clock: Clock::system(),
             replica: replica_name(),
             rollout_lease_ms: 15_000,
+            directive_cache_ms: DEFAULT_DIRECTIVE_CACHE_MS,
         }
     }
 }
@@ -212,6 +227,7 @@ impl From<&ServeArgs> for Settings {
                 ..HistoryConfig::default()
             },
             rollout_lease_ms: a.rollout_lease_s.max(2).saturating_mul(1000),
+            directive_cache_ms: a.directive_cache_ms,
             ..Settings::default()
         }
     }
@@ -236,6 +252,9 @@ pub struct Center {
     pub rollouts: Arc<Rollouts>,
     /// One permit per report being ingested ([`Settings::max_concurrent_ingests`]).
     pub ingests: Arc<tokio::sync::Semaphore>,
+    /// What every report's directives read, kept briefly; `store` drops its entries on
+    /// the writes they depend on.
+    pub directive_cache: Arc<DirectiveCache>,
 }
 
 impl std::fmt::Debug for Center {
@@ -297,6 +316,11 @@ impl Center {
         auth: CenterAuth,
         settings: Settings,
     ) -> Self {
+        let directive_cache = Arc::new(DirectiveCache::new(std::time::Duration::from_millis(
+            settings.directive_cache_ms,
+        )));
+        let store: Arc<dyn CenterStore> =
+            Arc::new(InvalidatingStore::new(store, directive_cache.clone()));
         let fleet = FleetView::load(records, &settings, settings.history);
         let metrics = metrics::CenterMetrics::new();
         let rollouts = Rollouts::new(
@@ -321,6 +345,7 @@ impl Center {
             metrics: Arc::new(metrics),
             fleet: Arc::new(fleet),
             rollouts: Arc::new(rollouts),
+            directive_cache,
         }
     }
 }

@@ -3,10 +3,12 @@
 //!
 //! # Layout
 //! - [`store`]: the [`store::CenterStore`] trait and the watermark rule.
+//! - [`directive_cache`]: what every report's directives read, kept per replica briefly.
 //! - [`sled_store`]: its embedded sled implementation.
 //! - [`postgres`]: its PostgreSQL implementation, for several replicas.
 //! - [`regions`]: in a cluster, each EdgeRegion's graph version becomes its region's graph.
 
+pub mod directive_cache;
 pub mod postgres;
 pub mod regions;
 pub mod sled_store;
@@ -197,14 +199,15 @@ pub async fn directives(center: &Center, region: &str, node: &str) -> Result<Dir
     })
 }
 
-/// Where agents download a registered version.
+/// Where agents download a registered version (the metadata from the replica's
+/// [`directive_cache`]).
 pub(crate) async fn graph_directive(
     center: &Center,
     version: &str,
 ) -> Result<Option<GraphDirective>, ApiError> {
     Ok(center
-        .store
-        .graph(version)
+        .directive_cache
+        .graph(center.store.as_ref(), version)
         .await
         .map_err(ApiError::storage)?
         .map(|meta| GraphDirective {
