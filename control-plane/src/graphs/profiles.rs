@@ -41,7 +41,23 @@ pub async fn region_profiles(
     if !valid_region(region) {
         return Ok(BTreeMap::new());
     }
-    match store.region_graph(&key(region)).await? {
+    parse(store.region_graph(&key(region)).await?)
+}
+
+/// [`region_profiles`] through the replica's directive cache: read for every report.
+async fn cached_profiles(center: &Center, region: &str) -> Result<BTreeMap<String, String>> {
+    if !valid_region(region) {
+        return Ok(BTreeMap::new());
+    }
+    let json = center
+        .directive_cache
+        .region_graph(center.store.as_ref(), &key(region))
+        .await?;
+    parse(json)
+}
+
+fn parse(json: Option<String>) -> Result<BTreeMap<String, String>> {
+    match json {
         None => Ok(BTreeMap::new()),
         Some(json) => serde_json::from_str(&json).map_err(|_| Error::Corrupt("region profiles")),
     }
@@ -78,7 +94,7 @@ pub async fn directives(
     center: &Center,
     region: &str,
 ) -> Result<BTreeMap<String, GraphDirective>, ApiError> {
-    let profiles = region_profiles(center.store.as_ref(), region)
+    let profiles = cached_profiles(center, region)
         .await
         .map_err(ApiError::storage)?;
     let mut out = BTreeMap::new();

@@ -329,6 +329,11 @@ async fn fresh_record(
     region: &str,
 ) -> Result<Option<RolloutRecord>, store::Error> {
     let stored = center.store.rollout(region).await?;
+    if center.rollouts.cached(region).as_ref() != Some(&stored) {
+        // Before the record is published: a directive never pairs the new record with a
+        // region graph cached before another replica changed it.
+        center.directive_cache.invalidate(region);
+    }
     center.rollouts.remember(region, stored.clone());
     Ok(stored)
 }
@@ -405,7 +410,9 @@ pub async fn directive_graph(
     region: &str,
     node: &str,
 ) -> Result<(Option<String>, Option<ShadowPlan>), store::Error> {
-    let stable = center.store.region_graph(region).await?;
+    // The record before the region graph: once it shows a promotion, the region graph
+    // read after it is the promoted one (the cache entry is dropped before a changed
+    // record is published, see `fresh_record`).
     match record(center, region).await? {
         Some(r) if r.is_canary(node) => {
             let shadow = r
@@ -420,7 +427,13 @@ pub async fn directive_graph(
                 });
             Ok((Some(r.status.to_version), shadow))
         }
-        _ => Ok((stable, None)),
+        _ => {
+            let stable = center
+                .directive_cache
+                .region_graph(center.store.as_ref(), region)
+                .await?;
+            Ok((stable, None))
+        }
     }
 }
 
