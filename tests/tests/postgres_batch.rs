@@ -100,7 +100,12 @@ async fn concurrent_reports_of_many_nodes_share_commits_exactly_once() {
     }
     while let Some(done) = tasks.join_next().await {
         let (node, acks) = done.unwrap();
-        assert_eq!(acks, [3, 6, 9, 12, 15, 18, 18, 21], "{node}");
+        let watermarks: Vec<u64> = acks.iter().map(|a| a.watermark).collect();
+        assert_eq!(watermarks, [3, 6, 9, 12, 15, 18, 18, 21], "{node}");
+        // Each report found the watermark the one before it left, in whichever batch
+        // either went: what the center's event counter counts from.
+        let found: Vec<u64> = acks.iter().map(|a| a.held).collect();
+        assert_eq!(found, [0, 3, 6, 9, 12, 15, 18, 18], "{node}");
         assert_eq!(
             stored(&store, &node).await,
             (1..=21).collect::<Vec<_>>(),
@@ -168,7 +173,7 @@ async fn a_report_the_database_refuses_fails_alone() {
                 "its transaction left nothing"
             );
         } else {
-            assert_eq!(result.unwrap(), 4, "{node}");
+            assert_eq!(result.unwrap().watermark, 4, "{node}");
             assert_eq!(stored(&store, &node).await, [1, 2, 3, 4], "{node}");
         }
     }
@@ -228,7 +233,8 @@ async fn connections_killed_mid_batch_lose_nothing_acknowledged() {
             while acked < EVENTS && !stop.load(Ordering::SeqCst) {
                 let (r, h) = report(&node, acked + 1..=EVENTS.min(acked + 4));
                 match store.ingest(r, h, 1_000).await {
-                    Ok(w) => {
+                    Ok(ingested) => {
+                        let w = ingested.watermark;
                         assert!(w >= acked);
                         acked = w;
                     }
@@ -264,7 +270,11 @@ async fn connections_killed_mid_batch_lose_nothing_acknowledged() {
         );
         // The rest drains once the database is left alone.
         let (r, h) = report(node, 1..=EVENTS);
-        assert_eq!(store.ingest(r, h, 2_000).await.unwrap(), EVENTS, "{node}");
+        assert_eq!(
+            store.ingest(r, h, 2_000).await.unwrap().watermark,
+            EVENTS,
+            "{node}"
+        );
         assert_eq!(stored(&store, node).await, (1..=EVENTS).collect::<Vec<_>>());
     }
 }

@@ -70,23 +70,30 @@ fn report(node: &str, stream: &str, events: Vec<Event>) -> (Report<RawEvent>, Ve
     (raw, headers)
 }
 
-async fn ingest(store: &dyn CenterStore, node: &str, stream: &str, seqs: &[u64]) -> u64 {
+/// The watermark the report found and the one it left.
+async fn found_left(store: &dyn CenterStore, node: &str, stream: &str, seqs: &[u64]) -> (u64, u64) {
     let events = seqs.iter().map(|&s| plan_event(node, s, s)).collect();
     let (r, h) = report(node, stream, events);
-    store.ingest(r, h, 1_000).await.unwrap()
+    let ingested = store.ingest(r, h, 1_000).await.unwrap();
+    (ingested.held, ingested.watermark)
+}
+
+/// The watermark the report left.
+async fn ingest(store: &dyn CenterStore, node: &str, stream: &str, seqs: &[u64]) -> u64 {
+    found_left(store, node, stream, seqs).await.1
 }
 
 /// Everything the sync API relies on, through the trait only.
 async fn contract(store: Arc<dyn CenterStore>) {
     let s = store.as_ref();
-    assert_eq!(ingest(s, "edge-1", "a", &[1, 2]).await, 2);
+    assert_eq!(found_left(s, "edge-1", "a", &[1, 2]).await, (0, 2));
     // A retry of a batch whose ack was lost, plus a new event: stored once.
-    assert_eq!(ingest(s, "edge-1", "a", &[1, 2, 3]).await, 3);
+    assert_eq!(found_left(s, "edge-1", "a", &[1, 2, 3]).await, (2, 3));
     // A gap holds the watermark until it is filled; then the held events count.
-    assert_eq!(ingest(s, "edge-1", "a", &[5, 6]).await, 3);
-    assert_eq!(ingest(s, "edge-1", "a", &[4]).await, 6);
+    assert_eq!(found_left(s, "edge-1", "a", &[5, 6]).await, (3, 3));
+    assert_eq!(found_left(s, "edge-1", "a", &[4]).await, (3, 6));
     // Duplicates within one report and seq 0 are ignored.
-    assert_eq!(ingest(s, "edge-1", "a", &[7, 7, 8]).await, 8);
+    assert_eq!(found_left(s, "edge-1", "a", &[7, 7, 8]).await, (6, 8));
     let events = s.events("a", 0, 100).await.unwrap();
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5, 6, 7, 8]);
@@ -122,7 +129,7 @@ async fn contract(store: Arc<dyn CenterStore>) {
     // Another node, and a plan sequence number at the top of u64: all nodes in (node,
     // seq) order, byte order for names.
     let (r, h) = report("Edge-0", "b", vec![plan_event("Edge-0", 1, u64::MAX)]);
-    assert_eq!(s.ingest(r, h, 2_000).await.unwrap(), 1);
+    assert_eq!(s.ingest(r, h, 2_000).await.unwrap().watermark, 1);
     let all = s.plans(None, 0, 100).await.unwrap();
     assert_eq!(all.len(), 9);
     assert_eq!(all[0].node, "Edge-0");

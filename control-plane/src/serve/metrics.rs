@@ -46,7 +46,7 @@ use super::{Center, Settings, error::ApiError};
 use crate::{
     fleet::state_of,
     graphs::registry::now_ms,
-    sync::store::{CenterStore, NodeRecord},
+    sync::store::{Ingested, NodeRecord},
 };
 
 /// Most distinct `region` label values exported; further regions are summed into `other`.
@@ -271,12 +271,9 @@ impl CenterMetrics {
         }
     }
 
-    /// Before a report is ingested: what it carries, and the watermark the center held for
-    /// its stream (so a retried event is not counted twice). Reads the store only when the
-    /// report carries events.
-    pub async fn before_ingest(
+    /// Before a report is ingested: what it carries.
+    pub fn before_ingest(
         &self,
-        store: &dyn CenterStore,
         report: &Report<RawEvent>,
         headers: &[EventHeader],
     ) -> PendingIngest {
@@ -285,29 +282,20 @@ impl CenterMetrics {
             .zip(&report.events)
             .map(|(header, raw)| (header.seq, event_kind(header, raw)))
             .collect();
-        let held = if events.is_empty() {
-            0
-        } else {
-            match store.node(&report.node).await {
-                Ok(Some(record)) if record.report.stream == report.stream => record.acked_seq,
-                // The ingest that follows reports a store failure; counting is best effort.
-                _ => 0,
-            }
-        };
         PendingIngest {
             events,
-            held,
             started: Instant::now(),
         }
     }
 
-    /// After the events are durable: observe the latency and count the events the new
-    /// watermark acknowledges for the first time.
-    pub fn ingested(&self, pending: PendingIngest, acked_seq: u64) {
+    /// After the events are durable: observe the latency and count the events the ingest
+    /// acknowledged for the first time (above the watermark it found, so a retried event
+    /// is not counted twice).
+    pub fn ingested(&self, pending: PendingIngest, ingested: Ingested) {
         self.ingest.observe(pending.started.elapsed().as_secs_f64());
         let mut counted = BTreeSet::new();
         for (seq, kind) in pending.events {
-            if seq > pending.held && seq <= acked_seq && counted.insert(seq) {
+            if seq > ingested.held && seq <= ingested.watermark && counted.insert(seq) {
                 self.events.get_or_create(&KindLabels { kind }).inc();
             }
         }
@@ -398,7 +386,6 @@ impl CenterMetrics {
 #[derive(Debug)]
 pub struct PendingIngest {
     events: Vec<(u64, &'static str)>,
-    held: u64,
     started: Instant,
 }
 

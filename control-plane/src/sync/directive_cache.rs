@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use edgeroute_protocol::sync::{Event, EventHeader, RawEvent, Report};
 
 use super::store::{
-    CenterStore, GraphMeta, NodeRecord, Result, RolloutRecord, StoredPlan, WindowSample,
+    CenterStore, GraphMeta, Ingested, NodeRecord, Result, RolloutRecord, StoredPlan, WindowSample,
 };
 
 /// Most entries of each kind. Region names come from agents' reports, so the number of
@@ -185,7 +185,7 @@ impl CenterStore for InvalidatingStore {
         report: Report<RawEvent>,
         headers: Vec<EventHeader>,
         received_at_ms: u64,
-    ) -> Result<u64> {
+    ) -> Result<Ingested> {
         self.inner.ingest(report, headers, received_at_ms).await
     }
     async fn nodes(&self) -> Result<Vec<NodeRecord>> {

@@ -136,10 +136,7 @@ async fn report(
     let Json(report) = body.map_err(json_rejection)?;
     let event_headers = validate(&report)?;
     let region = report.region.clone();
-    let pending = center
-        .metrics
-        .before_ingest(center.store.as_ref(), &report, &event_headers)
-        .await;
+    let pending = center.metrics.before_ingest(&report, &event_headers);
     let (seen, received_at_ms) = (crate::fleet::view::Seen::of(&report), now_ms());
     let node = report.node.clone();
     let (graph, window) = (
@@ -157,8 +154,9 @@ async fn report(
         }
     }
     drop(plan_spans);
-    let acked_seq = ingested.map_err(ApiError::storage)?;
-    center.metrics.ingested(pending, acked_seq);
+    let ingested = ingested.map_err(ApiError::storage)?;
+    let acked_seq = ingested.watermark;
+    center.metrics.ingested(pending, ingested);
     center.fleet.record(seen, received_at_ms, acked_seq);
     // Only an accepted report's window counts: a retried one arrives again.
     center.rollouts.windows.record_window(

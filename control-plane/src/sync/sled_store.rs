@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use edgeroute_protocol::sync::{Event, EventHeader, EventKind, RawEvent, Report};
 
 use super::store::{
-    CenterStore, Error, GraphMeta, NodeRecord, Result, RolloutRecord, StoredPlan, advance_watermark,
+    CenterStore, Error, GraphMeta, Ingested, NodeRecord, Result, RolloutRecord, StoredPlan,
+    advance_watermark,
 };
 
 /// Event streams, node records, plans and graph metadata in a sled database.
@@ -112,7 +113,7 @@ impl SledCenterStore {
         report: Report<RawEvent>,
         headers: &[EventHeader],
         received_at_ms: u64,
-    ) -> Result<u64> {
+    ) -> Result<Ingested> {
         let stream = report.stream.as_str();
         let node = report.node.as_str();
         let held = match self.streams.get(stream.as_bytes())? {
@@ -176,7 +177,7 @@ impl SledCenterStore {
         };
         self.nodes
             .insert(record.report.node.as_bytes(), encode(&record, "nodes")?)?;
-        Ok(watermark)
+        Ok(Ingested { held, watermark })
     }
 
     /// Every node record, read synchronously (what the center's fleet view loads at start).
@@ -211,13 +212,13 @@ impl CenterStore for SledCenterStore {
         report: Report<RawEvent>,
         headers: Vec<EventHeader>,
         received_at_ms: u64,
-    ) -> Result<u64> {
-        let watermark = self
+    ) -> Result<Ingested> {
+        let ingested = self
             .blocking(move |s| s.ingest_blocking(report, &headers, received_at_ms))
             .await?;
         // The ack promises durability: flush before it leaves.
         self.flush().await?;
-        Ok(watermark)
+        Ok(ingested)
     }
 
     async fn nodes(&self) -> Result<Vec<NodeRecord>> {

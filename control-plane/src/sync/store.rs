@@ -92,11 +92,23 @@ pub struct WindowSample {
     pub window: MetricsWindow,
 }
 
+/// What [`CenterStore::ingest`] did to a stream's watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    /// The watermark the report found: its events at or below it were held already, so
+    /// counting the events above it counts each event once (read where the ingest read it,
+    /// not in a statement of its own).
+    pub held: u64,
+    /// The watermark after the report, which the agent is answered with.
+    pub watermark: u64,
+}
+
 /// The center's durable state.
 #[async_trait]
 pub trait CenterStore: Send + Sync + 'static {
     /// Store the report's events idempotently, record the node, make both durable, and
-    /// return the stream's watermark. Must not return before the events are durable.
+    /// return the stream's watermark before and after. Must not return before the events
+    /// are durable.
     /// `headers[i]` is the header of `report.events[i]` (the caller has read them already
     /// to validate the report); events are stored as the raw JSON they arrived as.
     async fn ingest(
@@ -104,7 +116,7 @@ pub trait CenterStore: Send + Sync + 'static {
         report: Report<RawEvent>,
         headers: Vec<EventHeader>,
         received_at_ms: u64,
-    ) -> Result<u64>;
+    ) -> Result<Ingested>;
     /// Every node that ever reported, by name.
     async fn nodes(&self) -> Result<Vec<NodeRecord>>;
     /// One node.

@@ -34,7 +34,7 @@ use super::{
     schema::{from_db, to_db},
     shared, without_events,
 };
-use crate::sync::store::{Error, NodeRecord, Result, advance_watermark};
+use crate::sync::store::{Error, Ingested, NodeRecord, Result, advance_watermark};
 
 /// How reports are grouped into transactions.
 #[derive(Debug, Clone)]
@@ -93,7 +93,7 @@ struct Job {
     report: Report<RawEvent>,
     headers: Vec<EventHeader>,
     received_at_ms: u64,
-    reply: oneshot::Sender<Result<u64>>,
+    reply: oneshot::Sender<Result<Ingested>>,
 }
 
 /// The queue to the committers (they stop when it is dropped).
@@ -133,7 +133,7 @@ impl Batcher {
         report: Report<RawEvent>,
         headers: Vec<EventHeader>,
         received_at_ms: u64,
-    ) -> Result<u64> {
+    ) -> Result<Ingested> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Job {
@@ -231,8 +231,8 @@ async fn commit(store: &PgCenterStore, jobs: Vec<Job>, stats: &BatchStats) {
                 stats
                     .reports
                     .fetch_add(jobs.len() as u64, Ordering::Relaxed);
-                for (job, watermark) in jobs.into_iter().zip(watermarks) {
-                    let _ = job.reply.send(Ok(watermark));
+                for (job, ingested) in jobs.into_iter().zip(watermarks) {
+                    let _ = job.reply.send(Ok(ingested));
                 }
                 return;
             }
@@ -267,7 +267,7 @@ async fn commit(store: &PgCenterStore, jobs: Vec<Job>, stats: &BatchStats) {
 
 /// One transaction for every report of `jobs` (distinct streams and nodes); each one's
 /// watermark, in order, once committed.
-async fn ingest_batch(store: &PgCenterStore, jobs: &[Job]) -> Result<Vec<u64>> {
+async fn ingest_batch(store: &PgCenterStore, jobs: &[Job]) -> Result<Vec<Ingested>> {
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(shared)?;
     // Locked in one order by every batch and by the one-report path's single lock.
@@ -412,7 +412,13 @@ async fn ingest_batch(store: &PgCenterStore, jobs: &[Job]) -> Result<Vec<u64>> {
         records.push(encode(&record, "nodes")?);
         received.push(ms(job.received_at_ms));
         acked_db.push(to_db(w));
-        acked.push(w);
+        let before = *held
+            .get(job.report.stream.as_str())
+            .ok_or(Error::Corrupt("streams"))?;
+        acked.push(Ingested {
+            held: before,
+            watermark: w,
+        });
     }
     let upsert = tx
         .prepare_cached(

@@ -37,8 +37,8 @@ use serde_json::Value;
 
 use self::schema::{from_db, to_db};
 use super::store::{
-    CenterStore, Error, GraphMeta, NodeRecord, Result, RolloutRecord, StoredPlan, WindowSample,
-    advance_watermark,
+    CenterStore, Error, GraphMeta, Ingested, NodeRecord, Result, RolloutRecord, StoredPlan,
+    WindowSample, advance_watermark,
 };
 
 /// How many times a transaction the database aborted for a conflict (serialization
@@ -162,7 +162,7 @@ impl PgCenterStore {
         report: &Report<RawEvent>,
         headers: &[EventHeader],
         received_at_ms: u64,
-    ) -> Result<u64> {
+    ) -> Result<Ingested> {
         let mut attempt = 0;
         loop {
             match self.ingest_once(report, headers, received_at_ms).await {
@@ -187,7 +187,7 @@ impl PgCenterStore {
         report: &Report<RawEvent>,
         headers: &[EventHeader],
         received_at_ms: u64,
-    ) -> Result<u64> {
+    ) -> Result<Ingested> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(shared)?;
         let stream = report.stream.as_str();
@@ -286,7 +286,7 @@ impl PgCenterStore {
         .map_err(shared)?;
         // The ack promises durability: nothing leaves before the commit does.
         tx.commit().await.map_err(shared)?;
-        Ok(watermark)
+        Ok(Ingested { held, watermark })
     }
 
     /// The watermark over the stored events from `held`, read in pages so a stream with
@@ -384,7 +384,7 @@ impl CenterStore for PgCenterStore {
         report: Report<RawEvent>,
         headers: Vec<EventHeader>,
         received_at_ms: u64,
-    ) -> Result<u64> {
+    ) -> Result<Ingested> {
         match &self.batcher {
             Some(batcher) => batcher.ingest(report, headers, received_at_ms).await,
             None => {
