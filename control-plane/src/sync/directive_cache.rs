@@ -292,42 +292,26 @@ mod tests {
         (dir, cache, store, inner)
     }
 
+    /// What the cache answers for the region `porto`.
+    async fn porto(cache: &DirectiveCache, store: &InvalidatingStore) -> Option<String> {
+        cache.region_graph(store, "porto").await.unwrap()
+    }
+
     #[tokio::test]
     async fn a_write_elsewhere_is_seen_after_the_ttl_and_a_write_here_at_once() {
         let (_dir, cache, store, elsewhere) = stores(Duration::from_millis(200));
         store.set_region_graph("porto", "v1").await.unwrap();
-        assert_eq!(
-            cache
-                .region_graph(&store, "porto")
-                .await
-                .unwrap()
-                .as_deref(),
-            Some("v1")
-        );
+        assert_eq!(porto(&cache, &store).await.as_deref(), Some("v1"));
         elsewhere.set_region_graph("porto", "v2").await.unwrap();
         let kept = Instant::now();
-        let seen = cache.region_graph(&store, "porto").await.unwrap();
+        let seen = porto(&cache, &store).await;
         if kept.elapsed() < Duration::from_millis(150) {
             assert_eq!(seen.as_deref(), Some("v1"), "kept for the TTL");
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(
-            cache
-                .region_graph(&store, "porto")
-                .await
-                .unwrap()
-                .as_deref(),
-            Some("v2")
-        );
+        assert_eq!(porto(&cache, &store).await.as_deref(), Some("v2"));
         store.set_region_graph("porto", "v3").await.unwrap();
-        assert_eq!(
-            cache
-                .region_graph(&store, "porto")
-                .await
-                .unwrap()
-                .as_deref(),
-            Some("v3")
-        );
+        assert_eq!(porto(&cache, &store).await.as_deref(), Some("v3"));
     }
 
     #[tokio::test]
@@ -342,23 +326,9 @@ mod tests {
     async fn a_zero_ttl_reads_the_store_every_time() {
         let (_dir, cache, store, elsewhere) = stores(Duration::ZERO);
         elsewhere.set_region_graph("porto", "v1").await.unwrap();
-        assert_eq!(
-            cache
-                .region_graph(&store, "porto")
-                .await
-                .unwrap()
-                .as_deref(),
-            Some("v1")
-        );
+        assert_eq!(porto(&cache, &store).await.as_deref(), Some("v1"));
         elsewhere.set_region_graph("porto", "v2").await.unwrap();
-        assert_eq!(
-            cache
-                .region_graph(&store, "porto")
-                .await
-                .unwrap()
-                .as_deref(),
-            Some("v2")
-        );
+        assert_eq!(porto(&cache, &store).await.as_deref(), Some("v2"));
     }
 
     #[tokio::test]
@@ -371,14 +341,7 @@ mod tests {
             Ok(Some("v1".to_owned()))
         });
         assert_eq!(stale.await.unwrap().as_deref(), Some("v1"));
-        assert_eq!(
-            cache
-                .region_graph(&store, "porto")
-                .await
-                .unwrap()
-                .as_deref(),
-            Some("v2")
-        );
+        assert_eq!(porto(&cache, &store).await.as_deref(), Some("v2"));
     }
 
     #[tokio::test]
