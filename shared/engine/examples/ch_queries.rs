@@ -10,17 +10,21 @@
 //! ```
 //!
 //! Modes: `none` (the baseline to subtract), `pair` (1x1 duration-only table), `route`
-//! (route with geometry), `snap` (snapping the two points once more). The points are drawn
-//! as in `ch_profile` and `benches/routing.rs`.
+//! (route with geometry), `snap` (snapping the two points once more), `digest` (prints a
+//! hash over every route's full output, one over the 1x1 tables and a 30x30 table, and one
+//! over the search-space sizes: run the binaries before and after a change to the query
+//! code on the same artifact and compare the line, to show the results are exactly as they
+//! were). The points are drawn as in `ch_profile` and `benches/routing.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use edgeroute_engine::{Coord, Graph, Snap};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::hint::black_box;
 use std::path::PathBuf;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: ch_queries <artifact> <none|pair|route|snap> <count>";
+    let usage = "usage: ch_queries <artifact> <none|pair|route|snap|digest> <count>";
     let path = PathBuf::from(args.next().expect(usage));
     let mode = args.next().expect(usage);
     let count: usize = args.next().expect(usage).parse().expect(usage);
@@ -45,6 +49,14 @@ fn main() {
             pts.push(s);
         }
     }
+    // `DefaultHasher::new()` has fixed keys, so the digests are comparable across binaries.
+    // Three of them: the results (routes, then tables) must not change at all; the search
+    // spaces may, if a change makes the searches stop earlier.
+    let (mut routes, mut tables, mut spaces) = (
+        DefaultHasher::new(),
+        DefaultHasher::new(),
+        DefaultHasher::new(),
+    );
     for i in 0..count {
         let (from, to) = (&pts[2 * i], &pts[2 * i + 1]);
         match mode.as_str() {
@@ -59,8 +71,29 @@ fn main() {
                 black_box(graph.snap(coords[2 * i], 300.0).ok());
                 black_box(graph.snap(coords[2 * i + 1], 300.0).ok());
             }
+            "digest" => {
+                format!("{:?}", graph.route(from, to)).hash(&mut routes);
+                let t = graph.table(std::slice::from_ref(from), std::slice::from_ref(to));
+                format!("{:?} {:?}", t.duration_s(0, 0), t.distance_m(0, 0)).hash(&mut tables);
+                format!("{:?}", graph.search_space(from, to)).hash(&mut spaces);
+            }
             "none" => {}
             other => panic!("unknown mode {other}; {usage}"),
         }
+    }
+    if mode == "digest" {
+        let n = pts.len().min(30);
+        let t = graph.table(&pts[..n], &pts[..n]);
+        for i in 0..n {
+            for j in 0..n {
+                format!("{:?} {:?}", t.duration_s(i, j), t.distance_m(i, j)).hash(&mut tables);
+            }
+        }
+        println!(
+            "{count} pairs: routes {:016x}, 1x1 and {n}x{n} tables {:016x}, search spaces {:016x}",
+            routes.finish(),
+            tables.finish(),
+            spaces.finish()
+        );
     }
 }
