@@ -14,9 +14,11 @@
 //! # Layout
 //! - this module: the prepared hierarchy ([`Hierarchy`], [`UpwardGraph`]) and its arc marks;
 //! - [`contract`](mod@contract): preprocessing (node order, witness searches, shortcuts);
-//! - [`query`]: the upward searches of point-to-point and many-to-many queries.
+//! - [`query`]: the upward searches of point-to-point and many-to-many queries;
+//! - [`heap`]: their priority queue, an indexed 4-ary heap with decrease-key.
 
 mod contract;
+mod heap;
 mod query;
 
 pub(crate) use contract::contract;

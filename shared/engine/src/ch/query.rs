@@ -1,9 +1,7 @@
 //! Queries: two searches that only go up the hierarchy and meet at the highest node of the
 //! shortest path, plus the unpacking of shortcuts into original edges.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
+use super::heap::MinHeap;
 use super::{BACKWARD, Dir, FORWARD, Hierarchy, NONE, ORIGINAL, STALL_P2P, UpDown};
 use crate::network::EdgeId;
 use crate::weight::Weight;
@@ -24,7 +22,7 @@ struct NodeState {
 pub(crate) struct Search {
     state: Vec<NodeState>,
     round: u32,
-    heap: BinaryHeap<Reverse<(Weight, u32)>>,
+    heap: MinHeap,
     /// Nodes settled in the last run, in order (used by the many-to-many buckets).
     pub(crate) settled: Vec<(u32, Weight)>,
     /// Nodes taken off the queue in the last run (stalled ones included) and arcs relaxed:
@@ -45,7 +43,7 @@ impl Search {
                 n
             ],
             round: 0,
-            heap: BinaryHeap::new(),
+            heap: MinHeap::new(n),
             settled: Vec::new(),
             scanned: 0,
             relaxed: 0,
@@ -88,47 +86,54 @@ impl Search {
     fn seed(&mut self, v: u32, d: Weight) {
         if d < self.dist(v) {
             self.set(v, d, NONE);
-            self.heap.push(Reverse((d, v)));
+            self.heap.push_or_decrease(v, d);
         }
     }
 
     fn min_key(&self) -> Weight {
-        self.heap
-            .peek()
-            .map_or(Weight::INFINITY, |Reverse((d, _))| *d)
+        self.heap.peek().map_or(Weight::INFINITY, |(d, _)| d)
     }
 
     /// Settles one node, searching upwards in direction `dir` (with stall-on-demand when
     /// `stall`); returns it with its distance, or `None` when the queue is empty.
     fn step(&mut self, up: &UpDown, dir: Dir, stall: bool) -> Option<(u32, Weight)> {
-        while let Some(Reverse((d, v))) = self.heap.pop() {
-            if d > self.dist(v) {
-                continue;
-            }
-            self.scanned += 1;
-            // Stall-on-demand: if a higher node reaches v more cheaply through an arc of the
-            // opposite direction, v's own distance is not the shortest and its arcs need not
-            // be relaxed. It is still reported, harmlessly, with a non-minimal distance.
-            let stalled = stall
-                && up
-                    .out(v, 1 - dir)
-                    .iter()
-                    .any(|a| self.dist(a.head).add(a.weight) < d);
-            if !stalled {
-                let arcs = up.out(v, dir);
-                self.relaxed += arcs.len();
-                for a in arcs {
-                    let nd = d.add(a.weight);
-                    if nd < self.dist(a.head) {
-                        self.set(a.head, nd, v);
-                        self.heap.push(Reverse((nd, a.head)));
-                    }
+        // Each node is in the heap at most once, with its current distance: no stale entries.
+        let (d, v) = self.heap.pop()?;
+        self.scanned += 1;
+        // Stall-on-demand: if a higher node reaches v more cheaply through an arc of the
+        // opposite direction, v's own distance is not the shortest and its arcs need not
+        // be relaxed. It is still reported, harmlessly, with a non-minimal distance.
+        let stalled = stall
+            && up
+                .out(v, 1 - dir)
+                .iter()
+                .any(|a| self.dist(a.head).add(a.weight) < d);
+        if !stalled {
+            let arcs = up.out(v, dir);
+            self.relaxed += arcs.len();
+            for a in arcs {
+                let nd = d.add(a.weight);
+                let Some(s) = self.state.get_mut(a.head as usize) else {
+                    continue;
+                };
+                // Keys come off in increasing order, so a node already taken off never
+                // improves again: a node seen before in this run is still in the heap.
+                if s.stamp != self.round {
+                    *s = NodeState {
+                        dist: nd,
+                        parent: v,
+                        stamp: self.round,
+                    };
+                    self.heap.push(a.head, nd);
+                } else if nd < s.dist {
+                    s.dist = nd;
+                    s.parent = v;
+                    self.heap.decrease(a.head, nd);
                 }
-                self.settled.push((v, d));
             }
-            return Some((v, d));
+            self.settled.push((v, d));
         }
-        None
+        Some((v, d))
     }
 
     /// Runs a full upward search (no target), recording settled nodes.
