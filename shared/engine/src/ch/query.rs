@@ -23,7 +23,8 @@ pub(crate) struct Search {
     state: Vec<NodeState>,
     round: u32,
     heap: MinHeap,
-    /// Nodes settled in the last run, in order (used by the many-to-many buckets).
+    /// Nodes settled in the last full run ([`Search::run_all`]), in order, for the
+    /// many-to-many buckets; point-to-point queries do not fill it.
     pub(crate) settled: Vec<(u32, Weight)>,
     /// Nodes taken off the queue in the last run (stalled ones included) and arcs relaxed:
     /// the size of the search space, which is what the contraction order is judged by.
@@ -96,7 +97,24 @@ impl Search {
 
     /// Settles one node, searching upwards in direction `dir` (with stall-on-demand when
     /// `stall`); returns it with its distance, or `None` when the queue is empty.
-    fn step(&mut self, up: &UpDown, dir: Dir, stall: bool) -> Option<(u32, Weight)> {
+    ///
+    /// Nodes reached at `bound` or more are not recorded: a point-to-point query passes the
+    /// best meeting weight found so far, and such a node can neither be taken off before
+    /// the search stops, nor improve a meeting, nor stall a node that is (stalling needs a
+    /// smaller weight than the stalled node's, which is below the bound). `record` keeps
+    /// the settled nodes for the many-to-many buckets.
+    ///
+    /// Inlined so that each call site gets its own copy with `dir`, `stall` and `record`
+    /// known: a point-to-point query calls this about 140 times.
+    #[inline(always)]
+    fn step(
+        &mut self,
+        up: &UpDown,
+        dir: Dir,
+        stall: bool,
+        bound: Weight,
+        record: bool,
+    ) -> Option<(u32, Weight)> {
         // Each node is in the heap at most once, with its current distance: no stale entries.
         let (d, v) = self.heap.pop()?;
         self.scanned += 1;
@@ -113,6 +131,9 @@ impl Search {
             self.relaxed += arcs.len();
             for a in arcs {
                 let nd = d.add(a.weight);
+                if nd >= bound {
+                    continue;
+                }
                 let Some(s) = self.state.get_mut(a.head as usize) else {
                     continue;
                 };
@@ -131,7 +152,9 @@ impl Search {
                     self.heap.decrease(a.head, nd);
                 }
             }
-            self.settled.push((v, d));
+            if record {
+                self.settled.push((v, d));
+            }
         }
         Some((v, d))
     }
@@ -142,7 +165,7 @@ impl Search {
         for &(v, d) in seeds {
             self.seed(v, d);
         }
-        while self.step(up, dir, true).is_some() {}
+        while self.step(up, dir, true, Weight::INFINITY, true).is_some() {}
     }
 
     /// Arcs from the seed to `v` in direction `dir` (the one this search ran in), from `v`
@@ -237,9 +260,9 @@ impl Hierarchy {
             }
             let forward_turn = !f_done && (b_done || fk <= bk);
             let settled = if forward_turn {
-                fwd.step(&self.up, FORWARD, STALL_P2P)
+                fwd.step(&self.up, FORWARD, STALL_P2P, best, false)
             } else {
-                bwd.step(&self.up, BACKWARD, STALL_P2P)
+                bwd.step(&self.up, BACKWARD, STALL_P2P, best, false)
             };
             let Some((v, d)) = settled else { continue };
             let other = if forward_turn {
