@@ -231,7 +231,7 @@ mod tests {
                         if let Some((_, v)) = want {
                             keys.remove(&v);
                         }
-                        assert_eq!(heap.pop(), want.map(|(k, v)| (k, v)));
+                        assert_eq!(heap.pop(), want);
                     }
                 }
                 assert_eq!(heap.peek(), set.first().copied());
