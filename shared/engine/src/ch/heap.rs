@@ -88,7 +88,7 @@ impl MinHeap {
 
     /// Lowers the key of `node` if it is in the heap with a higher one; returns whether it
     /// is in the heap.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn decrease(&mut self, node: u32, key: Weight) -> bool {
         let Some(i) = self.position(node) else {
             return false;
