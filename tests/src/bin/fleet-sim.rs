@@ -389,6 +389,63 @@ async fn run_agent(
     }
 }
 
+/// Times `GET /api/v1/nodes` as an operator's browser would see it: its own connection on
+/// its own thread. Sent through the agents' client and runtime, the call waited behind
+/// thousands of queued reports during a storm (20-29 s in the simulator, while `curl`
+/// beside it got answers in 1-51 ms), which measured the simulator, not the center.
+struct ApiProbe {
+    requests: std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Option<f64>>>,
+}
+
+impl ApiProbe {
+    fn start(url: String, key: String, timeout: Duration) -> anyhow::Result<Self> {
+        let (requests, rx) =
+            std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<Option<f64>>>();
+        // Built on the probe's thread: a runtime cannot be entered from the agents' one.
+        std::thread::Builder::new()
+            .name("api-probe".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                let runtime = match runtime {
+                    Ok(r) => r,
+                    Err(e) => return eprintln!("fleet-sim: no runtime for the API probe: {e}"),
+                };
+                let client = runtime.block_on(async {
+                    reqwest::Client::builder()
+                        .timeout(timeout)
+                        .pool_max_idle_per_host(1)
+                        .build()
+                });
+                let client = match client {
+                    Ok(c) => c,
+                    Err(e) => return eprintln!("fleet-sim: no client for the API probe: {e}"),
+                };
+                for reply in rx {
+                    let ms = runtime.block_on(async {
+                        let t0 = Instant::now();
+                        let r = client.get(&url).bearer_auth(&key).send().await.ok()?;
+                        if !r.status().is_success() {
+                            return None;
+                        }
+                        r.bytes().await.ok()?;
+                        Some(t0.elapsed().as_secs_f64() * 1000.0)
+                    });
+                    let _ = reply.send(ms);
+                }
+            })?;
+        Ok(Self { requests })
+    }
+
+    /// One timed call, in milliseconds; `None` when it failed.
+    async fn time(&self) -> Option<f64> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.requests.send(reply).ok()?;
+        answer.await.ok().flatten()
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -454,7 +511,18 @@ async fn main() -> anyhow::Result<()> {
         (start + Duration::from_secs(args.print_s)).into(),
         Duration::from_secs(args.print_s.max(1)),
     );
+    // A storm can hold this task past several periods: print one line for them, not a
+    // burst of near-empty lines.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut api_ms = Vec::new();
+    let probe = match (&args.admin_key, args.centers.first()) {
+        (Some(key), Some(center)) => Some(ApiProbe::start(
+            format!("{}/api/v1/nodes", center.trim_end_matches('/')),
+            key.clone(),
+            Duration::from_secs(args.timeout_s),
+        )?),
+        _ => None,
+    };
     let storm_from = if args.storm { start } else { plan.partition.1 };
     let mut drained_at: Option<Duration> = None;
     let mut last_ok = 0;
@@ -472,27 +540,15 @@ async fn main() -> anyhow::Result<()> {
         {
             drained_at = Some(Instant::now().duration_since(storm_from));
         }
-        let api = match (&args.admin_key, args.centers.first()) {
-            (Some(key), Some(center)) => {
-                let t0 = Instant::now();
-                let r = client
-                    .get(format!("{}/api/v1/nodes", center.trim_end_matches('/')))
-                    .bearer_auth(key)
-                    .send()
-                    .await;
-                let ok = match r {
-                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-                    _ => false,
-                };
-                let ms = t0.elapsed().as_secs_f64() * 1000.0;
-                if ok {
+        let api = match &probe {
+            Some(probe) => match probe.time().await {
+                Some(ms) => {
                     api_ms.push(ms);
                     format!("{ms:.1}")
-                } else {
-                    "error".into()
                 }
-            }
-            _ => "-".into(),
+                None => "error".into(),
+            },
+            None => "-".into(),
         };
         for (i, &pid) in args.center_pids.iter().enumerate() {
             if let Some((_, rss)) = proc_sample(pid) {
