@@ -18,6 +18,7 @@
 //!   `docs/vrp-benchmarks.md`) and `loadgen` (open- or closed-loop load on an agent's `/route`) and `fleet-sim`
 //!   (thousands of simulated agents reporting to a center, see `docs/scale.md`).
 
+pub mod api_probe;
 pub mod data;
 pub mod events;
 pub mod fault_proxy;
