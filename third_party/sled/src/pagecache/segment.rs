@@ -1090,20 +1090,24 @@ impl SegmentAccountant {
 
         assert!(!self.free.contains(&at), "double-free of a segment occurred");
 
+        // edgeroute patch: truncate here, under the SA lock, instead of on the shared IO
+        // threadpool. `bump_tip` waits for truncations while holding this lock; every pool
+        // thread can be blocked on the same lock in `write_to_log`, and the pool only grows
+        // when its queue is deeper than 7, so the queued truncation never ran and the
+        // process deadlocked (upstream spacejam/sled#1269, not in 0.34.7). Truncations are
+        // rare (the last segment became free); an fsync under the lock is the price.
         let (completer, promise) = OneShot::pair();
 
         let config = self.config.clone();
 
         io_fail!(&config, "file truncation");
-        threadpool::spawn(move || {
-            debug!("truncating file to length {}", at);
-            let res = config
-                .file
-                .set_len(at)
-                .and_then(|_| config.file.sync_all())
-                .map_err(|e| e.into());
-            completer.fill(res);
-        })?;
+        debug!("truncating file to length {}", at);
+        let res = config
+            .file
+            .set_len(at)
+            .and_then(|_| config.file.sync_all())
+            .map_err(|e| e.into());
+        completer.fill(res);
 
         if self.async_truncations.insert(at, promise).is_some() {
             panic!(
