@@ -44,6 +44,9 @@ pub enum Error {
     /// A local file could not be read or written.
     #[error("file error")]
     Io(#[from] std::io::Error),
+    /// Another process (or a handle not yet released) holds the database's lock.
+    #[error("the database in {0} is in use by another process")]
+    Locked(std::path::PathBuf),
 }
 
 /// Result alias for storage.

@@ -62,6 +62,32 @@ pub struct SledStore {
     outbox: Option<(sled::Tree, u64)>,
 }
 
+/// How long [`SledStore::open`] waits for the database's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Open sled, waiting up to [`LOCK_WAIT`] for its file lock: sled releases it only when its
+/// last IO task ends, which can be just after the handle is dropped, so a database closed
+/// and opened again in one process (a restart in place) may find it still held. Held
+/// longer, another process owns the directory.
+fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db> {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+        {
+            Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
+                if started.elapsed() >= LOCK_WAIT {
+                    return Err(Error::Locked(dir.to_owned()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 impl SledStore {
     /// Open (or create) the database in `dir`, with a [`DEFAULT_CACHE_BYTES`] page cache.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -73,10 +99,7 @@ impl SledStore {
     /// pointers; graph artifacts are files, see [`super::artifacts`]), so a large cache
     /// only holds on to memory.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()?;
+        let db = open_db(dir, cache_bytes)?;
         db.drop_tree(LEGACY_API_KEYS)?;
         let artifacts = Artifacts::open(dir.join("graphs"))?;
         migrate_artifacts(&db, &artifacts)?;

@@ -171,3 +171,14 @@ fn plan_of(node: &str) -> NewPlan {
         traceparent: None,
     }
 }
+
+#[test]
+fn a_database_held_open_is_refused_with_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = SledStore::open(dir.path()).unwrap();
+    match SledStore::open(dir.path()) {
+        Err(Error::Locked(path)) => assert_eq!(path, dir.path()),
+        Err(other) => panic!("expected Locked, got {other:?}"),
+        Ok(_) => panic!("a second handle on a locked database"),
+    }
+}
