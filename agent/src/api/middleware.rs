@@ -268,8 +268,8 @@ fn bypasses_admission(request: &Request) -> bool {
 /// The runtime-lag check, outermost: at twice the saturation rate half the requests are
 /// refused, so a refusal must cost far less than an answer. Before the request id, the
 /// span and CORS it costs about 40% less CPU than inside them. The refusal is still counted
-/// in `edgeroute_agent_http_requests_total` (code 503) and by reason. It carries no CORS
-/// headers: a browser on another origin sees a network error instead, and retries alike.
+/// in `edgeroute_agent_http_requests_total` (code 503) and by reason, and carries the CORS
+/// headers an allowed origin needs to read it ([`allow_origin`]).
 async fn refuse_on_lag(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if bypasses_admission(&request) {
         return next.run(request).await;
@@ -279,9 +279,36 @@ async fn refuse_on_lag(State(state): State<AppState>, request: Request, next: Ne
     };
     let endpoint = endpoint_label(&request);
     let recording = Recording::start(state.clone(), endpoint, method_label(request.method()));
-    let response = shed(&state, reason);
+    let mut response = shed(&state, reason);
+    allow_origin(&mut response, &state.cors_origins, &request);
     recording.answered(&response);
     response
+}
+
+/// The CORS headers of a simple response, for a refusal made outside the CORS layer:
+/// without them a browser on another origin sees a network error, not the 503 and its
+/// `Retry-After`, and cannot back off as asked. Preflights are never refused there, so
+/// this is the whole of what the layer would add; a header lookup, not the layer's cost.
+fn allow_origin(response: &mut Response, origins: &[String], request: &Request) {
+    let Some(origin) = request.headers().get(header::ORIGIN) else {
+        return;
+    };
+    let headers = response.headers_mut();
+    if origins.iter().any(|o| o == "*") {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    } else if origins.iter().any(|o| o.as_bytes() == origin.as_bytes()) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        headers.append(header::VARY, HeaderValue::from_static("origin"));
+    } else {
+        return;
+    }
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("x-request-id,retry-after"),
+    );
 }
 
 /// The slot gate: at most `--concurrency-limit` requests at work, `--admission-queue`

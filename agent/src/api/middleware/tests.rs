@@ -175,7 +175,18 @@ async fn a_lagging_runtime_refuses_before_any_other_work_and_counts_it() {
     assert_eq!(headers[header::RETRY_AFTER], "1");
     assert!(
         !headers.contains_key("x-request-id"),
-        "refused before the request id, span and CORS layers"
+        "refused before the request id and span layers"
+    );
+    assert_eq!(
+        headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "*",
+        "a browser on another origin can read the refusal"
+    );
+    assert!(
+        headers[header::ACCESS_CONTROL_EXPOSE_HEADERS]
+            .to_str()
+            .unwrap()
+            .contains("retry-after")
     );
     let (status, _, _) = call(app, "/healthz").await;
     assert_eq!(status, StatusCode::OK, "probes are never shed");
@@ -202,4 +213,39 @@ fn token_bucket_refills() {
     std::thread::sleep(Duration::from_millis(5));
     assert!(limiter.check("k").is_ok());
     assert!(RateLimiter::new(0.0, 1).check("k").is_ok(), "0 disables");
+}
+
+#[test]
+fn refusals_name_only_an_allowed_origin() {
+    let refusal = || ApiError::overloaded("busy").into_response();
+    let from = |origin: &str| {
+        Request::builder()
+            .uri("/route")
+            .header(header::ORIGIN, origin)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let listed = vec!["https://dispatch.example".to_owned()];
+    let mut response = refusal();
+    allow_origin(&mut response, &listed, &from("https://dispatch.example"));
+    assert_eq!(
+        response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://dispatch.example"
+    );
+    assert_eq!(response.headers()[header::VARY], "origin");
+    let mut response = refusal();
+    allow_origin(&mut response, &listed, &from("https://evil.example"));
+    assert!(
+        !response
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+    );
+    let mut response = refusal();
+    allow_origin(&mut response, &[], &from("https://dispatch.example"));
+    assert!(
+        !response
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_EXPOSE_HEADERS),
+        "CORS off: nothing added"
+    );
 }
