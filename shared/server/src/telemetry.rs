@@ -186,7 +186,7 @@ where
                 .with_writer(writer)
                 .with_ansi(false)
                 .event_format(format)
-                .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new());
+                .fmt_fields(log::JsonSpanFields);
             registry.with(capture).with(fmt).try_init()
         }
         LogFormat::Text => {

@@ -49,3 +49,55 @@ async fn a_bad_endpoint_is_a_clear_error() {
     };
     assert!(err.to_string().contains("http://"), "{err}");
 }
+
+/// Collects what a subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn span_fields_recorded_later_reach_the_json_line_and_the_last_value_wins() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let out = Captured::default();
+    let writer = out.clone();
+    let (capture, format) = log::JsonWithTrace::new();
+    let subscriber = tracing_subscriber::registry().with(capture).with(
+        tracing_subscriber::fmt::layer()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .event_format(format)
+            .fmt_fields(log::JsonSpanFields),
+    );
+    tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!(
+            "request",
+            endpoint = "/route",
+            code = tracing::field::Empty,
+            profile = tracing::field::Empty,
+            quoted = tracing::field::Empty,
+        );
+        span.record("code", 200);
+        span.record("profile", "car");
+        span.record("quoted", "a \"b\", {c}");
+        span.record("profile", "truck");
+        let _entered = span.enter();
+        tracing::info!("inside");
+    });
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    let span = &line["span"];
+    assert_eq!(span["endpoint"], "/route", "{line}");
+    assert_eq!(span["code"], 200, "{line}");
+    assert_eq!(span["profile"], "truck", "{line}");
+    assert_eq!(span["quoted"], "a \"b\", {c}", "{line}");
+    assert_eq!(line["spans"][0]["profile"], "truck", "{line}");
+}
