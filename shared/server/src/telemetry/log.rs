@@ -11,10 +11,10 @@ use std::{
 use tracing::{Event, Subscriber, dispatcher::WeakDispatch, span::Record};
 use tracing_subscriber::{
     Layer,
-    field::{RecordFields, VisitOutput},
+    field::RecordFields,
     fmt::{
         FmtContext, FormatEvent, FormatFields, FormattedFields,
-        format::{Format, Json, JsonVisitor, Writer},
+        format::{Format, Json, Writer},
     },
     registry::LookupSpan,
 };
@@ -127,20 +127,28 @@ where
 }
 
 /// The fields of a span as a JSON object, as tracing-subscriber's `JsonFields` keeps them,
-/// but a field recorded later is appended instead of the object being parsed and written
-/// again: `JsonFields` did that on every `Span::record`, and the agent records four fields
-/// on each request's span (status, profile, graph version, coordinates), which cost about
-/// 118,000 instructions of a 400,000-instruction `/route` (callgrind,
-/// `agent/examples/request_cost.rs`). A field recorded twice appears twice; readers of the
-/// object (the event format) keep the last, as `JsonFields` did.
+/// written more cheaply. `JsonFields` builds a map of `serde_json::Value`s for every span,
+/// and on every `Span::record` parses the whole object and writes it again; the agent
+/// records four fields on each request's span (status, profile, graph version,
+/// coordinates), which cost about 118,000 instructions of a 400,000-instruction `/route`
+/// (callgrind, `agent/examples/request_cost.rs`). Here fields are written straight to the
+/// string in the order they come, and a field recorded later is appended. A field recorded
+/// twice appears twice; readers of the object (the event format) keep the last, as with
+/// `JsonFields`.
 #[derive(Debug, Default)]
 pub struct JsonSpanFields;
 
 impl<'a> FormatFields<'a> for JsonSpanFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'_>, fields: R) -> fmt::Result {
-        let mut visitor = JsonVisitor::new(&mut writer);
+        writer.write_char('{')?;
+        let mut visitor = JsonObject {
+            out: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
         fields.record(&mut visitor);
-        visitor.finish()
+        visitor.result?;
+        writer.write_char('}')
     }
 
     fn add_fields(
@@ -170,4 +178,102 @@ impl<'a> FormatFields<'a> for JsonSpanFields {
         }
         Ok(())
     }
+}
+
+/// Writes visited fields as the members of a JSON object (without its braces).
+struct JsonObject<'w, 'o> {
+    out: &'o mut Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl JsonObject<'_, '_> {
+    fn member(&mut self, name: &str, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_err() {
+            return;
+        }
+        let separator = if self.first { "" } else { "," };
+        self.first = false;
+        self.result = self
+            .out
+            .write_str(separator)
+            .and_then(|()| write_json_str(self.out, name))
+            .and_then(|()| self.out.write_char(':'))
+            .and_then(|()| value(self.out));
+    }
+}
+
+impl tracing::field::Visit for JsonObject<'_, '_> {
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        // As serde_json writes an f64: not a number is null.
+        self.member(field.name(), |out| {
+            if value.is_finite() {
+                write!(out, "{value:?}")
+            } else {
+                out.write_str("null")
+            }
+        });
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.member(field.name(), |out| write!(out, "{value}"));
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.member(field.name(), |out| write!(out, "{value}"));
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.member(field.name(), |out| write!(out, "{value}"));
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.member(field.name(), |out| write_json_str(out, value));
+    }
+
+    fn record_bytes(&mut self, field: &tracing::field::Field, value: &[u8]) {
+        self.member(field.name(), |out| {
+            out.write_char('[')?;
+            for (i, byte) in value.iter().enumerate() {
+                if i > 0 {
+                    out.write_char(',')?;
+                }
+                write!(out, "{byte}")?;
+            }
+            out.write_char(']')
+        });
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        let name = field.name();
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        let text = format!("{value:?}");
+        self.member(name, |out| write_json_str(out, &text));
+    }
+}
+
+/// `s` as a JSON string, quotes included.
+fn write_json_str(out: &mut Writer<'_>, s: &str) -> fmt::Result {
+    out.write_char('"')?;
+    let mut plain = 0;
+    for (i, c) in s.char_indices() {
+        let escaped = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if u32::from(c) < 0x20 => "",
+            _ => continue,
+        };
+        out.write_str(&s[plain..i])?;
+        if escaped.is_empty() {
+            write!(out, "\\u{:04x}", u32::from(c))?;
+        } else {
+            out.write_str(escaped)?;
+        }
+        plain = i + c.len_utf8();
+    }
+    out.write_str(&s[plain..])?;
+    out.write_char('"')
 }

@@ -101,3 +101,51 @@ fn span_fields_recorded_later_reach_the_json_line_and_the_last_value_wins() {
     assert_eq!(span["quoted"], "a \"b\", {c}", "{line}");
     assert_eq!(line["spans"][0]["profile"], "truck", "{line}");
 }
+
+/// The `span` object of the one JSON line logged inside a span with every kind of field,
+/// under span fields formatted by `fields`.
+fn span_object<N>(fields: N) -> serde_json::Value
+where
+    N: for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    let out = Captured::default();
+    let writer = out.clone();
+    let (capture, format) = log::JsonWithTrace::new();
+    let subscriber = tracing_subscriber::registry().with(capture).with(
+        tracing_subscriber::fmt::layer()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .event_format(format)
+            .fmt_fields(fields),
+    );
+    tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!(
+            "request",
+            text = "tab\there \"quoted\" back\\slash \u{1} \u{7f} é ✓",
+            count = 42u64,
+            delta = -7i64,
+            ratio = 0.1f64,
+            nan = f64::NAN,
+            big = 1e300f64,
+            flag = true,
+            debug = ?Some("x"),
+            r#type = "raw",
+            later = tracing::field::Empty,
+        );
+        span.record("later", 3u64);
+        let _entered = span.enter();
+        tracing::info!("inside");
+    });
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    line["span"].clone()
+}
+
+#[test]
+fn span_fields_are_the_json_tracing_subscriber_writes() {
+    let ours = span_object(log::JsonSpanFields);
+    let theirs = span_object(tracing_subscriber::fmt::format::JsonFields::new());
+    assert_eq!(ours, theirs);
+    assert_eq!(ours["later"], 3, "{ours}");
+}
