@@ -64,47 +64,9 @@ impl std::io::Write for Captured {
     }
 }
 
-#[test]
-fn span_fields_recorded_later_reach_the_json_line_and_the_last_value_wins() {
-    use tracing_subscriber::layer::SubscriberExt;
-    let out = Captured::default();
-    let writer = out.clone();
-    let (capture, format) = log::JsonWithTrace::new();
-    let subscriber = tracing_subscriber::registry().with(capture).with(
-        tracing_subscriber::fmt::layer()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .event_format(format)
-            .fmt_fields(log::JsonSpanFields),
-    );
-    tracing::subscriber::with_default(subscriber, || {
-        let span = tracing::info_span!(
-            "request",
-            endpoint = "/route",
-            code = tracing::field::Empty,
-            profile = tracing::field::Empty,
-            quoted = tracing::field::Empty,
-        );
-        span.record("code", 200);
-        span.record("profile", "car");
-        span.record("quoted", "a \"b\", {c}");
-        span.record("profile", "truck");
-        let _entered = span.enter();
-        tracing::info!("inside");
-    });
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-    let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
-    let span = &line["span"];
-    assert_eq!(span["endpoint"], "/route", "{line}");
-    assert_eq!(span["code"], 200, "{line}");
-    assert_eq!(span["profile"], "truck", "{line}");
-    assert_eq!(span["quoted"], "a \"b\", {c}", "{line}");
-    assert_eq!(line["spans"][0]["profile"], "truck", "{line}");
-}
-
-/// The `span` object of the one JSON line logged inside a span with every kind of field,
-/// under span fields formatted by `fields`.
-fn span_object<N>(fields: N) -> serde_json::Value
+/// The one JSON line `log` writes inside the subscriber the agent installs for
+/// `--log-format json`, with span fields formatted by `fields`.
+fn json_line<N>(fields: N, log: impl FnOnce()) -> serde_json::Value
 where
     N: for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static,
 {
@@ -119,7 +81,42 @@ where
             .event_format(format)
             .fmt_fields(fields),
     );
-    tracing::subscriber::with_default(subscriber, || {
+    tracing::subscriber::with_default(subscriber, log);
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    serde_json::from_str(text.trim()).unwrap()
+}
+
+#[test]
+fn span_fields_recorded_later_reach_the_json_line_and_the_last_value_wins() {
+    let line = json_line(log::JsonSpanFields, || {
+        let span = tracing::info_span!(
+            "request",
+            endpoint = "/route",
+            code = tracing::field::Empty,
+            profile = tracing::field::Empty,
+            quoted = tracing::field::Empty,
+        );
+        span.record("code", 200);
+        span.record("profile", "car");
+        span.record("quoted", "a \"b\", {c}");
+        span.record("profile", "truck");
+        let _entered = span.enter();
+        tracing::info!("inside");
+    });
+    let span = &line["span"];
+    assert_eq!(span["endpoint"], "/route", "{line}");
+    assert_eq!(span["code"], 200, "{line}");
+    assert_eq!(span["profile"], "truck", "{line}");
+    assert_eq!(span["quoted"], "a \"b\", {c}", "{line}");
+    assert_eq!(line["spans"][0]["profile"], "truck", "{line}");
+}
+
+/// The `span` object of a line logged inside a span with every kind of field.
+fn span_object<N>(fields: N) -> serde_json::Value
+where
+    N: for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static,
+{
+    let line = json_line(fields, || {
         let span = tracing::info_span!(
             "request",
             text = "tab\there \"quoted\" back\\slash \u{1} \u{7f} é ✓",
@@ -137,8 +134,6 @@ where
         let _entered = span.enter();
         tracing::info!("inside");
     });
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-    let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
     line["span"].clone()
 }
 
