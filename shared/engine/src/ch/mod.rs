@@ -22,7 +22,7 @@ mod heap;
 mod query;
 
 pub(crate) use contract::contract;
-pub(crate) use query::{Found, Search};
+pub(crate) use query::{Found, PathScratch, Search};
 
 use crate::weight::Weight;
 

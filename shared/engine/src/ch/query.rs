@@ -168,11 +168,10 @@ impl Search {
         while self.step(up, dir, true, Weight::INFINITY, true).is_some() {}
     }
 
-    /// Arcs from the seed to `v` in direction `dir` (the one this search ran in), from `v`
-    /// backwards: the parent's arc to the node whose weight accounts for the distance
-    /// (contraction keeps only the best of parallel arcs, so there is one).
-    fn arcs_to(&self, up: &UpDown, dir: Dir, mut v: u32) -> Vec<u32> {
-        let mut arcs = Vec::new();
+    /// Appends to `arcs` the arcs from the seed to `v` in direction `dir` (the one this
+    /// search ran in), from `v` backwards: the parent's arc to the node whose weight accounts
+    /// for the distance (contraction keeps only the best of parallel arcs, so there is one).
+    fn arcs_to(&self, up: &UpDown, dir: Dir, mut v: u32, arcs: &mut Vec<u32>) {
         while let Some(s) = self.state.get(v as usize) {
             if s.parent == NONE {
                 break;
@@ -188,7 +187,6 @@ impl Search {
             arcs.push(a.arc);
             v = s.parent;
         }
-        arcs
     }
 
     fn root_of(&self, mut v: u32) -> u32 {
@@ -202,27 +200,38 @@ impl Search {
     }
 }
 
-/// The best path found by [`Hierarchy::query`].
+/// The best path found by [`Hierarchy::query`]; its edges are in [`PathScratch::edges`].
 pub(crate) struct Found {
     pub(crate) weight: Weight,
     /// Node the path starts from (one of the sources).
     pub(crate) source: u32,
     /// Node the path ends at (one of the targets).
     pub(crate) target: u32,
-    /// Original edges in travel order.
+}
+
+/// The buffers a path query fills, kept with the per-thread search state: allocating them
+/// fresh (and regrowing them) cost a route about as much as their contents.
+#[derive(Debug, Default)]
+pub(crate) struct PathScratch {
+    /// Hierarchy arcs of the path, in travel order.
+    arcs: Vec<u32>,
+    /// Arcs still to unpack.
+    stack: Vec<u32>,
+    /// The path's original edges in travel order, as the last [`Hierarchy::query`] found.
     pub(crate) edges: Vec<EdgeId>,
 }
 
 impl Hierarchy {
-    /// Expands arcs into original edges, in order.
-    fn unpack(&self, arcs: impl Iterator<Item = u32>, out: &mut Vec<EdgeId>) {
-        let mut stack: Vec<u32> = Vec::with_capacity(64);
-        for arc in arcs {
+    /// Expands `scratch.arcs` into original edges, in order, into `scratch.edges`.
+    fn unpack(&self, scratch: &mut PathScratch) {
+        let PathScratch { arcs, stack, edges } = scratch;
+        edges.clear();
+        for &arc in arcs.iter() {
             stack.push(arc);
             while let Some(a) = stack.pop() {
                 let [x, y] = self.arcs[a as usize];
                 if y == ORIGINAL {
-                    out.push(EdgeId(x));
+                    edges.push(EdgeId(x));
                 } else {
                     stack.push(y);
                     stack.push(x);
@@ -279,27 +288,27 @@ impl Hierarchy {
         (meet != NONE).then_some((best, meet))
     }
 
-    /// The shortest path from the sources to the targets, unpacked into original edges.
+    /// The shortest path from the sources to the targets, unpacked into original edges
+    /// (left in `scratch.edges`).
     pub(crate) fn query(
         &self,
         fwd: &mut Search,
         bwd: &mut Search,
         sources: &[(u32, Weight)],
         targets: &[(u32, Weight)],
+        scratch: &mut PathScratch,
     ) -> Option<Found> {
+        scratch.edges.clear();
         let (weight, meet) = self.meet(fwd, bwd, sources, targets)?;
-        let mut up = fwd.arcs_to(&self.up, FORWARD, meet);
-        up.reverse();
-        let down = bwd.arcs_to(&self.up, BACKWARD, meet);
-        // Room for a cross-city path (Porto: a few hundred edges), so the vector is not
-        // regrown several times per query.
-        let mut edges = Vec::with_capacity(512);
-        self.unpack(up.into_iter().chain(down), &mut edges);
+        scratch.arcs.clear();
+        fwd.arcs_to(&self.up, FORWARD, meet, &mut scratch.arcs);
+        scratch.arcs.reverse();
+        bwd.arcs_to(&self.up, BACKWARD, meet, &mut scratch.arcs);
+        self.unpack(scratch);
         Some(Found {
             weight,
             source: fwd.root_of(meet),
             target: bwd.root_of(meet),
-            edges,
         })
     }
 

@@ -77,6 +77,7 @@ impl Graph {
         from: &Snap,
         to: &Snap,
         found: &ch::Found,
+        edges: &[EdgeId],
         detail: Detail,
     ) -> Route {
         let shape = detail == Detail::Full;
@@ -85,11 +86,7 @@ impl Graph {
         // never reallocate: regrowing cost a tenth of a Porto route.
         let road_len = |road: u32| self.net.roads[road as usize].geometry_len as usize;
         let points = if shape {
-            found
-                .edges
-                .iter()
-                .map(|e| road_len(e.road()) - 1)
-                .sum::<usize>()
+            edges.iter().map(|e| road_len(e.road()) - 1).sum::<usize>()
                 + road_len(from.road)
                 + road_len(to.road)
                 + 2
@@ -164,7 +161,7 @@ impl Graph {
         // The path itself, a few hundred edges of two or three points each: written out
         // here rather than through `push`, which the compiler keeps as a call (its
         // prologue, arguments and epilogue cost more than the copying of a short edge).
-        for edge in &found.edges {
+        for edge in edges {
             let road = &net.roads[edge.road() as usize];
             let backward = edge.is_backward();
             let start = geometry.len().saturating_sub(1);
