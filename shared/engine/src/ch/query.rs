@@ -226,15 +226,21 @@ impl Hierarchy {
     fn unpack(&self, scratch: &mut PathScratch) {
         let PathScratch { arcs, stack, edges } = scratch;
         edges.clear();
+        // Depth first, left child first: only right children wait on the stack, so a
+        // shortcut costs one push and one pop instead of two of each.
         for &arc in arcs.iter() {
-            stack.push(arc);
-            while let Some(a) = stack.pop() {
+            let mut a = arc;
+            loop {
                 let [x, y] = self.arcs[a as usize];
-                if y == ORIGINAL {
-                    edges.push(EdgeId(x));
-                } else {
+                if y != ORIGINAL {
                     stack.push(y);
-                    stack.push(x);
+                    a = x;
+                    continue;
+                }
+                edges.push(EdgeId(x));
+                match stack.pop() {
+                    Some(next) => a = next,
+                    None => break,
                 }
             }
         }
