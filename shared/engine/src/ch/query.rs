@@ -98,6 +98,17 @@ impl Search {
     /// Settles one node, searching upwards in direction `dir` (with stall-on-demand when
     /// `stall`); returns it with its distance, or `None` when the queue is empty.
     ///
+    /// Stall-on-demand is checked when a node is first reached, not when it is taken off:
+    /// a node that a higher node already reaches more cheaply through an arc of the
+    /// opposite direction is not queued at all. Stalling is only pruning (a stalled node's
+    /// distance is not its shortest, so no shortest path needs it), and any subset of the
+    /// stalls keeps the answers exact. Checked on the first reach, it saves the push, the
+    /// pop and the sift-down of about a third of the nodes a query used to take off, for
+    /// the price of a scan per push instead of per pop; it misses the stalls that only
+    /// nodes reached later would find, which cost less than checking twice (callgrind:
+    /// Porto 1x1 pair 65.8k instructions with the check at the pop, 64.4k with both, 56.7k
+    /// at the first reach only). A node reached again later, more cheaply, is checked again.
+    ///
     /// Nodes reached at `bound` or more are not recorded: a point-to-point query passes the
     /// best meeting weight found so far, and such a node can neither be taken off before
     /// the search stops, nor improve a meeting, nor stall a node that is (stalling needs a
@@ -105,7 +116,7 @@ impl Search {
     /// the settled nodes for the many-to-many buckets.
     ///
     /// Inlined so that each call site gets its own copy with `dir`, `stall` and `record`
-    /// known: a point-to-point query calls this about 140 times.
+    /// known: a point-to-point query calls this about 100 times.
     #[inline(always)]
     fn step(
         &mut self,
@@ -118,45 +129,42 @@ impl Search {
         // Each node is in the heap at most once, with its current distance: no stale entries.
         let (d, v) = self.heap.pop()?;
         self.scanned += 1;
-        // Stall-on-demand: if a higher node reaches v more cheaply through an arc of the
-        // opposite direction, v's own distance is not the shortest and its arcs need not
-        // be relaxed. It is still reported, harmlessly, with a non-minimal distance.
-        let stalled = stall
-            && up
-                .out(v, 1 - dir)
-                .iter()
-                .any(|a| self.dist(a.head).add(a.weight) < d);
-        if !stalled {
-            let arcs = up.out(v, dir);
-            self.relaxed += arcs.len();
-            for a in arcs {
-                let nd = d.add(a.weight);
-                if nd >= bound {
-                    continue;
-                }
-                let Some(s) = self.state.get_mut(a.head as usize) else {
-                    continue;
-                };
-                // Keys come off in increasing order, so a node already taken off never
-                // improves again: a node seen before in this run is still in the heap.
-                if s.stamp != self.round {
-                    *s = NodeState {
-                        dist: nd,
-                        parent: v,
-                        stamp: self.round,
-                    };
-                    self.heap.push(a.head, nd);
-                } else if nd < s.dist {
-                    s.dist = nd;
-                    s.parent = v;
-                    self.heap.decrease(a.head, nd);
-                }
+        let arcs = up.out(v, dir);
+        self.relaxed += arcs.len();
+        for a in arcs {
+            let nd = d.add(a.weight);
+            if nd >= bound {
+                continue;
             }
-            if record {
-                self.settled.push((v, d));
+            let Some(seen) = self.state.get(a.head as usize) else {
+                continue;
+            };
+            // Keys come off in increasing order, so a node already taken off never
+            // improves again: a node seen before in this run is still in the heap.
+            if seen.stamp != self.round {
+                if stall && self.stalls(up, dir, a.head, nd) {
+                    continue;
+                }
+                self.set(a.head, nd, v);
+                self.heap.push(a.head, nd);
+            } else if nd < seen.dist {
+                self.set(a.head, nd, v);
+                self.heap.decrease(a.head, nd);
             }
         }
+        if record {
+            self.settled.push((v, d));
+        }
         Some((v, d))
+    }
+
+    /// Whether a higher node already reaches `v` more cheaply than `d` through an arc of
+    /// the opposite direction, so that `d` is not `v`'s shortest distance.
+    #[inline(always)]
+    fn stalls(&self, up: &UpDown, dir: Dir, v: u32, d: Weight) -> bool {
+        up.out(v, 1 - dir)
+            .iter()
+            .any(|a| self.dist(a.head).add(a.weight) < d)
     }
 
     /// Runs a full upward search (no target), recording settled nodes.
