@@ -185,14 +185,17 @@ impl Search {
                 break;
             }
             let from = self.dist(s.parent);
-            let Some(a) = up
+            let Some(i) = up
                 .out(s.parent, dir)
                 .iter()
-                .find(|a| a.head == v && from.add(a.weight) == s.dist)
+                .position(|a| a.head == v && from.add(a.weight) == s.dist)
             else {
                 break;
             };
-            arcs.push(a.arc);
+            let Some(&arc) = up.out_ids(s.parent, dir).get(i) else {
+                break;
+            };
+            arcs.push(arc);
             v = s.parent;
         }
     }
