@@ -105,9 +105,10 @@ impl Search {
     /// stalls keeps the answers exact. Checked on the first reach, it saves the push, the
     /// pop and the sift-down of about a third of the nodes a query used to take off, for
     /// the price of a scan per push instead of per pop; it misses the stalls that only
-    /// nodes reached later would find, which cost less than checking twice (callgrind:
-    /// Porto 1x1 pair 65.8k instructions with the check at the pop, 64.4k with both, 56.7k
-    /// at the first reach only). A node reached again later, more cheaply, is checked again.
+    /// nodes reached later would find, which cost less than checking twice (callgrind,
+    /// with the branching scan of the time: Porto 1x1 pair 65.8k instructions with the
+    /// check at the pop, 64.4k with both, 56.7k at the first reach only). A node reached
+    /// again later, more cheaply, is checked again.
     ///
     /// Nodes reached at `bound` or more are not recorded: a point-to-point query passes the
     /// best meeting weight found so far, and such a node can neither be taken off before
