@@ -237,8 +237,8 @@ pub(crate) struct Found {
 pub(crate) struct PathScratch {
     /// Hierarchy arcs of the path, in travel order.
     arcs: Vec<u32>,
-    /// Arcs still to unpack.
-    stack: Vec<u32>,
+    /// Arcs still to unpack, as their entries in [`Hierarchy::arcs`].
+    stack: Vec<[u32; 2]>,
     /// The path's original edges in travel order, as the last [`Hierarchy::query`] found.
     pub(crate) edges: Vec<EdgeId>,
 }
@@ -249,19 +249,22 @@ impl Hierarchy {
         let PathScratch { arcs, stack, edges } = scratch;
         edges.clear();
         // Depth first, left child first: only right children wait on the stack, so a
-        // shortcut costs one push and one pop instead of two of each.
+        // shortcut costs one push and one pop instead of two of each. They wait already
+        // looked up: the lookup of the right child then misses the cache while the left
+        // one's does, instead of after the whole left subtree (the arcs of a long path are
+        // spread over the 2 MB array, and this chain of lookups was most of the unpacking).
         for &arc in arcs.iter() {
-            let mut a = arc;
+            let mut cur = self.arcs[arc as usize];
             loop {
-                let [x, y] = self.arcs[a as usize];
+                let [x, y] = cur;
                 if y != ORIGINAL {
-                    stack.push(y);
-                    a = x;
+                    stack.push(self.arcs[y as usize]);
+                    cur = self.arcs[x as usize];
                     continue;
                 }
                 edges.push(EdgeId(x));
                 match stack.pop() {
-                    Some(next) => a = next,
+                    Some(next) => cur = next,
                     None => break,
                 }
             }
