@@ -167,7 +167,7 @@ fn encoded_len(
         + list
         + 8 * turns.extra_depart.len()
         + 2 * upward_offsets
-        + 16 * ch.up.all_arcs().len()
+        + 16 * ch.up.arc_count()
         + 2 * list
         + 8 * ch.arcs.len()
 }

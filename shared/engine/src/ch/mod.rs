@@ -22,7 +22,7 @@ mod heap;
 mod query;
 
 pub(crate) use contract::contract;
-pub(crate) use query::{Found, Search};
+pub(crate) use query::{Found, PathScratch, Search};
 
 use crate::weight::Weight;
 
@@ -32,12 +32,13 @@ const NONE: u32 = u32::MAX;
 /// Stall-on-demand in point-to-point queries. With the old contraction order its extra
 /// scans cost more than they saved (40 -> 32 us per Porto query without it); with the
 /// current order it cuts a Porto query from 214 to 155 settled nodes and from 1,112 to 509
-/// relaxed arcs, and its instruction count (callgrind) by a quarter.
+/// relaxed arcs, and its instruction count (callgrind) by a quarter. Checked when a node is
+/// first reached rather than when it is taken off since the fourth session of issue 14
+/// (see `Search::step`).
 const STALL_P2P: bool = true;
 
-/// One arc of an upward adjacency. Head, weight and arc id side by side, 16 bytes: a search
-/// relaxing a node's arcs reads one run of memory instead of three arrays, and the searches
-/// are bound by memory latency, not arithmetic.
+/// One arc of an upward adjacency as contraction produces it and the artifact stores it:
+/// head, weight and arc id. Queries read [`QueryArc`]s instead.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct UpArc {
     pub(crate) weight: Weight,
@@ -78,6 +79,18 @@ impl UpwardGraph {
     }
 }
 
+/// One arc as the searches read it: head and weight, 12 bytes. The arc id (which only
+/// the few arcs of the final path need) lives in a parallel array, so a node's arcs take
+/// a quarter less memory and fewer cache lines: the searches are bound by the latency of
+/// fetching arc lists, not by arithmetic. Packed to 4-byte alignment; fields are only ever
+/// read by value (an unaligned 8-byte load costs nothing extra on the machines we run on).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, packed(4))]
+pub(crate) struct QueryArc {
+    pub(crate) weight: Weight,
+    pub(crate) head: u32,
+}
+
 /// Both upward adjacencies in one array, node by node: a node's forward arcs, then its
 /// backward arcs. A search settling a node reads its own direction's arcs to relax them
 /// and the opposite direction's to decide whether to stall it, so keeping the two side by
@@ -88,7 +101,9 @@ pub(crate) struct UpDown {
     /// `2 * node_count + 1` offsets: node `v`'s forward arcs are
     /// `first[2v]..first[2v + 1]`, its backward arcs `first[2v + 1]..first[2v + 2]`.
     first: Vec<u32>,
-    arcs: Vec<UpArc>,
+    arcs: Vec<QueryArc>,
+    /// Index into [`Hierarchy::arcs`] of each of `arcs`.
+    ids: Vec<u32>,
 }
 
 /// The direction of an upward search: [`FORWARD`] walks arcs in travel direction,
@@ -101,14 +116,22 @@ impl UpDown {
     /// Interleaves the two directions (which must cover the same nodes).
     pub(crate) fn new(forward: UpwardGraph, backward: UpwardGraph) -> Self {
         let n = forward.first.len().saturating_sub(1);
+        let len = forward.arcs.len() + backward.arcs.len();
         let mut up = UpDown {
             first: Vec::with_capacity(2 * n + 1),
-            arcs: Vec::with_capacity(forward.arcs.len() + backward.arcs.len()),
+            arcs: Vec::with_capacity(len),
+            ids: Vec::with_capacity(len),
         };
         up.first.push(0);
         for v in 0..n as u32 {
             for g in [&forward, &backward] {
-                up.arcs.extend_from_slice(g.out(v));
+                for a in g.out(v) {
+                    up.arcs.push(QueryArc {
+                        weight: a.weight,
+                        head: a.head,
+                    });
+                    up.ids.push(a.arc);
+                }
                 up.first.push(up.arcs.len() as u32);
             }
         }
@@ -124,21 +147,42 @@ impl UpDown {
         };
         g.first.push(0);
         for v in 0..n as u32 {
-            g.arcs.extend_from_slice(self.out(v, dir));
+            let range = self.range(v, dir);
+            g.arcs
+                .extend(
+                    self.arcs[range.clone()]
+                        .iter()
+                        .zip(&self.ids[range])
+                        .map(|(a, &arc)| UpArc {
+                            weight: a.weight,
+                            head: a.head,
+                            arc,
+                        }),
+                );
             g.first.push(g.arcs.len() as u32);
         }
         g
     }
 
-    /// All arcs of both directions.
-    pub(crate) fn all_arcs(&self) -> &[UpArc] {
-        &self.arcs
+    /// Number of arcs of both directions.
+    pub(crate) fn arc_count(&self) -> usize {
+        self.arcs.len()
+    }
+
+    fn range(&self, node: u32, dir: Dir) -> std::ops::Range<usize> {
+        let i = 2 * node as usize + dir;
+        self.first[i] as usize..self.first[i + 1] as usize
     }
 
     /// The arcs leaving `node` upwards in direction `dir`.
-    pub(crate) fn out(&self, node: u32, dir: Dir) -> &[UpArc] {
-        let i = 2 * node as usize + dir;
-        &self.arcs[self.first[i] as usize..self.first[i + 1] as usize]
+    pub(crate) fn out(&self, node: u32, dir: Dir) -> &[QueryArc] {
+        &self.arcs[self.range(node, dir)]
+    }
+
+    /// The ids (indices into [`Hierarchy::arcs`]) of the arcs [`UpDown::out`] returns, in
+    /// the same order.
+    pub(crate) fn out_ids(&self, node: u32, dir: Dir) -> &[u32] {
+        &self.ids[self.range(node, dir)]
     }
 }
 
@@ -153,4 +197,40 @@ pub(crate) struct Hierarchy {
     /// replaces, in travel order. Side by side because unpacking reads both halves of every
     /// arc it visits (one cache miss instead of two; the artifact keeps two lists).
     pub(crate) arcs: Vec<[u32; 2]>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The query layout keeps each arc's head, weight and id together by position: both
+    /// directions come back exactly as they went in, and `out_ids` names the arcs `out`
+    /// returns, in the same order.
+    #[test]
+    fn up_down_round_trips_both_directions_with_their_arc_ids() {
+        let forward = UpwardGraph::from_lists(vec![
+            vec![(1, Weight::new(5, 50), 7), (2, Weight::new(9, 90), 3)],
+            vec![(2, Weight::new(1, 10), 4)],
+            vec![],
+        ]);
+        let backward =
+            UpwardGraph::from_lists(vec![vec![(2, Weight::new(2, 20), 8)], vec![], vec![]]);
+        let up = UpDown::new(forward.clone(), backward.clone());
+        assert_eq!(up.direction(FORWARD), forward);
+        assert_eq!(up.direction(BACKWARD), backward);
+        assert_eq!(up.arc_count(), 4);
+        for (dir, g) in [(FORWARD, &forward), (BACKWARD, &backward)] {
+            for v in 0..3 {
+                let got: Vec<_> = up
+                    .out(v, dir)
+                    .iter()
+                    .zip(up.out_ids(v, dir))
+                    .map(|(a, &id)| (a.head, a.weight, id))
+                    .collect();
+                let want: Vec<_> = g.out(v).iter().map(|a| (a.head, a.weight, a.arc)).collect();
+                assert_eq!(got, want, "node {v}, direction {dir}");
+            }
+        }
+        assert_eq!(std::mem::size_of::<QueryArc>(), 12);
+    }
 }

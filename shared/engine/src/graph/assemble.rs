@@ -4,7 +4,7 @@
 use super::{Detail, Graph, Route, RouteSegment};
 use crate::ch;
 use crate::geo::Coord;
-use crate::network::EdgeId;
+use crate::network::{EdgeId, RoadNetwork};
 use crate::snap::Snap;
 use crate::weight::Weight;
 
@@ -77,6 +77,7 @@ impl Graph {
         from: &Snap,
         to: &Snap,
         found: &ch::Found,
+        edges: &[EdgeId],
         detail: Detail,
     ) -> Route {
         let shape = detail == Detail::Full;
@@ -85,11 +86,7 @@ impl Graph {
         // never reallocate: regrowing cost a tenth of a Porto route.
         let road_len = |road: u32| self.net.roads[road as usize].geometry_len as usize;
         let points = if shape {
-            found
-                .edges
-                .iter()
-                .map(|e| road_len(e.road()) - 1)
-                .sum::<usize>()
+            edges.iter().map(|e| road_len(e.road()) - 1).sum::<usize>()
                 + road_len(from.road)
                 + road_len(to.road)
                 + 2
@@ -103,38 +100,26 @@ impl Graph {
         }
         // (name id, weight, geometry start); consecutive pieces of equally named roads are
         // merged: that is the unit turn-by-turn steps are made of, and it saves a string
-        // per edge on the hot path.
-        let mut pieces: Vec<(u32, Weight, usize)> = Vec::new();
-        // Appends the road's shape points `range` (reversed if `backward`) and then `last`,
-        // if any, with their OSM node ids.
+        // per edge on the hot path. A Porto route has a handful; room for more than most.
+        let mut pieces: Vec<(u32, Weight, usize)> = Vec::with_capacity(16);
         let net = &self.net;
-        let mut push = |geometry: &mut Vec<Coord>,
-                        nodes: &mut Vec<i64>,
-                        range: std::ops::Range<usize>,
-                        backward: bool,
-                        last: Option<(Coord, i64)>,
-                        road: u32,
-                        w: Weight| {
+        let push = |geometry: &mut Vec<Coord>,
+                    nodes: &mut Vec<i64>,
+                    pieces: &mut Vec<(u32, Weight, usize)>,
+                    range: std::ops::Range<usize>,
+                    backward: bool,
+                    last: Option<(Coord, i64)>,
+                    road: u32,
+                    w: Weight| {
             let start = geometry.len().saturating_sub(1);
             if shape {
-                let (points, ids) = (&net.points[range.clone()], &net.point_ids[range]);
-                if backward {
-                    geometry.extend(points.iter().rev());
-                    nodes.extend(ids.iter().rev());
-                } else {
-                    geometry.extend_from_slice(points);
-                    nodes.extend_from_slice(ids);
-                }
+                append(net, geometry, nodes, range, backward);
                 if let Some((c, id)) = last {
                     geometry.push(c);
                     nodes.push(id);
                 }
             }
-            let name = net.roads[road as usize].name;
-            match pieces.last_mut() {
-                Some(last) if last.0 == name => last.1 = last.1.add(w),
-                _ => pieces.push((name, w, start)),
-            }
+            merge(pieces, net.roads[road as usize].name, w, start);
         };
 
         // The first partial road: towards `to` if we left through the road's end node.
@@ -147,35 +132,51 @@ impl Graph {
             nodes.extend(first_node(base + seg));
             let w = rs.forward.scale(1.0 - from.fraction);
             let range = base + seg + 1..base + len;
-            push(&mut geometry, &mut nodes, range, false, None, from.road, w);
+            push(
+                &mut geometry,
+                &mut nodes,
+                &mut pieces,
+                range,
+                false,
+                None,
+                from.road,
+                w,
+            );
         } else {
             nodes.extend(first_node(base + seg + 1));
             let w = rs.backward.scale(from.fraction);
             let range = base..base + seg + 1;
-            push(&mut geometry, &mut nodes, range, true, None, from.road, w);
-        }
-
-        for edge in &found.edges {
-            let road = &self.net.roads[edge.road() as usize];
-            let base = road.geometry_start as usize;
-            let len = road.geometry_len as usize;
-            let w = road.weight(edge.is_backward());
-            // The junction the edge starts at is already in the geometry.
-            let range = if edge.is_backward() {
-                base..base + len - 1
-            } else {
-                base + 1..base + len
-            };
-            let backward = edge.is_backward();
             push(
                 &mut geometry,
                 &mut nodes,
+                &mut pieces,
                 range,
-                backward,
+                true,
                 None,
-                edge.road(),
+                from.road,
                 w,
             );
+        }
+
+        // The path itself, a few hundred edges of two or three points each: written out
+        // here rather than through `push`, which the compiler keeps as a call (its
+        // prologue, arguments and epilogue cost more than the copying of a short edge).
+        for edge in edges {
+            let road = &net.roads[edge.road() as usize];
+            let backward = edge.is_backward();
+            let start = geometry.len().saturating_sub(1);
+            if shape {
+                let base = road.geometry_start as usize;
+                let end = base + road.geometry_len as usize;
+                // The junction the edge starts at is already in the geometry.
+                let range = if backward {
+                    base..end - 1
+                } else {
+                    base + 1..end
+                };
+                append(net, &mut geometry, &mut nodes, range, backward);
+            }
+            merge(&mut pieces, road.name, road.weight(backward), start);
         }
 
         // The last partial road: we arrive from its start node when driving it forward.
@@ -188,12 +189,30 @@ impl Graph {
             let w = rt.forward.scale(to.fraction);
             let last = Some((to.location, self.net.point_ids[base + seg + 1]));
             let range = base + 1..base + seg + 1;
-            push(&mut geometry, &mut nodes, range, false, last, to.road, w);
+            push(
+                &mut geometry,
+                &mut nodes,
+                &mut pieces,
+                range,
+                false,
+                last,
+                to.road,
+                w,
+            );
         } else {
             let w = rt.backward.scale(1.0 - to.fraction);
             let last = Some((to.location, self.net.point_ids[base + seg]));
             let range = base + seg + 1..base + len - 1;
-            push(&mut geometry, &mut nodes, range, true, last, to.road, w);
+            push(
+                &mut geometry,
+                &mut nodes,
+                &mut pieces,
+                range,
+                true,
+                last,
+                to.road,
+                w,
+            );
         }
 
         let ends = pieces
@@ -223,5 +242,35 @@ impl Graph {
             nodes,
             segments,
         }
+    }
+}
+
+/// Appends the network's shape points `range` (reversed if `backward`) and their OSM node
+/// ids.
+#[inline(always)]
+fn append(
+    net: &RoadNetwork,
+    geometry: &mut Vec<Coord>,
+    nodes: &mut Vec<i64>,
+    range: std::ops::Range<usize>,
+    backward: bool,
+) {
+    let (points, ids) = (&net.points[range.clone()], &net.point_ids[range]);
+    if backward {
+        geometry.extend(points.iter().rev());
+        nodes.extend(ids.iter().rev());
+    } else {
+        geometry.extend_from_slice(points);
+        nodes.extend_from_slice(ids);
+    }
+}
+
+/// Adds a stretch of road named `name` with weight `w` starting at geometry index `start`,
+/// extending the last piece if it has the same name.
+#[inline(always)]
+fn merge(pieces: &mut Vec<(u32, Weight, usize)>, name: u32, w: Weight, start: usize) {
+    match pieces.last_mut() {
+        Some(last) if last.0 == name => last.1 = last.1.add(w),
+        _ => pieces.push((name, w, start)),
     }
 }

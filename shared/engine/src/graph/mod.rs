@@ -16,7 +16,7 @@ pub use types::{
 };
 
 use crate::artifact::{self, Contents};
-use crate::ch::{self, Hierarchy, Search};
+use crate::ch::{self, Hierarchy, PathScratch, Search};
 use crate::geo::Coord;
 use crate::import::import_osm;
 use crate::network::RoadNetwork;
@@ -47,17 +47,21 @@ pub struct Graph {
 thread_local! {
     /// Per-thread query state, sized to the last graph used: allocating the distance arrays
     /// per query would cost more than the query.
-    static WORKSPACE: RefCell<Option<(Search, Search)>> = const { RefCell::new(None) };
+    static WORKSPACE: RefCell<Option<(Search, Search, PathScratch)>> =
+        const { RefCell::new(None) };
 }
 
-fn with_workspace<R>(n: usize, f: impl FnOnce(&mut Search, &mut Search) -> R) -> R {
+fn with_workspace<R>(
+    n: usize,
+    f: impl FnOnce(&mut Search, &mut Search, &mut PathScratch) -> R,
+) -> R {
     WORKSPACE.with(|cell| {
         let mut slot = cell.borrow_mut();
         let ws = match slot.as_mut() {
             Some(ws) if ws.0.len() == n => ws,
-            _ => slot.insert((Search::new(n), Search::new(n))),
+            _ => slot.insert((Search::new(n), Search::new(n), PathScratch::default())),
         };
-        f(&mut ws.0, &mut ws.1)
+        f(&mut ws.0, &mut ws.1, &mut ws.2)
     })
 }
 
@@ -234,26 +238,27 @@ impl Graph {
             return Err(Error::ForeignSnap);
         }
         let direct = self.same_road(from, to);
-        let found = with_workspace(self.turns.node_count, |fwd, bwd| {
-            self.ch
-                .query(fwd, bwd, &self.source_seeds(from), &self.target_seeds(to))
-        });
-        match (found, direct) {
-            (Some(f), Some((w, backward))) if w <= f.weight => {
-                Ok(self.direct_route(from, to, w, backward, detail))
+        let (sources, targets) = (self.source_seeds(from), self.target_seeds(to));
+        // Assembled inside the workspace so the path's edges are read from its buffer.
+        with_workspace(self.turns.node_count, |fwd, bwd, scratch| {
+            let found = self.ch.query(fwd, bwd, &sources, &targets, scratch);
+            match (found, direct) {
+                (Some(f), Some((w, backward))) if w <= f.weight => {
+                    Ok(self.direct_route(from, to, w, backward, detail))
+                }
+                (None, Some((w, backward))) => Ok(self.direct_route(from, to, w, backward, detail)),
+                (Some(f), _) => Ok(self.assemble_route(from, to, &f, &scratch.edges, detail)),
+                (None, None) => Err(Error::NoRoute),
             }
-            (None, Some((w, backward))) => Ok(self.direct_route(from, to, w, backward, detail)),
-            (Some(f), _) => Ok(self.assemble_route(from, to, &f, detail)),
-            (None, None) => Err(Error::NoRoute),
-        }
+        })
     }
 
     /// The search space of the point-to-point query behind [`Graph::route`] from `from` to
     /// `to`: a measurement for benchmarks and tuning, not needed to route.
     pub fn search_space(&self, from: &Snap, to: &Snap) -> SearchSpace {
-        with_workspace(self.turns.node_count, |fwd, bwd| {
-            self.ch
-                .query(fwd, bwd, &self.source_seeds(from), &self.target_seeds(to));
+        let (sources, targets) = (self.source_seeds(from), self.target_seeds(to));
+        with_workspace(self.turns.node_count, |fwd, bwd, scratch| {
+            self.ch.query(fwd, bwd, &sources, &targets, scratch);
             SearchSpace {
                 settled: fwd.scanned + bwd.scanned,
                 relaxed: fwd.relaxed + bwd.relaxed,
@@ -267,7 +272,7 @@ impl Graph {
         let source_seeds: Vec<_> = sources.iter().map(|s| self.source_seeds(s)).collect();
         let target_seeds: Vec<_> = targets.iter().map(|t| self.target_seeds(t)).collect();
         let (n, m) = (sources.len(), targets.len());
-        let mut weights = with_workspace(self.turns.node_count, |fwd, bwd| {
+        let mut weights = with_workspace(self.turns.node_count, |fwd, bwd, _| {
             // Buckets cost one unpruned search per row and column plus a pass over every
             // node; a pruned point-to-point search per cell is cheaper while there are no
             // more cells than rows and columns (1x1, 1xN, 2x2: single routes and the VRP's
