@@ -195,7 +195,9 @@ async fn connections_killed_mid_batch_lose_nothing_acknowledged() {
         return;
     };
     const NODES: usize = 24;
-    const EVENTS: u64 = 60;
+    // Bounds what one node sends, so its stream fits one read; far more than the fault
+    // needs on any machine here.
+    const MAX_EVENTS: u64 = 4_000;
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     // The fault: every connection of the store's database killed, again and again,
@@ -228,15 +230,20 @@ async fn connections_killed_mid_batch_lose_nothing_acknowledged() {
         let (store, errors, stop) = (store.clone(), errors.clone(), stop.clone());
         tasks.spawn(async move {
             let node = format!("edge-{n:02}");
-            let mut acked = 0u64;
-            // While the fault lasts: send what is above the watermark, a few at a time.
-            while acked < EVENTS && !stop.load(Ordering::SeqCst) {
-                let (r, h) = report(&node, acked + 1..=EVENTS.min(acked + 4));
+            let (mut acked, mut sent) = (0u64, 0u64);
+            // Until the fault ends: send what is above the watermark, a few at a time,
+            // paced like an agent draining its outbox, so that the writers are still busy
+            // when the killer strikes however fast the machine is.
+            while acked < MAX_EVENTS && !stop.load(Ordering::SeqCst) {
+                let last = MAX_EVENTS.min(acked + 4);
+                sent = sent.max(last);
+                let (r, h) = report(&node, acked + 1..=last);
                 match store.ingest(r, h, 1_000).await {
                     Ok(ingested) => {
                         let w = ingested.watermark;
                         assert!(w >= acked);
                         acked = w;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
                     }
                     Err(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
@@ -244,37 +251,48 @@ async fn connections_killed_mid_batch_lose_nothing_acknowledged() {
                     }
                 }
             }
-            (node, acked)
+            (node, acked, sent)
         });
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The fault lasts until several ingests have failed on it (and at least a moment),
+    // so that a fast machine cannot finish its work between two kills.
+    let began = std::time::Instant::now();
+    while (errors.load(Ordering::Relaxed) < 5 || began.elapsed() < Duration::from_millis(500))
+        && began.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stop.store(true, Ordering::SeqCst);
     let killed = killer.await.unwrap();
     let mut acked_during_fault = BTreeMap::new();
     while let Some(done) = tasks.join_next().await {
-        let (node, acked) = done.unwrap();
-        acked_during_fault.insert(node, acked);
+        let (node, acked, sent) = done.unwrap();
+        acked_during_fault.insert(node, (acked, sent));
     }
     assert!(killed > 0, "the fault hit no connection");
     assert!(
         errors.load(Ordering::Relaxed) > 0,
         "no ingest saw the fault"
     );
-    for (node, acked) in &acked_during_fault {
+    for (node, &(acked, sent)) in &acked_during_fault {
         let held = stored(&store, node).await;
         // Everything acknowledged is there, contiguous from 1, and nothing twice.
         assert!(
-            held.len() as u64 >= *acked
-                && held[..*acked as usize] == (1..=*acked).collect::<Vec<_>>(),
+            held.len() as u64 >= acked && held[..acked as usize] == (1..=acked).collect::<Vec<_>>(),
             "{node}: acked {acked}, stored {held:?}"
         );
-        // The rest drains once the database is left alone.
-        let (r, h) = report(node, 1..=EVENTS);
-        assert_eq!(
-            store.ingest(r, h, 2_000).await.unwrap().watermark,
-            EVENTS,
-            "{node}"
-        );
-        assert_eq!(stored(&store, node).await, (1..=EVENTS).collect::<Vec<_>>());
+        // The rest drains once the database is left alone, resent from the start as an
+        // agent that lost its acks would.
+        for first in (1..=sent).step_by(500) {
+            let last = sent.min(first + 499);
+            let (r, h) = report(node, first..=last);
+            let watermark = store.ingest(r, h, 2_000).await.unwrap().watermark;
+            // Above `last` only when an unacknowledged report had committed after all.
+            assert!(
+                watermark >= last && watermark <= sent,
+                "{node}: {watermark}"
+            );
+        }
+        assert_eq!(stored(&store, node).await, (1..=sent).collect::<Vec<_>>());
     }
 }
