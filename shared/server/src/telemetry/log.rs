@@ -256,23 +256,26 @@ impl tracing::field::Visit for JsonObject<'_, '_> {
 fn write_json_str(out: &mut Writer<'_>, s: &str) -> fmt::Result {
     out.write_char('"')?;
     let mut plain = 0;
-    for (i, c) in s.char_indices() {
-        let escaped = match c {
-            '"' => "\\\"",
-            '\\' => "\\\\",
-            '\n' => "\\n",
-            '\r' => "\\r",
-            '\t' => "\\t",
-            c if u32::from(c) < 0x20 => "",
+    // Byte by byte: every character JSON escapes is ASCII, and no byte of a multi-byte
+    // UTF-8 sequence is below 0x80, so the runs between escapes stay on char boundaries
+    // without decoding the string.
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..0x20 => "",
             _ => continue,
         };
         out.write_str(&s[plain..i])?;
         if escaped.is_empty() {
-            write!(out, "\\u{:04x}", u32::from(c))?;
+            write!(out, "\\u{:04x}", b)?;
         } else {
             out.write_str(escaped)?;
         }
-        plain = i + c.len_utf8();
+        plain = i + 1;
     }
     out.write_str(&s[plain..])?;
     out.write_char('"')
