@@ -18,6 +18,12 @@
 //! When the generator shares the machine, the scheduled-time figures measure its own lag
 //! as much as the server's.
 //!
+//! With `--max-in-flight N` on a plain `http` URL the fixed rate goes through N keep-alive
+//! connections, each a worker taking the next issued request from one queue (a client's
+//! bounded pool), on hyper's connection API: several times cheaper per request than a
+//! task and a `reqwest` call each, so at twice an agent's saturation the generator's own
+//! core is not what makes requests wait (`https` and the unbounded mode use `reqwest`).
+//!
 //! With `--pid`, the agent's resident memory, threads and open descriptors are sampled from
 //! `/proc` before (idle), during (peak) and `--settle` seconds after the run.
 
@@ -31,6 +37,7 @@ use std::{
 
 use anyhow::Context;
 use clap::Parser;
+use hyper::http;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 /// Command line.
@@ -154,6 +161,114 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
+
+/// The lean fixed-rate client: plain HTTP/1.1 keep-alive connections to one address.
+#[derive(Clone)]
+struct Pooled {
+    address: String,
+    /// The `Host` header and the path prefix of `--url`.
+    host: String,
+    base_path: usize,
+    auth: Option<http::HeaderValue>,
+    timeout: Duration,
+}
+
+type Job = (usize, Instant, Instant);
+
+impl Pooled {
+    /// `None` for an `https` URL (that goes through `reqwest`).
+    fn new(url: &str, auth: Option<&str>, timeout_s: u64) -> anyhow::Result<Option<Self>> {
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Ok(None);
+        };
+        let host = rest.split('/').next().unwrap_or(rest).to_owned();
+        Ok(Some(Self {
+            address: host.clone(),
+            base_path: "http://".len() + host.len(),
+            host,
+            auth: auth.map(http::HeaderValue::from_str).transpose()?,
+            timeout: Duration::from_secs(timeout_s),
+        }))
+    }
+
+    async fn connect(&self) -> Option<SendRequest> {
+        let stream = tokio::net::TcpStream::connect(&self.address).await.ok()?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .ok()?;
+        tokio::spawn(connection);
+        Some(sender)
+    }
+
+    /// One connection of the pool: takes the next issued request until none are left.
+    async fn worker(
+        self,
+        queue: Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Job>>>,
+        urls: Arc<Vec<String>>,
+    ) -> Vec<Outcome> {
+        let mut out = Vec::new();
+        let mut sender = None;
+        loop {
+            let Some((i, scheduled, issued)) = queue.lock().await.recv().await else {
+                return out;
+            };
+            let sent = Instant::now();
+            if sender.as_ref().is_none_or(|s: &SendRequest| s.is_closed()) {
+                sender = self.connect().await;
+            }
+            let Some(conn) = sender.as_mut() else {
+                out.push(Outcome::Failed);
+                continue;
+            };
+            let url = &urls[i % urls.len()];
+            let mut request = http::Request::new(http_body_util::Empty::<bytes::Bytes>::new());
+            *request.uri_mut() = match url[self.base_path..].parse() {
+                Ok(uri) => uri,
+                Err(_) => {
+                    out.push(Outcome::Failed);
+                    continue;
+                }
+            };
+            let headers = request.headers_mut();
+            headers.insert(
+                http::header::HOST,
+                http::HeaderValue::from_str(&self.host)
+                    .unwrap_or(http::HeaderValue::from_static("localhost")),
+            );
+            if let Some(auth) = &self.auth {
+                headers.insert(http::header::AUTHORIZATION, auth.clone());
+            }
+            let answer = async {
+                let response = conn.send_request(request).await?;
+                let status = response.status();
+                http_body_util::BodyExt::collect(response.into_body()).await?;
+                Ok::<_, hyper::Error>(status)
+            };
+            out.push(match tokio::time::timeout(self.timeout, answer).await {
+                Ok(Ok(status)) if status.is_success() => Outcome::Ok(Latency {
+                    scheduled: scheduled.elapsed(),
+                    issued: issued.elapsed(),
+                    sent: sent.elapsed(),
+                }),
+                Ok(Ok(status)) if status == 503 => Outcome::Shed,
+                Ok(Ok(_)) => Outcome::Failed,
+                Ok(Err(_)) => {
+                    sender = None;
+                    Outcome::Failed
+                }
+                Err(_) => {
+                    // The connection still carries the late answer: start a new one.
+                    sender = None;
+                    Outcome::TimedOut
+                }
+            });
+        }
+    }
+}
+
+type SendRequest = hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -288,43 +403,71 @@ async fn main() -> anyhow::Result<()> {
             latencies.extend(w.await?);
         }
     } else {
-        let pool = (args.max_in_flight > 0)
-            .then(|| Arc::new(tokio::sync::Semaphore::new(args.max_in_flight)));
         let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate));
         let total = (duration.as_secs_f64() * f64::from(args.rate)) as usize;
+        let lean = (args.max_in_flight > 0)
+            .then(|| Pooled::new(&args.url, auth.as_deref(), args.timeout))
+            .transpose()?
+            .flatten();
         let mut tasks = Vec::with_capacity(total);
-        for i in 0..total {
-            let scheduled = started + interval * u32::try_from(i)?;
-            tokio::time::sleep_until(scheduled.into()).await;
-            let issued = Instant::now();
-            send_lag.push(issued - scheduled);
-            let request = get(urls[i % urls.len()].clone());
-            let pool = pool.clone();
-            tasks.push(tokio::spawn(async move {
-                let _permit = match &pool {
-                    Some(pool) => Some(pool.clone().acquire_owned().await),
-                    None => None,
-                };
-                let sent = Instant::now();
-                match request.send().await {
-                    Ok(r) if r.status().is_success() => match r.bytes().await {
-                        Ok(_) => Outcome::Ok(Latency {
-                            scheduled: scheduled.elapsed(),
-                            issued: issued.elapsed(),
-                            sent: sent.elapsed(),
-                        }),
+        if let Some(lean) = lean {
+            let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
+            let queue = Arc::new(tokio::sync::Mutex::new(queue));
+            let workers: Vec<_> = (0..args.max_in_flight)
+                .map(|_| tokio::spawn(lean.clone().worker(queue.clone(), urls.clone())))
+                .collect();
+            for i in 0..total {
+                let scheduled = started + interval * u32::try_from(i)?;
+                tokio::time::sleep_until(scheduled.into()).await;
+                let issued = Instant::now();
+                send_lag.push(issued - scheduled);
+                // The workers hold the receiver until every job is taken.
+                let _ = jobs.send((i, scheduled, issued));
+            }
+            drop(jobs);
+            for w in workers {
+                tasks.push(w);
+            }
+        } else {
+            let pool = (args.max_in_flight > 0)
+                .then(|| Arc::new(tokio::sync::Semaphore::new(args.max_in_flight)));
+            for i in 0..total {
+                let scheduled = started + interval * u32::try_from(i)?;
+                tokio::time::sleep_until(scheduled.into()).await;
+                let issued = Instant::now();
+                send_lag.push(issued - scheduled);
+                let request = get(urls[i % urls.len()].clone());
+                let pool = pool.clone();
+                tasks.push(tokio::spawn(async move {
+                    let _permit = match &pool {
+                        Some(pool) => Some(pool.clone().acquire_owned().await),
+                        None => None,
+                    };
+                    let sent = Instant::now();
+                    vec![match request.send().await {
+                        Ok(r) if r.status().is_success() => match r.bytes().await {
+                            Ok(_) => Outcome::Ok(Latency {
+                                scheduled: scheduled.elapsed(),
+                                issued: issued.elapsed(),
+                                sent: sent.elapsed(),
+                            }),
+                            Err(_) => Outcome::Failed,
+                        },
+                        Ok(r) if r.status() == 503 => Outcome::Shed,
+                        Ok(_) => Outcome::Failed,
+                        Err(e) if e.is_timeout() => Outcome::TimedOut,
                         Err(_) => Outcome::Failed,
-                    },
-                    Ok(r) if r.status() == 503 => Outcome::Shed,
-                    Ok(_) => Outcome::Failed,
-                    Err(e) if e.is_timeout() => Outcome::TimedOut,
-                    Err(_) => Outcome::Failed,
-                }
-            }));
+                    }]
+                }));
+            }
         }
         offered = Some(total as f64 / started.elapsed().as_secs_f64());
-        for t in tasks {
-            match t.await? {
+        for outcome in futures::future::try_join_all(tasks)
+            .await?
+            .into_iter()
+            .flatten()
+        {
+            match outcome {
                 Outcome::Ok(l) => {
                     latencies.push(l.scheduled);
                     from_issued.push(l.issued);
