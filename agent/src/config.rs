@@ -128,9 +128,17 @@ pub struct Config {
     #[arg(long, env = "EDGEROUTE_ADMISSION_MAX_WAIT_MS", default_value_t = 50)]
     pub admission_max_wait_ms: u64,
 
-    /// Refuse new routing and optimisation requests with 503 while runtime workers pick up
-    /// ready work this many milliseconds late (every request waits about that long before it
-    /// is even read); 0 turns the check off.
+    /// Refuse new routing and optimisation requests with 503 while connections with a
+    /// request wait this many milliseconds for a runtime worker (every request arriving then
+    /// waits about that long before it is even read); 0 turns the check off. The default
+    /// keeps accepted requests fast at twice the saturation rate (docs/overload.md); raise it
+    /// for clients that prefer a slow answer to a 503.
+    #[arg(long, env = "EDGEROUTE_MAX_QUEUE_DELAY_MS", default_value_t = 5)]
+    pub max_queue_delay_ms: u64,
+
+    /// Refuse new routing and optimisation requests with 503 while the runtime is stalled
+    /// or far behind: a probe task wakes this many milliseconds late, or is overdue by that
+    /// much; 0 turns the check off.
     #[arg(long, env = "EDGEROUTE_MAX_RUNTIME_LAG_MS", default_value_t = 50)]
     pub max_runtime_lag_ms: u64,
 
@@ -352,6 +360,8 @@ pub struct Limits {
     pub admission_max_wait: Duration,
     /// Runtime lag above which requests are refused (`None`: never).
     pub max_runtime_lag: Option<Duration>,
+    /// Connections' wait for a worker above which requests are refused (`None`: never).
+    pub max_queue_delay: Option<Duration>,
     /// Runtime lag above which requests are refused while a standing queue lasts.
     pub standing_lag: Option<Duration>,
     /// `POST /optimize` requests waiting for a solve slot at most.
@@ -390,6 +400,8 @@ impl Config {
             admission_max_wait: Duration::from_millis(self.admission_max_wait_ms),
             max_runtime_lag: (self.max_runtime_lag_ms > 0)
                 .then(|| Duration::from_millis(self.max_runtime_lag_ms)),
+            max_queue_delay: (self.max_queue_delay_ms > 0)
+                .then(|| Duration::from_millis(self.max_queue_delay_ms)),
             standing_lag: (self.standing_lag_ms > 0)
                 .then(|| Duration::from_millis(self.standing_lag_ms)),
             solve_queue: self.solve_queue,
@@ -446,6 +458,7 @@ impl Default for Limits {
             admission_queue: 256,
             admission_max_wait: Duration::from_millis(50),
             max_runtime_lag: None,
+            max_queue_delay: None,
             standing_lag: None,
             solve_queue: 64,
             rate_limit: 0.0,

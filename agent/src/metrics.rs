@@ -178,7 +178,8 @@ pub struct ReasonLabels {
 /// Labels of shed requests.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ShedLabels {
-    /// `queue_full`, `queue_timeout` or `runtime_lag` (see `api::admission::Shed`).
+    /// `queue_full`, `queue_timeout`, `queue_delay` or `runtime_lag` (see
+    /// `api::admission::Shed`).
     pub reason: &'static str,
 }
 
@@ -259,7 +260,7 @@ impl OverloadMetrics {
 
     fn register(&self, registry: &mut Registry) {
         // At zero from the start, so `rate()` and alerts see the family before the first shed.
-        for reason in ["queue_full", "queue_timeout", "runtime_lag"] {
+        for reason in ["queue_full", "queue_timeout", "queue_delay", "runtime_lag"] {
             let _ = self.shed.get_or_create(&ShedLabels { reason });
         }
         registry.register(

@@ -129,6 +129,8 @@ pub fn admission(limits: &Limits, metrics: &Metrics) -> admission::Admission {
         ),
         lag: Arc::new(admission::LagProbe::new(limits.standing_lag)),
         max_lag: limits.max_runtime_lag,
+        queue_delay: Arc::new(edgeroute_server::queue_delay::QueueDelay::new()),
+        max_queue_delay: limits.max_queue_delay,
         compute: crate::compute::Compute::new(limits.compute_threads, limits.compute_queue),
     }
 }

@@ -75,6 +75,9 @@ pub struct ServerLimits {
     /// Refused connections being answered at once at most (each holds a descriptor for up
     /// to [`SHED_LINGER`]); beyond, a new connection to refuse is closed without an answer.
     pub max_shedding: usize,
+    /// Where connections report how long they waited for a runtime worker each time they
+    /// were woken (the queue an overloaded server builds); `None`: not measured.
+    pub queue_delay: Option<Arc<crate::queue_delay::QueueDelay>>,
 }
 
 /// Refuses new connections under overload, before they cost a request.
@@ -103,6 +106,7 @@ impl Default for ServerLimits {
             protocol_error_body: None,
             shedder: None,
             max_shedding: 512,
+            queue_delay: None,
         }
     }
 }
@@ -247,7 +251,7 @@ where
                 continue;
             }
         }
-        connections.spawn(connection(
+        let serve = connection(
             tcp,
             acceptor.clone(),
             app.clone(),
@@ -255,7 +259,13 @@ where
             limits.clone(),
             stop_rx.clone(),
             permit,
-        ));
+        );
+        match &limits.queue_delay {
+            Some(delay) => {
+                connections.spawn(crate::queue_delay::Stamped::new(serve, delay.clone()))
+            }
+            None => connections.spawn(serve),
+        };
     }
     drop(listener);
     let _ = stop_tx.send(true);

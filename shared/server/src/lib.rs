@@ -25,6 +25,7 @@
 pub mod conn;
 pub mod exposition;
 pub mod protocol_errors;
+pub mod queue_delay;
 pub mod telemetry;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -1,13 +1,13 @@
 //! Connection bounds of `serve_with_limits`, over real sockets: half-sent requests and idle
-//! connections are closed, and beyond the cap new connections wait while existing ones are
-//! still served.
+//! connections are closed, beyond the cap new connections wait while existing ones are
+//! still served, and connections report how long they waited for a worker.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{Router, routing::get};
-use edgeroute_server::ServerLimits;
+use edgeroute_server::{ServerLimits, queue_delay::QueueDelay};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -164,4 +164,44 @@ async fn a_connection_serves_at_most_its_request_budget() {
         "{last}"
     );
     assert!(closed_within(&mut s, Duration::from_secs(2)).await);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn connections_woken_behind_busy_tasks_report_their_wait_for_the_worker() {
+    let delay = Arc::new(QueueDelay::new());
+    let (addr, _stop) = start(ServerLimits {
+        queue_delay: Some(delay.clone()),
+        ..ServerLimits::default()
+    })
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        // On an idle runtime a request is picked up at once.
+        s.write_all(GET).await.unwrap();
+        assert!(response(&mut s, Duration::from_secs(2)).await.is_some());
+        clients.push(s);
+    }
+    assert!(
+        delay.recent() < Duration::from_millis(5),
+        "{:?}",
+        delay.recent()
+    );
+    // The requests are on the wire, then 100 ms of other work is queued on the only worker:
+    // the connections, woken together when the driver next looks (after a few dozen of
+    // these tasks at most), wait behind the rest and behind one another.
+    for s in &mut clients {
+        s.write_all(GET).await.unwrap();
+    }
+    for _ in 0..100 {
+        tokio::spawn(async { std::thread::sleep(Duration::from_millis(1)) });
+    }
+    for s in &mut clients {
+        assert!(response(s, Duration::from_secs(5)).await.is_some());
+    }
+    assert!(
+        delay.recent() >= Duration::from_millis(10),
+        "{:?}",
+        delay.recent()
+    );
 }

@@ -203,6 +203,44 @@ async fn a_lagging_runtime_refuses_before_any_other_work_and_counts_it() {
     );
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn requests_are_refused_while_connections_queue_for_a_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_queue_delay: Some(Duration::from_millis(5)),
+        ..Limits::default()
+    };
+    let state = state(dir.path(), limits);
+    let router: Router = Router::new()
+        .route("/work", get(|| async { axum::Json("done") }))
+        .route("/healthz", get(|| async { axum::Json("ok") }));
+    let app = stack(router, &state);
+    let (status, _, _) = call(app.clone(), "/work").await;
+    assert_eq!(status, StatusCode::OK, "no queue yet");
+    // What the server's connection tasks report when many wait 30 ms for a worker.
+    let queued = edgeroute_server::queue_delay::MIN_QUEUED;
+    state
+        .admission
+        .queue_delay
+        .record(Duration::from_millis(30), queued);
+    let (status, headers, body) = call(app.clone(), "/work").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    let (status, _, _) = call(app.clone(), "/healthz").await;
+    assert_eq!(status, StatusCode::OK, "probes are never shed");
+    let text = state.metrics.encode().unwrap();
+    assert!(
+        text.contains("edgeroute_agent_http_shed_total{reason=\"queue_delay\"} 1"),
+        "{text}"
+    );
+    // The queue drains: connections are picked up at once again.
+    for _ in 0..30 {
+        state.admission.queue_delay.record(Duration::ZERO, queued);
+    }
+    let (status, _, _) = call(app, "/work").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
 #[test]
 fn token_bucket_refills() {
     let limiter = RateLimiter::new(1000.0, 2);
