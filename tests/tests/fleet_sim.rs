@@ -47,18 +47,22 @@ fn figure(stdout: &str, label: &str) -> u64 {
         .unwrap_or_else(|| panic!("no number after {label:?} in {stdout}"))
 }
 
-/// Every simulated node the center lists, with its watermark.
-async fn watermarks(center: &str) -> BTreeMap<String, u64> {
-    let page: Value = client()
-        .get(format!("{center}/api/v1/nodes"))
+/// `GET` of the center's admin API.
+async fn admin_get(center: &str, path: &str) -> Value {
+    client()
+        .get(format!("{center}{path}"))
         .bearer_auth(ADMIN)
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
-    page["nodes"]
+        .unwrap()
+}
+
+/// Every simulated node the center lists, with its watermark.
+async fn watermarks(center: &str) -> BTreeMap<String, u64> {
+    admin_get(center, "/api/v1/nodes").await["nodes"]
         .as_array()
         .unwrap()
         .iter()
@@ -73,18 +77,11 @@ async fn watermarks(center: &str) -> BTreeMap<String, u64> {
 
 /// The sequence numbers of `node`'s plans the center holds, in order.
 async fn plan_seqs(center: &str, node: &str) -> Vec<u64> {
-    let page: Value = client()
-        .get(format!(
-            "{center}/api/v1/plans?node={node}&since=0&limit=1000"
-        ))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    page["plans"]
+    admin_get(
+        center,
+        &format!("/api/v1/plans?node={node}&since=0&limit=1000"),
+    )
+    .await["plans"]
         .as_array()
         .unwrap()
         .iter()
