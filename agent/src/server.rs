@@ -245,7 +245,11 @@ impl Agent {
                     .then_some(config.shed_connections_above),
                 max_lag: accept_max_lag,
             });
-        let queue_delay = state.admission.queue_delay.clone();
+        // Measured only when something refuses on it: the wrapper costs every poll a lock.
+        let queue_delay = state
+            .admission
+            .max_queue_delay
+            .map(|_| state.admission.queue_delay.clone());
         let probe_app = probe_app(state.clone());
         let app = api::app(state);
         let addr = listener.local_addr()?;
@@ -302,7 +306,7 @@ impl Agent {
         let fd_limit = edgeroute_server::raise_fd_limit();
         let mut server_limits = config.server_limits(fd_limit);
         server_limits.shedder = Some(shedder);
-        server_limits.queue_delay = Some(queue_delay);
+        server_limits.queue_delay = queue_delay;
         if server_limits.max_connections < config.max_connections {
             tracing::warn!(
                 max_connections = server_limits.max_connections,

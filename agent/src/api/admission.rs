@@ -17,10 +17,10 @@
 //!   with it: under 10 ms while requests waited 27 ms at 500 busy connections), so it is a
 //!   backstop: above `--max-runtime-lag-ms` (50 ms) requests are refused (reason
 //!   `runtime_lag`). There is also the **standing queue** check (`--standing-lag-ms`, off
-//!   by default), CoDel's idea applied to the probe's lag: once every wake-up for [`STANDING_AFTER`] was
-//!   later than the target, the queue is not a burst that drains by itself, and requests are
-//!   refused while the lag exceeds the target, until it has stayed within it for
-//!   [`CALM_AFTER`] (same reason). A burst shorter than that is served, not refused;
+//!   by default), CoDel's idea applied to the probe's lag: once every wake-up for
+//!   [`STANDING_AFTER`] was later than the target, the queue is not a burst that drains by
+//!   itself, and requests are refused while the lag exceeds the target, until it has
+//!   stayed within it for [`CALM_AFTER`] (same reason). A burst shorter than that is served, not refused;
 //! - **slots** ([`Gate`]): at most `--concurrency-limit` requests past the gate at once (this
 //!   bounds the blocking pool too, since handlers that `spawn_blocking` hold their slot until
 //!   the work ends), at most `--admission-queue` waiting for one, each for at most

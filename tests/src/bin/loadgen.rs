@@ -166,8 +166,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[derive(Clone)]
 struct Pooled {
     address: String,
-    /// The `Host` header and the path prefix of `--url`.
-    host: String,
+    /// The `Host` header.
+    host: http::HeaderValue,
+    /// Length of `--url`'s scheme and authority, before the path.
     base_path: usize,
     auth: Option<http::HeaderValue>,
     timeout: Duration,
@@ -183,9 +184,9 @@ impl Pooled {
         };
         let host = rest.split('/').next().unwrap_or(rest).to_owned();
         Ok(Some(Self {
-            address: host.clone(),
             base_path: "http://".len() + host.len(),
-            host,
+            host: http::HeaderValue::from_str(&host)?,
+            address: host,
             auth: auth.map(http::HeaderValue::from_str).transpose()?,
             timeout: Duration::from_secs(timeout_s),
         }))
@@ -232,11 +233,7 @@ impl Pooled {
                 }
             };
             let headers = request.headers_mut();
-            headers.insert(
-                http::header::HOST,
-                http::HeaderValue::from_str(&self.host)
-                    .unwrap_or(http::HeaderValue::from_static("localhost")),
-            );
+            headers.insert(http::header::HOST, self.host.clone());
             if let Some(auth) = &self.auth {
                 headers.insert(http::header::AUTHORIZATION, auth.clone());
             }
