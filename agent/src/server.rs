@@ -140,7 +140,7 @@ impl Agent {
             window.clone(),
             metrics.clone(),
         ));
-        let state = AppState {
+        let mut state = api::Shared {
             graphs,
             store: store.clone(),
             admission: Arc::new(api::admission(&limits, &metrics)),
@@ -164,7 +164,6 @@ impl Agent {
             shadow,
             profiles,
         };
-        let mut state = state;
         let mut sync = None;
         if let Some(url) = &config.control_plane {
             let handle = Arc::new(crate::sync::SyncHandle {
@@ -188,7 +187,7 @@ impl Agent {
         Ok(Self {
             config,
             store,
-            state,
+            state: state.into(),
             sync,
         })
     }

@@ -15,7 +15,7 @@ use crate::{
 fn state(dir: &std::path::Path, limits: Limits) -> AppState {
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(SledStore::open(dir).unwrap());
-    AppState {
+    AppState::from(crate::api::Shared {
         graphs: Arc::new(GraphService::new(
             Arc::new(GraphHolder::default()),
             store.clone(),
@@ -45,7 +45,7 @@ fn state(dir: &std::path::Path, limits: Limits) -> AppState {
         }),
         window: Arc::default(),
         sync: None,
-    }
+    })
 }
 
 async fn call(app: Router, path: &str) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
