@@ -122,7 +122,9 @@ pub fn snap_all(
     radiuses: &[Option<f64>],
     default_radius_m: f64,
 ) -> Result<Vec<Snap>, ApiError> {
-    let _span = tracing::info_span!("snap", edgeroute.coordinates = coords.len()).entered();
+    // Debug level: at info a third of a short route's tracing cost, and its time is inside
+    // the `route` or `table` span anyway (docs/observability.md says how to turn it on).
+    let _span = tracing::debug_span!("snap", edgeroute.coordinates = coords.len()).entered();
     coords
         .iter()
         .enumerate()
