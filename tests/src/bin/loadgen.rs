@@ -11,8 +11,8 @@
 //! successful requests, and how many were shed (503), failed otherwise or timed out.
 //!
 //! At a fixed rate it also prints how far the generator itself fell behind its schedule
-//! (`offered_rps`, `send_lag_p50_ms`: tokio's timer alone rounds every send up to the next
-//! millisecond), and the latency of successful requests counted from when the generator
+//! (`offered_rps`, `send_lag_p50_ms`; the schedule is kept by a thread of its own, see
+//! `pace`), and the latency of successful requests counted from when the generator
 //! issued each (`issued_*`: includes waiting for a connection of a bounded pool, excludes
 //! the generator's own lateness) and from when it was written to a connection (`sent_*`).
 //! When the generator shares the machine, the scheduled-time figures measure its own lag
@@ -175,6 +175,39 @@ struct Pooled {
 }
 
 type Job = (usize, Instant, Instant);
+
+/// Issues `total` jobs `interval` apart from `started` on a thread of its own, so that a
+/// fixed rate means what it says: `std::thread::sleep` wakes within the kernel's timer slack
+/// (about 50 µs), where tokio's timer rounds every wait up to the next millisecond and so
+/// added up to 1.4 ms of the generator's own lateness to every latency counted from the
+/// schedule. The thread returns how late each job was issued and how long issuing took.
+fn pace(
+    started: Instant,
+    interval: Duration,
+    total: usize,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<Job>,
+    std::thread::JoinHandle<(Vec<Duration>, Duration)>,
+) {
+    let (jobs, ticks) = tokio::sync::mpsc::unbounded_channel();
+    let pacing = std::thread::spawn(move || {
+        let mut lags = Vec::with_capacity(total);
+        for i in 0..total {
+            let scheduled = started + interval.mul_f64(i as f64);
+            if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let issued = Instant::now();
+            lags.push(issued - scheduled);
+            // The receivers live until every job is taken.
+            if jobs.send((i, scheduled, issued)).is_err() {
+                break;
+            }
+        }
+        (lags, started.elapsed())
+    });
+    (ticks, pacing)
+}
 
 impl Pooled {
     /// `None` for an `https` URL (that goes through `reqwest`).
@@ -407,32 +440,19 @@ async fn main() -> anyhow::Result<()> {
             .transpose()?
             .flatten();
         let mut tasks = Vec::with_capacity(total);
+        let (mut ticks, pacing) = pace(started, interval, total);
         if let Some(lean) = lean {
-            let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
-            let queue = Arc::new(tokio::sync::Mutex::new(queue));
+            let queue = Arc::new(tokio::sync::Mutex::new(ticks));
             let workers: Vec<_> = (0..args.max_in_flight)
                 .map(|_| tokio::spawn(lean.clone().worker(queue.clone(), urls.clone())))
                 .collect();
-            for i in 0..total {
-                let scheduled = started + interval * u32::try_from(i)?;
-                tokio::time::sleep_until(scheduled.into()).await;
-                let issued = Instant::now();
-                send_lag.push(issued - scheduled);
-                // The workers hold the receiver until every job is taken.
-                let _ = jobs.send((i, scheduled, issued));
-            }
-            drop(jobs);
             for w in workers {
                 tasks.push(w);
             }
         } else {
             let pool = (args.max_in_flight > 0)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(args.max_in_flight)));
-            for i in 0..total {
-                let scheduled = started + interval * u32::try_from(i)?;
-                tokio::time::sleep_until(scheduled.into()).await;
-                let issued = Instant::now();
-                send_lag.push(issued - scheduled);
+            while let Some((i, scheduled, issued)) = ticks.recv().await {
                 let request = get(urls[i % urls.len()].clone());
                 let pool = pool.clone();
                 tasks.push(tokio::spawn(async move {
@@ -458,12 +478,13 @@ async fn main() -> anyhow::Result<()> {
                 }));
             }
         }
-        offered = Some(total as f64 / started.elapsed().as_secs_f64());
-        for outcome in futures::future::try_join_all(tasks)
-            .await?
-            .into_iter()
-            .flatten()
-        {
+        let outcomes = futures::future::try_join_all(tasks).await?;
+        let (lags, paced) = pacing
+            .join()
+            .map_err(|_| anyhow::anyhow!("the pacing thread panicked"))?;
+        send_lag = lags;
+        offered = Some(total as f64 / paced.as_secs_f64());
+        for outcome in outcomes.into_iter().flatten() {
             match outcome {
                 Outcome::Ok(l) => {
                     latencies.push(l.scheduled);
