@@ -140,15 +140,10 @@ pub struct JsonSpanFields;
 
 impl<'a> FormatFields<'a> for JsonSpanFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'_>, fields: R) -> fmt::Result {
-        writer.write_char('{')?;
-        let mut visitor = JsonObject {
-            out: &mut writer,
-            first: true,
-            result: Ok(()),
-        };
-        fields.record(&mut visitor);
-        visitor.result?;
-        writer.write_char('}')
+        with_scratch(|object| {
+            write_object(object, fields)?;
+            writer.write_str(object)
+        })
     }
 
     fn add_fields(
@@ -156,28 +151,68 @@ impl<'a> FormatFields<'a> for JsonSpanFields {
         current: &'a mut FormattedFields<Self>,
         fields: &Record<'_>,
     ) -> fmt::Result {
-        let mut added = String::new();
-        self.format_fields(Writer::new(&mut added), fields)?;
-        let Some(inner) = added.strip_prefix('{').and_then(|a| a.strip_suffix('}')) else {
-            return Err(fmt::Error);
-        };
-        if inner.is_empty() {
-            return Ok(());
-        }
-        let existing = &mut current.fields;
-        if existing.len() <= 2 {
-            // Nothing yet, or `{}`.
-            *existing = added;
-        } else if existing.ends_with('}') {
-            existing.pop();
-            existing.push(',');
-            existing.push_str(inner);
-            existing.push('}');
-        } else {
-            return Err(fmt::Error);
-        }
-        Ok(())
+        with_scratch(|added| {
+            write_object(added, fields)?;
+            let Some(inner) = added.strip_prefix('{').and_then(|a| a.strip_suffix('}')) else {
+                return Err(fmt::Error);
+            };
+            if inner.is_empty() {
+                return Ok(());
+            }
+            let existing = &mut current.fields;
+            if existing.len() <= 2 {
+                // Nothing yet, or `{}`.
+                existing.clear();
+                existing.push_str(added);
+            } else if existing.ends_with('}') {
+                existing.pop();
+                existing.push(',');
+                existing.push_str(inner);
+                existing.push('}');
+            } else {
+                return Err(fmt::Error);
+            }
+            Ok(())
+        })
     }
+}
+
+/// `fields` as a JSON object, into `out`.
+fn write_object<R: RecordFields>(out: &mut String, fields: R) -> fmt::Result {
+    let mut writer = Writer::new(out);
+    writer.write_char('{')?;
+    let mut visitor = JsonObject {
+        out: &mut writer,
+        first: true,
+        result: Ok(()),
+    };
+    fields.record(&mut visitor);
+    visitor.result?;
+    writer.write_char('}')
+}
+
+thread_local! {
+    /// Where span fields are formatted before they are copied to the span's own string.
+    /// Written piece by piece, that string grew from empty by doubling (six reallocations
+    /// for a request's span); copied once, it is allocated at its size.
+    static SCRATCH: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(1024));
+}
+
+/// Runs `f` with the thread's scratch string, emptied (a fresh string when it is in use,
+/// should formatting a field's value ever format another span's fields).
+fn with_scratch<T>(f: impl FnOnce(&mut String) -> T) -> T {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => {
+            scratch.clear();
+            let result = f(&mut scratch);
+            // One huge field must not pin its buffer to the thread for good.
+            if scratch.capacity() > 64 * 1024 {
+                *scratch = String::with_capacity(1024);
+            }
+            result
+        }
+        Err(_) => f(&mut String::new()),
+    })
 }
 
 /// Writes visited fields as the members of a JSON object (without its braces).
