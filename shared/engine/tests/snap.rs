@@ -11,7 +11,7 @@ use edgeroute_engine::{Coord, Error};
 fn a_single_snap_is_the_nearest_road_in_range() {
     let graph = monaco();
     let [min_lon, min_lat, max_lon, max_lat] = graph.info().bbox;
-    let mut rng = Rng(0x5eed_0f_5a4b);
+    let mut rng = Rng(0x005e_ed0f_5a4b);
     let (mut snapped, mut out_of_range) = (0, 0);
     for i in 0..3000 {
         // A margin around the box, so some points (the sea, beyond the border) have no road
