@@ -20,7 +20,8 @@
 //!   by default), CoDel's idea applied to the probe's lag: once every wake-up for
 //!   [`STANDING_AFTER`] was later than the target, the queue is not a burst that drains by
 //!   itself, and requests are refused while the lag exceeds the target, until it has
-//!   stayed within it for [`CALM_AFTER`] (same reason). A burst shorter than that is served, not refused;
+//!   stayed within it for [`CALM_AFTER`] (same reason). A burst shorter than that is
+//!   served, not refused;
 //! - **slots** ([`Gate`]): at most `--concurrency-limit` requests past the gate at once (this
 //!   bounds the blocking pool too, since handlers that `spawn_blocking` hold their slot until
 //!   the work ends), at most `--admission-queue` waiting for one, each for at most

@@ -479,6 +479,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         let outcomes = futures::future::try_join_all(tasks).await?;
+        // Not a wait: every task ended, so the job channel closed, so the thread returned.
         let (lags, paced) = pacing
             .join()
             .map_err(|_| anyhow::anyhow!("the pacing thread panicked"))?;
