@@ -146,6 +146,15 @@ fn porto_ch_equals_dijkstra_on_1000_random_pairs() {
     // The oracle is turn-aware; make sure there are turns to be aware of.
     assert!(g.info().split_nodes > 0, "{:?}", g.info());
     assert_matches_oracle(&g, 1000, 0x5eed_0002);
+    // 1x1 tables go through the core table, not the path query: same answers as routes
+    // (which the oracle checked above) on a graph whose core is a small part of it.
+    let pairs = random_snaps(&g, 600, 0x5eed_0004, 300.0);
+    for (k, pair) in pairs.chunks(2).enumerate() {
+        let table = g.table(&pair[..1], &pair[1..]);
+        let r = g.route(&pair[0], &pair[1]).unwrap();
+        assert_eq!(table.duration_s(0, 0), Some(r.duration_s), "1x1 pair {k}");
+        assert_eq!(table.distance_m(0, 0), Some(r.distance_m), "1x1 pair {k}");
+    }
     let sources = random_snaps(&g, 10, 3, 300.0);
     let targets = random_snaps(&g, 12, 4, 300.0);
     let table = g.table(&sources, &targets);

@@ -15,13 +15,17 @@
 //! - this module: the prepared hierarchy ([`Hierarchy`], [`UpwardGraph`]) and its arc marks;
 //! - [`contract`](mod@contract): preprocessing (node order, witness searches, shortcuts);
 //! - [`query`]: the upward searches of point-to-point and many-to-many queries;
+//! - [`core`](mod@core): the top of the hierarchy as a distance table, for weights without
+//!   paths;
 //! - [`heap`]: their priority queue, an indexed 4-ary heap with decrease-key.
 
 mod contract;
+mod core;
 mod heap;
 mod query;
 
 pub(crate) use contract::contract;
+pub(crate) use core::CoreTable;
 pub(crate) use query::{Found, PathScratch, Search};
 
 use crate::weight::Weight;

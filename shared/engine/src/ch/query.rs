@@ -26,6 +26,8 @@ pub(crate) struct Search {
     /// Nodes settled in the last full run ([`Search::run_all`]), in order, for the
     /// many-to-many buckets; point-to-point queries do not fill it.
     pub(crate) settled: Vec<(u32, Weight)>,
+    /// Nodes of the core reached in the last [`Search::run_below`], each once.
+    pub(crate) access: Vec<u32>,
     /// Nodes taken off the queue in the last run (stalled ones included) and arcs relaxed:
     /// the size of the search space, which is what the contraction order is judged by.
     pub(crate) scanned: usize,
@@ -46,6 +48,7 @@ impl Search {
             round: 0,
             heap: MinHeap::new(n),
             settled: Vec::new(),
+            access: Vec::new(),
             scanned: 0,
             relaxed: 0,
         }
@@ -63,6 +66,7 @@ impl Search {
         }
         self.heap.clear();
         self.settled.clear();
+        self.access.clear();
         self.scanned = 0;
         self.relaxed = 0;
     }
@@ -116,6 +120,10 @@ impl Search {
     /// smaller weight than the stalled node's, which is below the bound). `record` keeps
     /// the settled nodes for the many-to-many buckets.
     ///
+    /// Nodes from `core` up are reached but never queued or expanded: their distances to
+    /// one another are in a table ([`super::core`]). Searches that do not use the table
+    /// pass [`NONE`], which no node reaches.
+    ///
     /// Inlined so that each call site gets its own copy with `dir`, `stall` and `record`
     /// known: a point-to-point query calls this about 100 times.
     #[inline(always)]
@@ -126,6 +134,7 @@ impl Search {
         stall: bool,
         bound: Weight,
         record: bool,
+        core: u32,
     ) -> Option<(u32, Weight)> {
         // Each node is in the heap at most once, with its current distance: no stale entries.
         let (d, v) = self.heap.pop()?;
@@ -140,6 +149,15 @@ impl Search {
             let Some(seen) = self.state.get(a.head as usize) else {
                 continue;
             };
+            if a.head >= core {
+                if seen.stamp != self.round {
+                    self.set(a.head, nd, v);
+                    self.access.push(a.head);
+                } else if nd < seen.dist {
+                    self.set(a.head, nd, v);
+                }
+                continue;
+            }
             // Keys come off in increasing order, so a node already taken off never
             // improves again: a node seen before in this run is still in the heap.
             if seen.stamp != self.round {
@@ -184,7 +202,38 @@ impl Search {
         for &(v, d) in seeds {
             self.seed(v, d);
         }
-        while self.step(up, dir, true, Weight::INFINITY, true).is_some() {}
+        while self
+            .step(up, dir, true, Weight::INFINITY, true, NONE)
+            .is_some()
+        {}
+    }
+
+    /// Runs a full upward search that stops at the core: nodes from `core` up are reached
+    /// (and listed in [`Search::access`]) but not expanded. Records the settled nodes below
+    /// the core.
+    pub(crate) fn run_below(&mut self, up: &UpDown, dir: Dir, seeds: &[(u32, Weight)], core: u32) {
+        self.reset();
+        for &(v, d) in seeds {
+            if v < core {
+                self.seed(v, d);
+            } else if d < self.dist(v) {
+                if self.dist(v).is_infinite() {
+                    self.access.push(v);
+                }
+                self.set(v, d, NONE);
+            }
+        }
+        if dir == FORWARD {
+            while self
+                .step(up, FORWARD, true, Weight::INFINITY, true, core)
+                .is_some()
+            {}
+        } else {
+            while self
+                .step(up, BACKWARD, true, Weight::INFINITY, true, core)
+                .is_some()
+            {}
+        }
     }
 
     /// Appends to `arcs` the arcs from the seed to `v` in direction `dir` (the one this
@@ -300,9 +349,9 @@ impl Hierarchy {
             }
             let forward_turn = !f_done && (b_done || fk <= bk);
             let settled = if forward_turn {
-                fwd.step(&self.up, FORWARD, STALL_P2P, best, false)
+                fwd.step(&self.up, FORWARD, STALL_P2P, best, false, NONE)
             } else {
-                bwd.step(&self.up, BACKWARD, STALL_P2P, best, false)
+                bwd.step(&self.up, BACKWARD, STALL_P2P, best, false, NONE)
             };
             let Some((v, d)) = settled else { continue };
             let other = if forward_turn {
@@ -341,19 +390,6 @@ impl Hierarchy {
             source: fwd.root_of(meet),
             target: bwd.root_of(meet),
         })
-    }
-
-    /// The shortest weight from the sources to the targets, without the path: what a table
-    /// cell needs. `Weight::INFINITY` when unreachable.
-    pub(crate) fn distance(
-        &self,
-        fwd: &mut Search,
-        bwd: &mut Search,
-        sources: &[(u32, Weight)],
-        targets: &[(u32, Weight)],
-    ) -> Weight {
-        self.meet(fwd, bwd, sources, targets)
-            .map_or(Weight::INFINITY, |(w, _)| w)
     }
 
     /// Many-to-many shortest weights with buckets: one backward search per target leaves

@@ -16,7 +16,7 @@ pub use types::{
 };
 
 use crate::artifact::{self, Contents};
-use crate::ch::{self, Hierarchy, PathScratch, Search};
+use crate::ch::{self, CoreTable, Hierarchy, PathScratch, Search};
 use crate::geo::Coord;
 use crate::import::import_osm;
 use crate::network::RoadNetwork;
@@ -37,6 +37,8 @@ pub struct Graph {
     id: u64,
     pub(crate) net: RoadNetwork,
     ch: Hierarchy,
+    /// Shortest weights between the hierarchy's top nodes, computed on load.
+    core: CoreTable,
     turns: TurnTables,
     index: SnapIndex,
     info: GraphInfo,
@@ -116,6 +118,9 @@ impl Graph {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let index = SnapIndex::build(&net, id);
+        // A search of its own, dropped once the table is built: the loading thread may
+        // never answer a query, and its workspace would stay allocated.
+        let core = CoreTable::build(&ch, &mut Search::new(turns.node_count));
         let bbox = net.nodes.iter().fold(
             [
                 f64::INFINITY,
@@ -148,6 +153,7 @@ impl Graph {
             id,
             net,
             ch,
+            core,
             turns,
             index,
             info,
@@ -274,14 +280,14 @@ impl Graph {
         let (n, m) = (sources.len(), targets.len());
         let mut weights = with_workspace(self.turns.node_count, |fwd, bwd, _| {
             // Buckets cost one unpruned search per row and column plus a pass over every
-            // node; a pruned point-to-point search per cell is cheaper while there are no
-            // more cells than rows and columns (1x1, 1xN, 2x2: single routes and the VRP's
-            // incremental lookups).
+            // node; two searches per cell that stop at the core, plus the core table, are
+            // cheaper while there are no more cells than rows and columns (1x1, 1xN, 2x2:
+            // single routes and the VRP's incremental lookups).
             if n * m <= n + m {
                 source_seeds
                     .iter()
                     .flat_map(|s| target_seeds.iter().map(move |t| (s, t)))
-                    .map(|(s, t)| self.ch.distance(fwd, bwd, s, t))
+                    .map(|(s, t)| self.core.distance(&self.ch, fwd, bwd, s, t))
                     .collect()
             } else {
                 self.ch.many_to_many(fwd, &source_seeds, &target_seeds)
