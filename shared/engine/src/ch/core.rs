@@ -1,14 +1,14 @@
-//! The top of the hierarchy as a distance table, for shortest weights without paths.
+//! The top of the hierarchy as a table: shortest weights and next hops between its nodes.
 //!
 //! A point-to-point query spends most of its work near the top of the hierarchy, where
-//! nodes have many arcs: on Porto, of the 104 nodes a query takes off its queues, about 70
-//! are among the highest 512, and so are four fifths of the 535 arcs it relaxes. Those
-//! nodes form the *core*; the shortest weights between every pair of them are computed once
-//! when the graph is loaded (512 x 512 weights, 2 MB, in tens of milliseconds).
+//! nodes have many arcs: on Porto, of the 104 nodes the full query takes off its queues,
+//! about 70 are among the highest 512, and so are three quarters of the 535 arcs it
+//! relaxes. Those nodes form the *core*; the shortest weights between every pair of them
+//! are computed once when the graph is loaded (512 x 512 weights, 2 MB, in milliseconds).
 //!
-//! A duration-only query then runs one exhaustive upward search per side that never expands
-//! a core node, only reaches it (about 17 nodes and 70 arcs per side on Porto, and about 10
-//! core nodes reached), and takes the best of:
+//! A query then runs one exhaustive upward search per side that never expands a core node,
+//! only reaches it (about 17 nodes and 70 arcs per side on Porto, and about 10 core nodes
+//! reached), and takes the best of:
 //! - the nodes below the core that both searches settled (paths whose highest node is
 //!   below the core), and
 //! - every pair of core nodes `u` reached from the source and `v` reached from the target:
@@ -22,10 +22,13 @@
 //! Stalling stays valid for the same reason as in the full query: it only drops nodes that
 //! some other upward path already reaches more cheaply.
 //!
-//! Paths (routes) still use the full bidirectional query, which unpacks the arcs it met on.
+//! Routes need the path too. For a path through the core, the table keeps, for every pair
+//! `(u, v)`, the next core node on a shortest path from `u` to `v` (512 x 512 x 2 bytes),
+//! which gives the hierarchy arcs between `u` and `v` one at a time; the arcs below the
+//! core come from the two searches' parents, and all of them are unpacked as before.
 
-use super::query::Search;
-use super::{BACKWARD, FORWARD, Hierarchy};
+use super::query::{Found, PathScratch, Search};
+use super::{BACKWARD, FORWARD, Hierarchy, UpDown};
 use crate::weight::Weight;
 
 /// How many of the highest-ranked nodes the table covers (fewer on smaller graphs). Porto,
@@ -33,7 +36,10 @@ use crate::weight::Weight;
 /// leaves 17 and 10, 1,024 leaves 12 and 7 for a table four times the size (8 MB).
 pub(crate) const CORE_SIZE: usize = 512;
 
-/// Shortest weights between the highest-ranked nodes of a [`Hierarchy`].
+/// No next node: `u == v`, or `v` cannot be reached from `u`.
+const NO_HOP: u16 = u16::MAX;
+
+/// Shortest weights and next hops between the highest-ranked nodes of a [`Hierarchy`].
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CoreTable {
     /// The lowest node id in the core (ids are ranks: the core is `first..node_count`).
@@ -43,12 +49,26 @@ pub(crate) struct CoreTable {
     /// Row-major `size x size`: `weights[i * size + j]` from node `first + i` to
     /// `first + j`.
     weights: Vec<Weight>,
+    /// Row-major like `weights`: the core index of the node after `first + i` on a shortest
+    /// path to `first + j` ([`NO_HOP`] on the diagonal and when there is no path).
+    next: Vec<u16>,
+}
+
+/// Where the best path of [`CoreTable::best`] has its highest node.
+#[derive(Debug, Clone, Copy)]
+enum Meeting {
+    /// Below the core: a node both searches settled.
+    Below(u32),
+    /// Through the core: it enters at the first node and leaves at the second.
+    Through(u32, u32),
 }
 
 impl CoreTable {
     /// Computes the table for the top `min(CORE_SIZE, node_count)` nodes with the many-to-
     /// many search: every upward search from a core node stays in the core, so this takes
-    /// one small search per core node and direction.
+    /// one small search per core node and direction. The next hops follow from the weights:
+    /// the first arc of a shortest path from `u` to `v` leads to a core node `y` with
+    /// `w(u, y) + weight(y, v) == weight(u, v)`.
     pub(crate) fn build(ch: &Hierarchy, search: &mut Search) -> Self {
         let n = search.len();
         let size = CORE_SIZE.min(n);
@@ -56,11 +76,79 @@ impl CoreTable {
         let seeds: Vec<Vec<(u32, Weight)>> =
             (first..n as u32).map(|v| vec![(v, Weight::ZERO)]).collect();
         let weights = ch.many_to_many(search, &seeds, &seeds);
+        let mut next = vec![NO_HOP; size * size];
+        for (i, out) in core_arcs(&ch.up, first, n as u32).iter().enumerate() {
+            for j in 0..size {
+                let total = weights
+                    .get(i * size + j)
+                    .copied()
+                    .unwrap_or(Weight::INFINITY);
+                if i == j || total.is_infinite() {
+                    continue;
+                }
+                // Heads come from the artifact: looked up, never trusted as indices.
+                let hop = out.iter().find(|&&(y, w)| {
+                    y.checked_sub(first)
+                        .and_then(|y| weights.get(y as usize * size + j))
+                        .is_some_and(|&rest| w.add(rest) == total)
+                });
+                if let Some(&(y, _)) = hop {
+                    next[i * size + j] = (y - first) as u16;
+                }
+            }
+        }
         Self {
             first,
             size,
             weights,
+            next,
         }
+    }
+
+    /// Runs the two searches that stop at the core and returns the best weight from the
+    /// sources to the targets with where that path meets, or `None` without a path.
+    fn best(
+        &self,
+        ch: &Hierarchy,
+        fwd: &mut Search,
+        bwd: &mut Search,
+        sources: &[(u32, Weight)],
+        targets: &[(u32, Weight)],
+    ) -> Option<(Weight, Meeting)> {
+        if self.size == 0 {
+            return None;
+        }
+        fwd.run_below(&ch.up, FORWARD, sources, self.first);
+        bwd.run_below(&ch.up, BACKWARD, targets, self.first);
+        let mut best = Weight::INFINITY;
+        let mut meeting = None;
+        for &(v, d) in &bwd.settled {
+            let total = fwd.dist(v).add(d);
+            if total < best {
+                best = total;
+                meeting = Some(Meeting::Below(v));
+            }
+        }
+        // The target side's core nodes once, with their distances, so the inner loop below
+        // reads two short arrays and one table row.
+        let columns: Vec<(u32, Weight)> = bwd.access.iter().map(|&v| (v, bwd.dist(v))).collect();
+        for &u in &fwd.access {
+            let du = fwd.dist(u);
+            let start = (u - self.first) as usize * self.size;
+            let Some(row) = self.weights.get(start..start + self.size) else {
+                continue;
+            };
+            for &(v, dv) in &columns {
+                if let Some(&w) = row.get((v - self.first) as usize) {
+                    let total = du.add(w).add(dv);
+                    if total < best {
+                        best = total;
+                        meeting = Some(Meeting::Through(u, v));
+                    }
+                }
+            }
+        }
+        meeting.map(|m| (best, m))
     }
 
     /// The shortest weight from the sources to the targets; `Weight::INFINITY` when there
@@ -73,40 +161,117 @@ impl CoreTable {
         sources: &[(u32, Weight)],
         targets: &[(u32, Weight)],
     ) -> Weight {
-        if self.size == 0 {
-            return Weight::INFINITY;
-        }
-        fwd.run_below(&ch.up, FORWARD, sources, self.first);
-        bwd.run_below(&ch.up, BACKWARD, targets, self.first);
-        let mut best = Weight::INFINITY;
-        for &(v, d) in &bwd.settled {
-            let total = fwd.dist(v).add(d);
-            if total < best {
-                best = total;
-            }
-        }
-        // The target side's core nodes once, as columns with their distances, so the inner
-        // loop below reads two short arrays and one table row.
-        let columns: Vec<(usize, Weight)> = bwd
-            .access
-            .iter()
-            .map(|&v| ((v - self.first) as usize, bwd.dist(v)))
-            .collect();
-        for &u in &fwd.access {
-            let du = fwd.dist(u);
-            let start = (u - self.first) as usize * self.size;
-            let Some(row) = self.weights.get(start..start + self.size) else {
-                continue;
-            };
-            for &(j, dv) in &columns {
-                if let Some(&w) = row.get(j) {
-                    let total = du.add(w).add(dv);
-                    if total < best {
-                        best = total;
-                    }
-                }
-            }
-        }
-        best
+        self.best(ch, fwd, bwd, sources, targets)
+            .map_or(Weight::INFINITY, |(w, _)| w)
     }
+
+    /// The shortest path from the sources to the targets, unpacked into original edges
+    /// (left in `scratch.edges`): the same answer as [`Hierarchy::query`].
+    pub(crate) fn query(
+        &self,
+        ch: &Hierarchy,
+        fwd: &mut Search,
+        bwd: &mut Search,
+        sources: &[(u32, Weight)],
+        targets: &[(u32, Weight)],
+        scratch: &mut PathScratch,
+    ) -> Option<Found> {
+        scratch.edges.clear();
+        let (weight, meeting) = self.best(ch, fwd, bwd, sources, targets)?;
+        let (enter, leave) = match meeting {
+            Meeting::Below(v) => (v, v),
+            Meeting::Through(u, v) => (u, v),
+        };
+        scratch.arcs.clear();
+        fwd.arcs_to(&ch.up, FORWARD, enter, &mut scratch.arcs);
+        scratch.arcs.reverse();
+        if enter != leave && !self.core_path(&ch.up, enter, leave, &mut scratch.arcs) {
+            // Only a table that disagrees with the hierarchy gets here (a cycle of zero-
+            // weight arcs, say): the full query still finds the path.
+            return ch.query(fwd, bwd, sources, targets, scratch);
+        }
+        bwd.arcs_to(&ch.up, BACKWARD, leave, &mut scratch.arcs);
+        ch.unpack(scratch);
+        Some(Found {
+            weight,
+            source: fwd.root_of(enter),
+            target: bwd.root_of(leave),
+        })
+    }
+
+    /// Appends the hierarchy arcs of a shortest path from core node `u` to core node `v`,
+    /// following the next hops; false if the table does not lead there.
+    fn core_path(&self, up: &UpDown, u: u32, v: u32, arcs: &mut Vec<u32>) -> bool {
+        let Some(j) = v.checked_sub(self.first).map(|j| j as usize) else {
+            return false;
+        };
+        let mut x = u;
+        // A shortest path visits each core node at most once.
+        for _ in 0..self.size {
+            if x == v {
+                return true;
+            }
+            let Some(i) = x.checked_sub(self.first).map(|i| i as usize) else {
+                return false;
+            };
+            let (Some(&hop), Some(&to_v)) = (
+                self.next.get(i * self.size + j),
+                self.weights.get(i * self.size + j),
+            ) else {
+                return false;
+            };
+            if hop == NO_HOP {
+                return false;
+            }
+            let Some(&rest) = self.weights.get(usize::from(hop) * self.size + j) else {
+                return false;
+            };
+            let y = self.first + u32::from(hop);
+            // The arc x -> y weighs what the rest of the path does not.
+            let Some(arc) = arc_between(up, x, y, Weight(to_v.0.wrapping_sub(rest.0))) else {
+                return false;
+            };
+            arcs.push(arc);
+            x = y;
+        }
+        x == v
+    }
+}
+
+/// The arcs between core nodes, as (other end, weight) per core node: its upward arcs and
+/// its downward ones (stored in the lower end's backward list).
+fn core_arcs(up: &UpDown, first: u32, n: u32) -> Vec<Vec<(u32, Weight)>> {
+    let mut out: Vec<Vec<(u32, Weight)>> = vec![Vec::new(); (n - first) as usize];
+    for x in first..n {
+        let Some(list) = out.get_mut((x - first) as usize) else {
+            continue;
+        };
+        list.extend(up.out(x, FORWARD).iter().map(|a| (a.head, a.weight)));
+        // A backward arc stored at `x` with head `h` is the arc h -> x, going down.
+        for a in up.out(x, BACKWARD) {
+            if let Some(list) = a
+                .head
+                .checked_sub(first)
+                .and_then(|h| out.get_mut(h as usize))
+            {
+                list.push((x, a.weight));
+            }
+        }
+    }
+    out
+}
+
+/// The id of the arc from `x` to `y` weighing `w`: upward in `x`'s forward list, or
+/// downward in `y`'s backward list.
+fn arc_between(up: &UpDown, x: u32, y: u32, w: Weight) -> Option<u32> {
+    let (node, head, dir) = if y > x {
+        (x, y, FORWARD)
+    } else {
+        (y, x, BACKWARD)
+    };
+    let i = up
+        .out(node, dir)
+        .iter()
+        .position(|a| a.head == head && { a.weight } == w)?;
+    up.out_ids(node, dir).get(i).copied()
 }

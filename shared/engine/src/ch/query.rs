@@ -239,7 +239,7 @@ impl Search {
     /// Appends to `arcs` the arcs from the seed to `v` in direction `dir` (the one this
     /// search ran in), from `v` backwards: the parent's arc to the node whose weight accounts
     /// for the distance (contraction keeps only the best of parallel arcs, so there is one).
-    fn arcs_to(&self, up: &UpDown, dir: Dir, mut v: u32, arcs: &mut Vec<u32>) {
+    pub(super) fn arcs_to(&self, up: &UpDown, dir: Dir, mut v: u32, arcs: &mut Vec<u32>) {
         while let Some(s) = self.state.get(v as usize) {
             if s.parent == NONE {
                 break;
@@ -260,7 +260,7 @@ impl Search {
         }
     }
 
-    fn root_of(&self, mut v: u32) -> u32 {
+    pub(super) fn root_of(&self, mut v: u32) -> u32 {
         while let Some(s) = self.state.get(v as usize) {
             if s.parent == NONE {
                 break;
@@ -285,7 +285,7 @@ pub(crate) struct Found {
 #[derive(Debug, Default)]
 pub(crate) struct PathScratch {
     /// Hierarchy arcs of the path, in travel order.
-    arcs: Vec<u32>,
+    pub(super) arcs: Vec<u32>,
     /// Arcs still to unpack, as their entries in [`Hierarchy::arcs`].
     stack: Vec<[u32; 2]>,
     /// The path's original edges in travel order, as the last [`Hierarchy::query`] found.
@@ -294,7 +294,7 @@ pub(crate) struct PathScratch {
 
 impl Hierarchy {
     /// Expands `scratch.arcs` into original edges, in order, into `scratch.edges`.
-    fn unpack(&self, scratch: &mut PathScratch) {
+    pub(super) fn unpack(&self, scratch: &mut PathScratch) {
         let PathScratch { arcs, stack, edges } = scratch;
         edges.clear();
         // Depth first, left child first: only right children wait on the stack, so a

@@ -247,7 +247,9 @@ impl Graph {
         let (sources, targets) = (self.source_seeds(from), self.target_seeds(to));
         // Assembled inside the workspace so the path's edges are read from its buffer.
         with_workspace(self.turns.node_count, |fwd, bwd, scratch| {
-            let found = self.ch.query(fwd, bwd, &sources, &targets, scratch);
+            let found = self
+                .core
+                .query(&self.ch, fwd, bwd, &sources, &targets, scratch);
             match (found, direct) {
                 (Some(f), Some((w, backward))) if w <= f.weight => {
                     Ok(self.direct_route(from, to, w, backward, detail))
@@ -264,7 +266,8 @@ impl Graph {
     pub fn search_space(&self, from: &Snap, to: &Snap) -> SearchSpace {
         let (sources, targets) = (self.source_seeds(from), self.target_seeds(to));
         with_workspace(self.turns.node_count, |fwd, bwd, scratch| {
-            self.ch.query(fwd, bwd, &sources, &targets, scratch);
+            self.core
+                .query(&self.ch, fwd, bwd, &sources, &targets, scratch);
             SearchSpace {
                 settled: fwd.scanned + bwd.scanned,
                 relaxed: fwd.relaxed + bwd.relaxed,
