@@ -275,3 +275,40 @@ fn arc_between(up: &UpDown, x: u32, y: u32, w: Weight) -> Option<u32> {
         .position(|a| a.head == head && { a.weight } == w)?;
     up.out_ids(node, dir).get(i).copied()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BuildOptions, CarProfile, Graph};
+
+    /// Every pair of core nodes with a path gets its arcs from the next hops, without the
+    /// full query's fallback, and the arcs add up to the table's weight (each step's arc is
+    /// matched by weight, so the steps telescope to `weight(u, v)`).
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn next_hops_lead_from_every_core_node_to_every_other() {
+        let pbf =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/monaco.osm.pbf");
+        let g =
+            Graph::from_osm_file(&pbf, &CarProfile::default(), &BuildOptions::default()).unwrap();
+        let core = &g.core;
+        assert_eq!(core.size, CORE_SIZE, "Monaco has more nodes than the core");
+        assert!(core.first > 0);
+        let mut arcs = Vec::new();
+        let mut paths = 0;
+        for i in 0..core.size {
+            for j in 0..core.size {
+                let (u, v) = (core.first + i as u32, core.first + j as u32);
+                if i == j || core.weights[i * core.size + j].is_infinite() {
+                    continue;
+                }
+                arcs.clear();
+                assert!(core.core_path(&g.ch.up, u, v, &mut arcs), "{u} -> {v}");
+                assert!(!arcs.is_empty());
+                paths += 1;
+            }
+        }
+        // Monaco's largest component is strongly connected: all pairs have a path.
+        assert_eq!(paths, core.size * (core.size - 1));
+    }
+}

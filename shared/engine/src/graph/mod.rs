@@ -36,9 +36,9 @@ pub struct Graph {
     /// Process-unique instance id, stamped on every [`Snap`] this graph makes.
     id: u64,
     pub(crate) net: RoadNetwork,
-    ch: Hierarchy,
+    pub(crate) ch: Hierarchy,
     /// Shortest weights between the hierarchy's top nodes, computed on load.
-    core: CoreTable,
+    pub(crate) core: CoreTable,
     turns: TurnTables,
     index: SnapIndex,
     info: GraphInfo,
