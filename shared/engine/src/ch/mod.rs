@@ -5,7 +5,9 @@
 //! [`contract`](mod@contract)). Contracting a node adds a shortcut between two of its
 //! neighbours unless a bounded witness search finds a path at least as good that avoids it.
 //! A query then runs two Dijkstra searches that only ever go "up" the order, with
-//! stall-on-demand, and meet at the highest node of the shortest path.
+//! stall-on-demand, and meet at the highest node of the shortest path. Graph queries stop
+//! those searches at the top 512 nodes, whose pairwise weights are a table computed on load
+//! ([`core`](mod@core)); the full meeting search remains for the table's fallback.
 //!
 //! Weights are the packed (duration, distance) [`Weight`], so ties are broken by distance
 //! exactly as in the oracle.

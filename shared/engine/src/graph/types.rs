@@ -145,7 +145,8 @@ impl Table {
 }
 
 /// The size of one point-to-point search in the hierarchy, both directions together: what
-/// the contraction order and the query are tuned by (see `docs/benchmarks.md`).
+/// the contraction order and the query are tuned by (see `docs/benchmarks.md`). The
+/// searches stop at the core table, so its nodes are not counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SearchSpace {
     /// Nodes taken off the priority queues.
