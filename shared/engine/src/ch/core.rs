@@ -182,21 +182,12 @@ impl CoreTable {
             Meeting::Below(v) => (v, v),
             Meeting::Through(u, v) => (u, v),
         };
-        scratch.arcs.clear();
-        fwd.arcs_to(&ch.up, FORWARD, enter, &mut scratch.arcs);
-        scratch.arcs.reverse();
-        if enter != leave && !self.core_path(&ch.up, enter, leave, &mut scratch.arcs) {
-            // Only a table that disagrees with the hierarchy gets here (a cycle of zero-
-            // weight arcs, say): the full query still finds the path.
-            return ch.query(fwd, bwd, sources, targets, scratch);
-        }
-        bwd.arcs_to(&ch.up, BACKWARD, leave, &mut scratch.arcs);
-        ch.unpack(scratch);
-        Some(Found {
-            weight,
-            source: fwd.root_of(enter),
-            target: bwd.root_of(leave),
-        })
+        let found = ch.path_via(fwd, bwd, weight, (enter, leave), scratch, |arcs| {
+            enter == leave || self.core_path(&ch.up, enter, leave, arcs)
+        });
+        // Only a table that disagrees with the hierarchy fails (a cycle of zero-weight arcs,
+        // say): the full query still finds the path.
+        found.or_else(|| ch.query(fwd, bwd, sources, targets, scratch))
     }
 
     /// Appends the hierarchy arcs of a shortest path from core node `u` to core node `v`,

@@ -239,7 +239,7 @@ impl Search {
     /// Appends to `arcs` the arcs from the seed to `v` in direction `dir` (the one this
     /// search ran in), from `v` backwards: the parent's arc to the node whose weight accounts
     /// for the distance (contraction keeps only the best of parallel arcs, so there is one).
-    pub(super) fn arcs_to(&self, up: &UpDown, dir: Dir, mut v: u32, arcs: &mut Vec<u32>) {
+    fn arcs_to(&self, up: &UpDown, dir: Dir, mut v: u32, arcs: &mut Vec<u32>) {
         while let Some(s) = self.state.get(v as usize) {
             if s.parent == NONE {
                 break;
@@ -260,7 +260,7 @@ impl Search {
         }
     }
 
-    pub(super) fn root_of(&self, mut v: u32) -> u32 {
+    fn root_of(&self, mut v: u32) -> u32 {
         while let Some(s) = self.state.get(v as usize) {
             if s.parent == NONE {
                 break;
@@ -285,7 +285,7 @@ pub(crate) struct Found {
 #[derive(Debug, Default)]
 pub(crate) struct PathScratch {
     /// Hierarchy arcs of the path, in travel order.
-    pub(super) arcs: Vec<u32>,
+    arcs: Vec<u32>,
     /// Arcs still to unpack, as their entries in [`Hierarchy::arcs`].
     stack: Vec<[u32; 2]>,
     /// The path's original edges in travel order, as the last [`Hierarchy::query`] found.
@@ -294,7 +294,7 @@ pub(crate) struct PathScratch {
 
 impl Hierarchy {
     /// Expands `scratch.arcs` into original edges, in order, into `scratch.edges`.
-    pub(super) fn unpack(&self, scratch: &mut PathScratch) {
+    fn unpack(&self, scratch: &mut PathScratch) {
         let PathScratch { arcs, stack, edges } = scratch;
         edges.clear();
         // Depth first, left child first: only right children wait on the stack, so a
@@ -380,15 +380,33 @@ impl Hierarchy {
     ) -> Option<Found> {
         scratch.edges.clear();
         let (weight, meet) = self.meet(fwd, bwd, sources, targets)?;
+        self.path_via(fwd, bwd, weight, (meet, meet), scratch, |_| true)
+    }
+
+    /// Unpacks into `scratch.edges` the path that leaves the forward search's tree at
+    /// `enter` and joins the backward search's tree at `leave`, with `middle` appending the
+    /// arcs from `enter` to `leave` (none when they are one node). `None` if `middle` cannot.
+    pub(super) fn path_via(
+        &self,
+        fwd: &Search,
+        bwd: &Search,
+        weight: Weight,
+        (enter, leave): (u32, u32),
+        scratch: &mut PathScratch,
+        middle: impl FnOnce(&mut Vec<u32>) -> bool,
+    ) -> Option<Found> {
         scratch.arcs.clear();
-        fwd.arcs_to(&self.up, FORWARD, meet, &mut scratch.arcs);
+        fwd.arcs_to(&self.up, FORWARD, enter, &mut scratch.arcs);
         scratch.arcs.reverse();
-        bwd.arcs_to(&self.up, BACKWARD, meet, &mut scratch.arcs);
+        if !middle(&mut scratch.arcs) {
+            return None;
+        }
+        bwd.arcs_to(&self.up, BACKWARD, leave, &mut scratch.arcs);
         self.unpack(scratch);
         Some(Found {
             weight,
-            source: fwd.root_of(meet),
-            target: bwd.root_of(meet),
+            source: fwd.root_of(enter),
+            target: bwd.root_of(leave),
         })
     }
 
