@@ -23,8 +23,9 @@ pub(crate) struct Search {
     state: Vec<NodeState>,
     round: u32,
     heap: MinHeap,
-    /// Nodes settled in the last full run ([`Search::run_all`]), in order, for the
-    /// many-to-many buckets; point-to-point queries do not fill it.
+    /// Nodes settled in the last full run ([`Search::run_all`], [`Search::run_below`]), in
+    /// order, for the many-to-many buckets and the core table's meetings; the full
+    /// point-to-point query does not fill it.
     pub(crate) settled: Vec<(u32, Weight)>,
     /// Nodes of the core reached in the last [`Search::run_below`], each once.
     pub(crate) access: Vec<u32>,
