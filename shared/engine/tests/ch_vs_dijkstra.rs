@@ -77,13 +77,24 @@ fn monaco_ch_equals_dijkstra_on_1000_random_pairs() {
     assert_matches_oracle(monaco(), 1000, 0x5eed_0001);
 }
 
+/// Both ways of answering a table: 12x12 and 1x60 combine per-line searches through the
+/// core table (at most 16 cells per row and column), 40x45 uses buckets.
 #[test]
 fn monaco_table_equals_pairwise_routes() {
     let g = monaco();
-    let sources = random_snaps(g, 25, 7, 500.0);
-    let targets = random_snaps(g, 30, 8, 500.0);
-    let table = g.table(&sources, &targets);
-    assert_eq!((table.sources(), table.targets()), (25, 30));
+    for (n, m) in [(12, 12), (1, 60), (40, 45)] {
+        let sources = random_snaps(g, n, 7, 500.0);
+        let targets = random_snaps(g, m, 8, 500.0);
+        assert_table_equals_routes(g, &sources, &targets);
+    }
+}
+
+fn assert_table_equals_routes(g: &Graph, sources: &[Snap], targets: &[Snap]) {
+    let table = g.table(sources, targets);
+    assert_eq!(
+        (table.sources(), table.targets()),
+        (sources.len(), targets.len())
+    );
     for (i, s) in sources.iter().enumerate() {
         for (j, t) in targets.iter().enumerate() {
             let r = g.route(s, t).unwrap();
@@ -99,7 +110,11 @@ fn monaco_table_equals_pairwise_routes() {
             );
         }
     }
-    assert_eq!(table.duration_s(25, 0), None, "out of range cell");
+    assert_eq!(
+        table.duration_s(sources.len(), 0),
+        None,
+        "out of range cell"
+    );
 }
 
 #[test]

@@ -28,7 +28,7 @@
 //! core come from the two searches' parents, and all of them are unpacked as before.
 
 use super::query::{Found, PathScratch, Search};
-use super::{BACKWARD, FORWARD, Hierarchy, UpDown};
+use super::{BACKWARD, Dir, FORWARD, Hierarchy, UpDown};
 use crate::weight::Weight;
 
 /// How many of the highest-ranked nodes the table covers (fewer on smaller graphs). Porto,
@@ -52,6 +52,14 @@ pub(crate) struct CoreTable {
     /// Row-major like `weights`: the core index of the node after `first + i` on a shortest
     /// path to `first + j` ([`NO_HOP`] on the diagonal and when there is no path).
     next: Vec<u16>,
+}
+
+/// What a table needs of one side's search below the core.
+struct Side {
+    /// Settled nodes below the core with their distances, by node.
+    below: Vec<(u32, Weight)>,
+    /// Core nodes reached, as core indices, with their distances.
+    core: Vec<(usize, Weight)>,
 }
 
 /// Where the best path of [`CoreTable::best`] has its highest node.
@@ -163,6 +171,67 @@ impl CoreTable {
     ) -> Weight {
         self.best(ch, fwd, bwd, sources, targets)
             .map_or(Weight::INFINITY, |(w, _)| w)
+    }
+
+    /// Shortest weights from every source to every target, row-major: one search per row
+    /// and per column (not per cell), each kept as two short lists, then every cell from
+    /// its row's and column's lists.
+    pub(crate) fn table(
+        &self,
+        ch: &Hierarchy,
+        search: &mut Search,
+        sources: &[Vec<(u32, Weight)>],
+        targets: &[Vec<(u32, Weight)>],
+    ) -> Vec<Weight> {
+        let rows: Vec<Side> = sources
+            .iter()
+            .map(|s| self.side(ch, search, FORWARD, s))
+            .collect();
+        let columns: Vec<Side> = targets
+            .iter()
+            .map(|t| self.side(ch, search, BACKWARD, t))
+            .collect();
+        rows.iter()
+            .flat_map(|r| columns.iter().map(move |c| self.combine(r, c)))
+            .collect()
+    }
+
+    /// One side's search below the core, kept as lists.
+    fn side(&self, ch: &Hierarchy, search: &mut Search, dir: Dir, seeds: &[(u32, Weight)]) -> Side {
+        search.run_below(&ch.up, dir, seeds, self.first);
+        let mut below = search.settled.clone();
+        below.sort_unstable_by_key(|&(v, _)| v);
+        let core = search
+            .access
+            .iter()
+            .map(|&v| ((v - self.first) as usize, search.dist(v)))
+            .collect();
+        Side { below, core }
+    }
+
+    /// The best weight from a row's side to a column's: through a node below the core both
+    /// settled (the sorted lists merged), or through the table.
+    fn combine(&self, row: &Side, column: &Side) -> Weight {
+        let mut best = Weight::INFINITY;
+        let (mut i, mut j) = (0, 0);
+        while let (Some(&(a, da)), Some(&(b, db))) = (row.below.get(i), column.below.get(j)) {
+            if a == b {
+                best = best.min(da.add(db));
+            }
+            i += usize::from(a <= b);
+            j += usize::from(b <= a);
+        }
+        for &(u, du) in &row.core {
+            let Some(weights) = self.weights.get(u * self.size..(u + 1) * self.size) else {
+                continue;
+            };
+            for &(v, dv) in &column.core {
+                if let Some(&w) = weights.get(v) {
+                    best = best.min(du.add(w).add(dv));
+                }
+            }
+        }
+        best
     }
 
     /// The shortest path from the sources to the targets, unpacked into original edges
