@@ -129,6 +129,19 @@ fn main() {
         mean * 1e6,
         best * 1e6
     );
+    // Narrow and small tables: one search per row and column through the core table.
+    let lines = snaps(&graph, 100, 0x11e5);
+    for (n, m, reps) in [(1, 100, 200), (10, 10, 500), (30, 30, 60)] {
+        let (mean, best) = time_per_call(5, reps, |r| {
+            let off = r % (lines.len() - n.max(m) + 1);
+            black_box(graph.table(&lines[off..off + n], &lines[..m]));
+        });
+        println!(
+            "{n}x{m} table: {:.1} us mean, {:.1} us best pass",
+            mean * 1e6,
+            best * 1e6
+        );
+    }
     let hundred = snaps(&graph, 100, 0x7ab1e);
     let (mean, best) = time_per_call(5, 4, |_| {
         black_box(graph.table(&hundred, &hundred));
