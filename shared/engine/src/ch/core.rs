@@ -62,15 +62,6 @@ struct Side {
     core: Vec<(usize, Weight)>,
 }
 
-/// Where the best path of [`CoreTable::best`] has its highest node.
-#[derive(Debug, Clone, Copy)]
-enum Meeting {
-    /// Below the core: a node both searches settled.
-    Below(u32),
-    /// Through the core: it enters at the first node and leaves at the second.
-    Through(u32, u32),
-}
-
 impl CoreTable {
     /// Computes the table for the top `min(CORE_SIZE, node_count)` nodes with the many-to-
     /// many search: every upward search from a core node stays in the core, so this takes
@@ -114,7 +105,9 @@ impl CoreTable {
     }
 
     /// Runs the two searches that stop at the core and returns the best weight from the
-    /// sources to the targets with where that path meets, or `None` without a path.
+    /// sources to the targets with the core nodes where that path enters and leaves the
+    /// core (one node twice for a path whose highest node is below the core, settled by
+    /// both searches), or `None` without a path.
     fn best(
         &self,
         ch: &Hierarchy,
@@ -122,41 +115,66 @@ impl CoreTable {
         bwd: &mut Search,
         sources: &[(u32, Weight)],
         targets: &[(u32, Weight)],
-    ) -> Option<(Weight, Meeting)> {
+    ) -> Option<(Weight, (u32, u32))> {
         if self.size == 0 {
             return None;
         }
         fwd.run_below(&ch.up, FORWARD, sources, self.first);
         bwd.run_below(&ch.up, BACKWARD, targets, self.first);
-        let mut best = Weight::INFINITY;
-        let mut meeting = None;
+        let mut best = (Weight::INFINITY, None);
         for &(v, d) in &bwd.settled {
             let total = fwd.dist(v).add(d);
-            if total < best {
-                best = total;
-                meeting = Some(Meeting::Below(v));
+            if total < best.0 {
+                best = (total, Some((v, v)));
             }
         }
-        // The target side's core nodes once, with their distances, so the inner loop below
-        // reads two short arrays and one table row.
-        let columns: Vec<(u32, Weight)> = bwd.access.iter().map(|&v| (v, bwd.dist(v))).collect();
-        for &u in &fwd.access {
-            let du = fwd.dist(u);
-            let start = (u - self.first) as usize * self.size;
-            let Some(row) = self.weights.get(start..start + self.size) else {
+        let columns: Vec<(usize, Weight)> = self.reached(bwd).collect();
+        if let (total, Some((i, j))) = self.through_table(self.reached(fwd), &columns)
+            && total < best.0
+        {
+            best = (total, Some((self.node(i), self.node(j))));
+        }
+        let (weight, ends) = best;
+        ends.map(|e| (weight, e))
+    }
+
+    /// The core nodes the last [`Search::run_below`] reached, as core indices with their
+    /// distances.
+    fn reached<'s>(&self, search: &'s Search) -> impl Iterator<Item = (usize, Weight)> + 's {
+        let first = self.first;
+        search
+            .access
+            .iter()
+            .map(move |&v| ((v - first) as usize, search.dist(v)))
+    }
+
+    /// The core node at core index `i`.
+    fn node(&self, i: usize) -> u32 {
+        self.first + i as u32
+    }
+
+    /// The best `d(s, u) + table[u][v] + d(v, t)` over the core nodes reached from each
+    /// side (core indices with their distances), with the `(u, v)` that gives it.
+    fn through_table(
+        &self,
+        rows: impl Iterator<Item = (usize, Weight)>,
+        columns: &[(usize, Weight)],
+    ) -> (Weight, Option<(usize, usize)>) {
+        let mut best = (Weight::INFINITY, None);
+        for (u, du) in rows {
+            let Some(weights) = self.weights.get(u * self.size..(u + 1) * self.size) else {
                 continue;
             };
-            for &(v, dv) in &columns {
-                if let Some(&w) = row.get((v - self.first) as usize) {
+            for &(v, dv) in columns {
+                if let Some(&w) = weights.get(v) {
                     let total = du.add(w).add(dv);
-                    if total < best {
-                        best = total;
-                        meeting = Some(Meeting::Through(u, v));
+                    if total < best.0 {
+                        best = (total, Some((u, v)));
                     }
                 }
             }
         }
-        meeting.map(|m| (best, m))
+        best
     }
 
     /// The shortest weight from the sources to the targets; `Weight::INFINITY` when there
@@ -201,11 +219,7 @@ impl CoreTable {
         search.run_below(&ch.up, dir, seeds, self.first);
         let mut below = search.settled.clone();
         below.sort_unstable_by_key(|&(v, _)| v);
-        let core = search
-            .access
-            .iter()
-            .map(|&v| ((v - self.first) as usize, search.dist(v)))
-            .collect();
+        let core = self.reached(search).collect();
         Side { below, core }
     }
 
@@ -221,17 +235,7 @@ impl CoreTable {
             i += usize::from(a <= b);
             j += usize::from(b <= a);
         }
-        for &(u, du) in &row.core {
-            let Some(weights) = self.weights.get(u * self.size..(u + 1) * self.size) else {
-                continue;
-            };
-            for &(v, dv) in &column.core {
-                if let Some(&w) = weights.get(v) {
-                    best = best.min(du.add(w).add(dv));
-                }
-            }
-        }
-        best
+        best.min(self.through_table(row.core.iter().copied(), &column.core).0)
     }
 
     /// The shortest path from the sources to the targets, unpacked into original edges
@@ -246,11 +250,7 @@ impl CoreTable {
         scratch: &mut PathScratch,
     ) -> Option<Found> {
         scratch.edges.clear();
-        let (weight, meeting) = self.best(ch, fwd, bwd, sources, targets)?;
-        let (enter, leave) = match meeting {
-            Meeting::Below(v) => (v, v),
-            Meeting::Through(u, v) => (u, v),
-        };
+        let (weight, (enter, leave)) = self.best(ch, fwd, bwd, sources, targets)?;
         let found = ch.path_via(fwd, bwd, weight, (enter, leave), scratch, |arcs| {
             enter == leave || self.core_path(&ch.up, enter, leave, arcs)
         });
