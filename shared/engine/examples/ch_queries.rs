@@ -9,25 +9,32 @@
 //!     target/release/examples/ch_queries porto.graph pair 1000
 //! ```
 //!
+//! An optional fourth argument repeats the queries that many times over the same pairs, so
+//! that a sampling profiler (`perf record`) sees mostly queries rather than loading and
+//! snapping.
+//!
 //! Modes: `none` (the baseline to subtract), `pair` (1x1 duration-only table), `route`
-//! (route with geometry), `snap` (snapping the two points once more), `digest` (prints a
+//! (route with geometry), `summary` (route with totals and named segments only), `snap`
+//! (snapping the two points once more), `digest` (prints a
 //! hash over every route's full output, one over the 1x1 tables and a 30x30 table, and one
 //! over the search-space sizes: run the binaries before and after a change to the query
 //! code on the same artifact and compare the line, to show the results are exactly as they
 //! were). The points are drawn as in `ch_profile` and `benches/routing.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use edgeroute_engine::{Coord, Graph, Snap};
+use edgeroute_engine::{Coord, Detail, Graph, Snap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::hint::black_box;
 use std::path::PathBuf;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: ch_queries <artifact> <none|pair|route|snap|digest> <count>";
+    let usage =
+        "usage: ch_queries <artifact> <none|pair|route|summary|snap|digest> <count> [repeat]";
     let path = PathBuf::from(args.next().expect(usage));
     let mode = args.next().expect(usage);
     let count: usize = args.next().expect(usage).parse().expect(usage);
+    let repeat: usize = args.next().map_or(1, |r| r.parse().expect(usage));
     let graph = Graph::read_artifact(&path).unwrap();
     let [a, b, c, d] = graph.info().bbox;
     let mut seed = 0xbe_7c_4au64;
@@ -57,7 +64,7 @@ fn main() {
         DefaultHasher::new(),
         DefaultHasher::new(),
     );
-    for i in 0..count {
+    for i in (0..repeat).flat_map(|_| 0..count) {
         let (from, to) = (&pts[2 * i], &pts[2 * i + 1]);
         match mode.as_str() {
             "pair" => {
@@ -66,6 +73,9 @@ fn main() {
             }
             "route" => {
                 black_box(graph.route(from, to).ok());
+            }
+            "summary" => {
+                black_box(graph.route_with(from, to, Detail::Summary).ok());
             }
             "snap" => {
                 black_box(graph.snap(coords[2 * i], 300.0).ok());

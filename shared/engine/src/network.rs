@@ -6,6 +6,7 @@ use crate::weight::Weight;
 use crate::{Error, Result};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A road between two junctions, with its full shape. Directed travel along it is
 /// `forward` (from `from` to `to`) and/or `backward`; a direction a car may not take has an
@@ -64,7 +65,9 @@ pub struct RoadNetwork {
     pub(crate) points: Vec<Coord>,
     /// OSM node id of every shape point, parallel to `points` (0 for hand-built roads).
     pub(crate) point_ids: Vec<i64>,
-    pub(crate) names: Vec<String>,
+    /// Shared so that a route's segments name their roads without copying the strings
+    /// (a copy per segment was a twelfth of a Porto route).
+    pub(crate) names: Vec<Arc<str>>,
     /// Turn restrictions over directed edges, resolved from OSM or added by hand.
     pub(crate) restrictions: Vec<Restriction>,
     pub(crate) restriction_stats: RestrictionStats,
@@ -328,7 +331,7 @@ impl RoadNetworkBuilder {
         };
         let next_name = self.name_ids.len() as u32;
         let name = *self.name_ids.entry(name.to_owned()).or_insert_with(|| {
-            self.net.names.push(name.to_owned());
+            self.net.names.push(Arc::from(name));
             next_name
         });
         self.net.roads.push(Road {

@@ -175,7 +175,11 @@ impl SnapIndex {
             input: at,
             location,
             distance_m: haversine_m(at, location),
-            name: net.names.get(r.name as usize).cloned().unwrap_or_default(),
+            name: net
+                .names
+                .get(r.name as usize)
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
             graph: self.graph,
             road,
             segment,

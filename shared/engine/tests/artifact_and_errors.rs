@@ -215,7 +215,7 @@ fn hand_built_network_routes_and_respects_one_way() {
         "must drive around the block: {}",
         around.distance_m
     );
-    let names: Vec<&str> = around.segments.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = around.segments.iter().map(|s| &*s.name).collect();
     assert_eq!(names, ["south", "east", "north", "west", "south"]);
     // 36 km/h = 10 m/s.
     assert!((around.duration_s - around.distance_m / 10.0).abs() < 0.1);

@@ -149,9 +149,9 @@ fn summary(route: &EngineRoute) -> String {
         if seg.name.is_empty() {
             continue;
         }
-        match by_name.iter_mut().find(|(n, _, _)| *n == seg.name) {
+        match by_name.iter_mut().find(|(n, _, _)| *n == &*seg.name) {
             Some(entry) => entry.1 += seg.distance_m,
-            None => by_name.push((&seg.name, seg.distance_m, order)),
+            None => by_name.push((&*seg.name, seg.distance_m, order)),
         }
     }
     by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -275,12 +275,12 @@ pub fn steps(route: &EngineRoute, format: Geometries) -> Vec<RouteStep> {
         let start = seg.geometry.start.min(g.len() - 1);
         let end = seg.geometry.end.saturating_sub(1).clamp(start, g.len() - 1);
         match groups.last_mut() {
-            Some(last) if last.0 == seg.name => {
+            Some(last) if last.0 == &*seg.name => {
                 last.2 = end;
                 last.3 += seg.distance_m;
                 last.4 += seg.duration_s;
             }
-            _ => groups.push((&seg.name, start, end, seg.distance_m, seg.duration_s)),
+            _ => groups.push((&*seg.name, start, end, seg.distance_m, seg.duration_s)),
         }
     }
     if groups.is_empty() {

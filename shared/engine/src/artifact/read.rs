@@ -10,6 +10,7 @@ use crate::network::{EdgeId, Restriction, RestrictionStats, Road, RoadNetwork};
 use crate::turns::{NO_NODE, TurnTables};
 use crate::weight::Weight;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -178,7 +179,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Contents, String)> {
     }
     let name_count = r.len(8)?;
     let names = (0..name_count)
-        .map(|_| r.str())
+        .map(|_| r.str().map(Arc::from))
         .collect::<Result<Vec<_>, _>>()?;
     let restriction_count = r.len(4 + 16)?;
     let mut restrictions = Vec::with_capacity(restriction_count);

@@ -7,15 +7,13 @@ use crate::geo::Coord;
 use crate::network::{EdgeId, RoadNetwork};
 use crate::snap::Snap;
 use crate::weight::Weight;
+use std::sync::Arc;
 
 impl Graph {
-    fn name(&self, road: u32) -> String {
-        let r = &self.net.roads[road as usize];
-        self.net
-            .names
-            .get(r.name as usize)
-            .cloned()
-            .unwrap_or_default()
+    /// Name number `id`; the artifact reader checks every road's, so the default is for
+    /// hand-built networks only.
+    fn name(&self, id: u32) -> Arc<str> {
+        self.net.names.get(id as usize).cloned().unwrap_or_default()
     }
 
     pub(super) fn direct_route(
@@ -33,7 +31,7 @@ impl Graph {
                 geometry: Vec::new(),
                 nodes: Vec::new(),
                 segments: vec![RouteSegment {
-                    name: self.name(from.road),
+                    name: self.name(self.net.roads[from.road as usize].name),
                     duration_s: w.duration_s(),
                     distance_m: w.distance_m(),
                     geometry: 0..0,
@@ -58,7 +56,7 @@ impl Graph {
         nodes.extend(inner.iter().map(|&i| ids[i]));
         nodes.push(ids[last]);
         let segments = vec![RouteSegment {
-            name: self.name(from.road),
+            name: self.name(self.net.roads[from.road as usize].name),
             duration_s: w.duration_s(),
             distance_m: w.distance_m(),
             geometry: 0..geometry.len(),
@@ -224,12 +222,7 @@ impl Graph {
             .iter()
             .zip(ends)
             .map(|(&(name, w, start), end)| RouteSegment {
-                name: self
-                    .net
-                    .names
-                    .get(name as usize)
-                    .cloned()
-                    .unwrap_or_default(),
+                name: self.name(name),
                 duration_s: w.duration_s(),
                 distance_m: w.distance_m(),
                 geometry: if shape { start..end } else { 0..0 },

@@ -70,8 +70,8 @@ pub struct GraphInfo {
 /// are merged).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteSegment {
-    /// Road name (or ref), empty if unnamed.
-    pub name: String,
+    /// Road name (or ref), empty if unnamed; shared with the graph, not copied.
+    pub name: Arc<str>,
     /// Travel time on this piece, seconds.
     pub duration_s: f64,
     /// Length of this piece, metres.
