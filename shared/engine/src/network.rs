@@ -144,6 +144,25 @@ impl RoadNetwork {
         self.restriction_stats
     }
 
+    /// Lays the shape points (and their OSM ids) out road by road in `order`, which names
+    /// every road once: what a route copies then sits together in memory. Road ids and each
+    /// road's points are unchanged; only where they are stored moves.
+    pub(crate) fn lay_out_points(&mut self, order: &[u32]) {
+        let mut points = Vec::with_capacity(self.points.len());
+        let mut point_ids = Vec::with_capacity(self.point_ids.len());
+        for &r in order {
+            let Some(road) = self.roads.get_mut(r as usize) else {
+                continue;
+            };
+            let range = road.geometry_range();
+            road.geometry_start = points.len() as u32;
+            points.extend_from_slice(&self.points[range.clone()]);
+            point_ids.extend_from_slice(&self.point_ids[range]);
+        }
+        self.points = points;
+        self.point_ids = point_ids;
+    }
+
     pub(crate) fn geometry(&self, road: &Road) -> &[Coord] {
         &self.points[road.geometry_range()]
     }

@@ -205,6 +205,92 @@ pub(crate) struct Hierarchy {
     pub(crate) arcs: Vec<[u32; 2]>,
 }
 
+impl Hierarchy {
+    /// Calls `visit` on every arc reachable from the upward lists once, in the order routes
+    /// unpack them: the arcs of the highest nodes first, each depth first in travel order
+    /// (a shortcut's first half, its second half, then the shortcut itself, so that a
+    /// shortcut still comes after its halves), skipping an arc already visited inside an
+    /// earlier one. The long shortcuts at the top are what routes unpack most, so laying
+    /// data out in this order puts what one route reads side by side.
+    fn in_unpacking_order(&self, mut visit: impl FnMut(u32, [u32; 2])) {
+        let mut seen = vec![false; self.arcs.len()];
+        // (arc, halves already pushed)
+        let mut stack: Vec<(u32, bool)> = Vec::new();
+        let nodes = (self.up.first.len() / 2) as u32;
+        for node in (0..nodes).rev() {
+            for dir in [FORWARD, BACKWARD] {
+                for &top in self.up.out_ids(node, dir) {
+                    stack.push((top, false));
+                    while let Some((arc, expanded)) = stack.pop() {
+                        let (Some(seen), Some(&[x, y])) =
+                            (seen.get_mut(arc as usize), self.arcs.get(arc as usize))
+                        else {
+                            continue;
+                        };
+                        if expanded || y == ORIGINAL {
+                            if expanded || !std::mem::replace(seen, true) {
+                                visit(arc, [x, y]);
+                            }
+                        } else if !std::mem::replace(seen, true) {
+                            // The second half below the first: the first comes out first.
+                            stack.extend([(arc, true), (y, false), (x, false)]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Renumbers the arcs in unpacking order (the rest after them, in their old order), so
+    /// that the arcs a route's shortcuts unpack to sit together in [`Hierarchy::arcs`]
+    /// instead of anywhere in it. A shortcut still comes after both its halves (the
+    /// artifact reader relies on that to rule out cycles), and numbering a hierarchy that
+    /// is already in this order changes nothing.
+    pub(crate) fn lay_out_arcs(&mut self) {
+        let mut new_id = vec![u32::MAX; self.arcs.len()];
+        let mut next = 0u32;
+        self.in_unpacking_order(|arc, _| {
+            new_id[arc as usize] = next;
+            next += 1;
+        });
+        for id in new_id.iter_mut().filter(|id| **id == u32::MAX) {
+            *id = next;
+            next += 1;
+        }
+        let renamed = |a: u32| new_id.get(a as usize).copied().unwrap_or(a);
+        let mut arcs = vec![[0, 0]; self.arcs.len()];
+        for (&[x, y], &to) in self.arcs.iter().zip(&new_id) {
+            arcs[to as usize] = if y == ORIGINAL {
+                [x, y]
+            } else {
+                [renamed(x), renamed(y)]
+            };
+        }
+        self.arcs = arcs;
+        for id in &mut self.up.ids {
+            *id = renamed(*id);
+        }
+    }
+
+    /// Every road of `road_count` once, in the order the hierarchy's arcs unpack to them
+    /// (see [`Hierarchy::lay_out_arcs`]); roads no arc reaches come last, in id order.
+    pub(crate) fn roads_in_unpacking_order(&self, road_count: usize) -> Vec<u32> {
+        let mut order = Vec::with_capacity(road_count);
+        let mut placed = vec![false; road_count];
+        self.in_unpacking_order(|_, [x, y]| {
+            let road = crate::network::EdgeId(x).road();
+            if y == ORIGINAL
+                && let Some(p) = placed.get_mut(road as usize)
+                && !std::mem::replace(p, true)
+            {
+                order.push(road);
+            }
+        });
+        order.extend((0..road_count as u32).filter(|&r| !placed[r as usize]));
+        order
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +324,69 @@ mod tests {
             }
         }
         assert_eq!(std::mem::size_of::<QueryArc>(), 12);
+    }
+
+    /// The original edges an arc stands for, in travel order.
+    fn expand(arcs: &[[u32; 2]], arc: u32, out: &mut Vec<u32>) {
+        let [x, y] = arcs[arc as usize];
+        if y == ORIGINAL {
+            out.push(x);
+        } else {
+            expand(arcs, x, out);
+            expand(arcs, y, out);
+        }
+    }
+
+    /// Renumbering the arcs keeps what every upward arc stands for and every shortcut after
+    /// its halves, often right after its second, and is a fixed point: a loaded artifact
+    /// lays out as it was written, so its identity does not change.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn arcs_in_unpacking_order_stand_for_the_same_edges() {
+        let pbf =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/monaco.osm.pbf");
+        let net = crate::import::import_osm(&pbf, &crate::CarProfile::default()).unwrap();
+        let (arcs, turns) = crate::turns::expand(&net);
+        let (before, _) = contract(turns.node_count, arcs.into_iter(), &|_, _| {});
+        let mut after = before.clone();
+        after.lay_out_arcs();
+        assert_ne!(after, before, "Monaco's arcs are not already in order");
+        let nodes = (before.up.first.len() / 2) as u32;
+        let (mut was, mut is) = (Vec::new(), Vec::new());
+        let mut adjacent = 0;
+        for v in 0..nodes {
+            for dir in [FORWARD, BACKWARD] {
+                let pairs = before
+                    .up
+                    .out_ids(v, dir)
+                    .iter()
+                    .zip(after.up.out_ids(v, dir));
+                for (&old, &new) in pairs {
+                    was.clear();
+                    is.clear();
+                    expand(&before.arcs, old, &mut was);
+                    expand(&after.arcs, new, &mut is);
+                    assert_eq!(was, is, "node {v}: arc {old} became {new}");
+                    let [_, y] = after.arcs[new as usize];
+                    adjacent += usize::from(y != ORIGINAL && y + 1 == new);
+                }
+            }
+        }
+        // Most shortcuts are unpacked first inside their own arc; the rest were met
+        // earlier inside a higher one.
+        assert!(adjacent > 0);
+        for (i, &[x, y]) in after.arcs.iter().enumerate() {
+            assert!(
+                y == ORIGINAL || (x as usize) < i && (y as usize) < i,
+                "arc {i}"
+            );
+        }
+        let mut again = after.clone();
+        again.lay_out_arcs();
+        assert_eq!(again, after);
+        let order = after.roads_in_unpacking_order(net.roads.len());
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..net.roads.len() as u32).collect::<Vec<_>>());
     }
 }

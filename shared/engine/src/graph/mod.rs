@@ -114,11 +114,13 @@ impl Graph {
     fn assemble(
         Contents {
             version,
-            net,
-            ch,
+            mut net,
+            mut ch,
             turns,
         }: Contents,
     ) -> Graph {
+        ch.lay_out_arcs();
+        net.lay_out_points(&ch.roads_in_unpacking_order(net.roads.len()));
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let index = SnapIndex::build(&net, id);
