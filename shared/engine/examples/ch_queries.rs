@@ -11,7 +11,7 @@
 //!
 //! An optional fourth argument repeats the queries that many times over the same pairs, so
 //! that a sampling profiler (`perf record`) sees mostly queries rather than loading and
-//! snapping.
+//! snapping. Every mode but `digest` prints the wall-clock time per query at the end.
 //!
 //! Modes: `none` (the baseline to subtract), `pair` (1x1 duration-only table), `route`
 //! (route with geometry), `summary` (route with totals and named segments only), `snap`
@@ -64,6 +64,7 @@ fn main() {
         DefaultHasher::new(),
         DefaultHasher::new(),
     );
+    let started = std::time::Instant::now();
     for i in (0..repeat).flat_map(|_| 0..count) {
         let (from, to) = (&pts[2 * i], &pts[2 * i + 1]);
         match mode.as_str() {
@@ -90,6 +91,14 @@ fn main() {
             "none" => {}
             other => panic!("unknown mode {other}; {usage}"),
         }
+    }
+    if mode != "digest" {
+        let calls = (repeat * count).max(1) as f64;
+        println!(
+            "{mode}: {:.2} us per query ({} queries)",
+            started.elapsed().as_secs_f64() * 1e6 / calls,
+            repeat * count
+        );
     }
     if mode == "digest" {
         let n = pts.len().min(30);
