@@ -227,11 +227,13 @@ impl Hierarchy {
                         else {
                             continue;
                         };
-                        if expanded || y == ORIGINAL {
-                            if expanded || !std::mem::replace(seen, true) {
-                                visit(arc, [x, y]);
-                            }
-                        } else if !std::mem::replace(seen, true) {
+                        if expanded {
+                            visit(arc, [x, y]);
+                        } else if std::mem::replace(seen, true) {
+                            continue;
+                        } else if y == ORIGINAL {
+                            visit(arc, [x, y]);
+                        } else {
                             // The second half below the first: the first comes out first.
                             stack.extend([(arc, true), (y, false), (x, false)]);
                         }
