@@ -14,7 +14,9 @@
 //! snapping. Every mode but `digest` prints the wall-clock time per query at the end.
 //!
 //! Modes: `none` (the baseline to subtract), `pair` (1x1 duration-only table), `route`
-//! (route with geometry), `summary` (route with totals and named segments only), `snap`
+//! (route with geometry and OSM node ids), `geometry` (route with geometry, no node ids:
+//! what an OSRM `/route` without `annotations=nodes` builds), `summary` (route with totals
+//! and named segments only), `snap`
 //! (snapping the two points once more), `digest` (prints a hash over every route's full
 //! output, one over the 1x1 tables and a 30x30 table, and one over the search-space sizes:
 //! run the binaries before and after a change to the query code on the same artifact and
@@ -29,8 +31,7 @@ use std::path::PathBuf;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage =
-        "usage: ch_queries <artifact> <none|pair|route|summary|snap|digest> <count> [repeat]";
+    let usage = "usage: ch_queries <artifact> <none|pair|route|geometry|summary|snap|digest> <count> [repeat]";
     let path = PathBuf::from(args.next().expect(usage));
     let mode = args.next().expect(usage);
     let count: usize = args.next().expect(usage).parse().expect(usage);
@@ -74,6 +75,9 @@ fn main() {
             }
             "route" => {
                 black_box(graph.route(from, to).ok());
+            }
+            "geometry" => {
+                black_box(graph.route_with(from, to, Detail::Geometry).ok());
             }
             "summary" => {
                 black_box(graph.route_with(from, to, Detail::Summary).ok());

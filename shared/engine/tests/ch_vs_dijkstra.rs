@@ -216,8 +216,9 @@ fn small_tables_take_the_point_to_point_path_and_equal_dijkstra() {
 }
 
 /// A summary route is the full route without its shape: same totals, same named segments.
+/// A geometry route is the full route without its OSM node ids.
 #[test]
-fn summary_routes_are_full_routes_without_geometry() {
+fn summary_and_geometry_routes_are_full_routes_without_parts() {
     let graph = monaco();
     let snaps = random_snaps(graph, 600, 0x5eed_5a11, 500.0);
     // Same-road pairs take the direct path; include some.
@@ -242,5 +243,17 @@ fn summary_routes_are_full_routes_without_geometry() {
                 (&f.name, f.duration_s, f.distance_m, 0..0)
             );
         }
+        let geometry = graph
+            .route_with(a, b, edgeroute_engine::Detail::Geometry)
+            .unwrap();
+        assert!(geometry.nodes.is_empty());
+        assert_eq!(full.nodes.len(), full.geometry.len());
+        assert_eq!(
+            edgeroute_engine::Route {
+                nodes: full.nodes.clone(),
+                ..geometry
+            },
+            full
+        );
     }
 }

@@ -41,6 +41,7 @@ impl Graph {
         let road = &self.net.roads[from.road as usize];
         let pts = self.net.geometry(road);
         let ids = self.net.point_ids(road);
+        let with_ids = detail == Detail::Full;
         let (a, b) = (from.segment as usize, to.segment as usize);
         // Points strictly between the two snaps, in travel order; the snaps themselves are
         // named after the node behind the start and the node ahead of the end.
@@ -52,9 +53,13 @@ impl Graph {
         let mut geometry = vec![from.location];
         geometry.extend(inner.iter().map(|&i| pts[i]));
         geometry.push(to.location);
-        let mut nodes = vec![ids[first]];
-        nodes.extend(inner.iter().map(|&i| ids[i]));
-        nodes.push(ids[last]);
+        let mut nodes = Vec::new();
+        if with_ids {
+            nodes.reserve_exact(inner.len() + 2);
+            nodes.push(ids[first]);
+            nodes.extend(inner.iter().map(|&i| ids[i]));
+            nodes.push(ids[last]);
+        }
         let segments = vec![RouteSegment {
             name: self.name(self.net.roads[from.road as usize].name),
             duration_s: w.duration_s(),
@@ -78,7 +83,8 @@ impl Graph {
         edges: &[EdgeId],
         detail: Detail,
     ) -> Route {
-        let shape = detail == Detail::Full;
+        let shape = detail != Detail::Summary;
+        let with_ids = detail == Detail::Full;
         // Sized exactly (every edge adds its shape points but the first; the two partial
         // roads add at most all of theirs plus the two snapped points), so the copies below
         // never reallocate: regrowing cost a tenth of a Porto route.
@@ -92,7 +98,7 @@ impl Graph {
             0
         };
         let mut geometry: Vec<Coord> = Vec::with_capacity(points);
-        let mut nodes: Vec<i64> = Vec::with_capacity(points);
+        let mut nodes: Vec<i64> = Vec::with_capacity(if with_ids { points } else { 0 });
         if shape {
             geometry.push(from.location);
         }
@@ -111,10 +117,12 @@ impl Graph {
                     w: Weight| {
             let start = geometry.len().saturating_sub(1);
             if shape {
-                append(net, geometry, nodes, range, backward);
+                append(net, geometry, with_ids.then_some(nodes), range, backward);
                 if let Some((c, id)) = last {
                     geometry.push(c);
-                    nodes.push(id);
+                    if with_ids {
+                        nodes.push(id);
+                    }
                 }
             }
             merge(pieces, net.roads[road as usize].name, w, start);
@@ -125,7 +133,7 @@ impl Graph {
         let base = rs.geometry_start as usize;
         let len = rs.geometry_len as usize;
         let seg = from.segment as usize;
-        let first_node = |i: usize| shape.then(|| self.net.point_ids[i]);
+        let first_node = |i: usize| with_ids.then(|| self.net.point_ids[i]);
         if Some(found.source) == self.turns.arrive(EdgeId::new(from.road, false)) {
             nodes.extend(first_node(base + seg));
             let w = rs.forward.scale(1.0 - from.fraction);
@@ -172,7 +180,13 @@ impl Graph {
                 } else {
                     base + 1..end
                 };
-                append(net, &mut geometry, &mut nodes, range, backward);
+                append(
+                    net,
+                    &mut geometry,
+                    with_ids.then_some(&mut nodes),
+                    range,
+                    backward,
+                );
             }
             merge(&mut pieces, road.name, road.weight(backward), start);
         }
@@ -238,23 +252,29 @@ impl Graph {
     }
 }
 
-/// Appends the network's shape points `range` (reversed if `backward`) and their OSM node
-/// ids.
+/// Appends the network's shape points `range` (reversed if `backward`) and, if `nodes` is
+/// given, their OSM node ids.
 #[inline(always)]
 fn append(
     net: &RoadNetwork,
     geometry: &mut Vec<Coord>,
-    nodes: &mut Vec<i64>,
+    nodes: Option<&mut Vec<i64>>,
     range: std::ops::Range<usize>,
     backward: bool,
 ) {
-    let (points, ids) = (&net.points[range.clone()], &net.point_ids[range]);
+    let points = &net.points[range.clone()];
     if backward {
         geometry.extend(points.iter().rev());
-        nodes.extend(ids.iter().rev());
     } else {
         geometry.extend_from_slice(points);
-        nodes.extend_from_slice(ids);
+    }
+    if let Some(nodes) = nodes {
+        let ids = &net.point_ids[range];
+        if backward {
+            nodes.extend(ids.iter().rev());
+        } else {
+            nodes.extend_from_slice(ids);
+        }
     }
 }
 
