@@ -3,8 +3,9 @@
 This machine's speed drifts by up to 2x within minutes, so separate runs of each side are
 not comparable; here every round times pandana's raw C++ query (10,000 random node pairs,
 as ../shared/tools/anchors-routing/bench.py does) and then each `ch_queries` binary given
-(route with geometry and 1x1 table, 1,000 Porto pairs x 10), and the ratios are taken
-within a round. Run with the venv that bench.py uses, after its extract.py:
+(by default route with geometry and node ids and 1x1 table; `--modes` picks others, and a
+binary that does not know a mode is skipped for it; 1,000 Porto pairs x 10), and the ratios
+are taken within a round. Run with the venv that bench.py uses, after its extract.py:
 
     OMP_NUM_THREADS=1 $VENV/bin/python scripts/routes-vs-pandana.py porto.graph \\
         before/ch_queries after/ch_queries
@@ -26,6 +27,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("artifact", help="Porto graph artifact (ch_profile porto.osm.pbf porto.graph)")
 ap.add_argument("binaries", nargs="+", help="ch_queries binaries to compare")
 ap.add_argument("--rounds", type=int, default=11)
+ap.add_argument("--modes", nargs="+", default=["route", "pair"],
+                help="ch_queries modes to time (route, geometry, summary, pair)")
 ap.add_argument("--npz", default=str(Path(tempfile.gettempdir()) / "anchors-routing" / "porto_graph.npz"))
 args = ap.parse_args()
 
@@ -50,11 +53,13 @@ for r in range(args.rounds):
     net.net.shortest_path_distances(src, dst, 0)
     res["pandana"].append((time.perf_counter() - t0) / len(src) * 1e6)
     for b in args.binaries:
-        for mode in ("route", "pair"):
-            out = subprocess.run([b, args.artifact, mode, "1000", "10"], capture_output=True,
-                                 text=True, check=True).stdout
+        for mode in args.modes:
+            run = subprocess.run([b, args.artifact, mode, "1000", "10"], capture_output=True,
+                                 text=True)
+            if run.returncode != 0:
+                continue  # an older build without this mode
             res.setdefault(f"{b} {mode}", []).append(
-                float(re.search(r"([\d.]+) us per query", out).group(1)))
+                float(re.search(r"([\d.]+) us per query", run.stdout).group(1)))
     print(f"round {r + 1}: " + ", ".join(f"{k} {x[-1]:.2f}" for k, x in res.items()), flush=True)
 
 for k, xs in res.items():

@@ -112,16 +112,17 @@ impl Graph {
                     pieces: &mut Vec<(u32, Weight, usize)>,
                     range: std::ops::Range<usize>,
                     backward: bool,
-                    last: Option<(Coord, i64)>,
+                    last: Option<(Coord, usize)>,
                     road: u32,
                     w: Weight| {
             let start = geometry.len().saturating_sub(1);
             if shape {
                 append(net, geometry, with_ids.then_some(nodes), range, backward);
+                // The snapped end point, named after the shape point `id` ahead of it.
                 if let Some((c, id)) = last {
                     geometry.push(c);
                     if with_ids {
-                        nodes.push(id);
+                        nodes.push(net.point_ids[id]);
                     }
                 }
             }
@@ -199,7 +200,7 @@ impl Graph {
         let forward = EdgeId::new(to.road, false);
         if self.turns.departures(forward).any(|n| n == found.target) {
             let w = rt.forward.scale(to.fraction);
-            let last = Some((to.location, self.net.point_ids[base + seg + 1]));
+            let last = Some((to.location, base + seg + 1));
             let range = base + 1..base + seg + 1;
             push(
                 &mut geometry,
@@ -213,7 +214,7 @@ impl Graph {
             );
         } else {
             let w = rt.backward.scale(1.0 - to.fraction);
-            let last = Some((to.location, self.net.point_ids[base + seg]));
+            let last = Some((to.location, base + seg));
             let range = base + seg + 1..base + len - 1;
             push(
                 &mut geometry,
