@@ -8,8 +8,9 @@
 //! with a node per OSM node.
 //!
 //! Turn restrictions (`type=restriction` relations) are read in the first pass and resolved
-//! onto directed edges once the roads exist; see [`crate::turns`] for how routing honours
-//! them and [`RestrictionStats`] for what is skipped.
+//! onto directed edges once the roads exist. Routing honours them by splitting the
+//! junctions reached along a restricted sequence (the crate's internal `turns` module says
+//! how); [`RestrictionStats`] tells what is skipped.
 
 use crate::geo::Coord;
 use crate::network::{
