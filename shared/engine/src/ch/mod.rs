@@ -248,13 +248,27 @@ impl Hierarchy {
     /// instead of anywhere in it. A shortcut still comes after both its halves (the
     /// artifact reader relies on that to rule out cycles), and numbering a hierarchy that
     /// is already in this order changes nothing.
-    pub(crate) fn lay_out_arcs(&mut self) {
+    ///
+    /// Returns every road of `road_count` once, in the order the arcs unpack to them (roads
+    /// no arc reaches last, in id order): the order to store their shape points in, found
+    /// by the same walk.
+    pub(crate) fn lay_out_arcs(&mut self, road_count: usize) -> Vec<u32> {
         let mut new_id = vec![u32::MAX; self.arcs.len()];
         let mut next = 0u32;
-        self.in_unpacking_order(|arc, _| {
+        let mut roads = Vec::with_capacity(road_count);
+        let mut placed = vec![false; road_count];
+        self.in_unpacking_order(|arc, [x, y]| {
             new_id[arc as usize] = next;
             next += 1;
+            let road = crate::network::EdgeId(x).road();
+            if y == ORIGINAL
+                && let Some(p) = placed.get_mut(road as usize)
+                && !std::mem::replace(p, true)
+            {
+                roads.push(road);
+            }
         });
+        roads.extend((0..road_count as u32).filter(|&r| !placed[r as usize]));
         for id in new_id.iter_mut().filter(|id| **id == u32::MAX) {
             *id = next;
             next += 1;
@@ -272,24 +286,7 @@ impl Hierarchy {
         for id in &mut self.up.ids {
             *id = renamed(*id);
         }
-    }
-
-    /// Every road of `road_count` once, in the order the hierarchy's arcs unpack to them
-    /// (see [`Hierarchy::lay_out_arcs`]); roads no arc reaches come last, in id order.
-    pub(crate) fn roads_in_unpacking_order(&self, road_count: usize) -> Vec<u32> {
-        let mut order = Vec::with_capacity(road_count);
-        let mut placed = vec![false; road_count];
-        self.in_unpacking_order(|_, [x, y]| {
-            let road = crate::network::EdgeId(x).road();
-            if y == ORIGINAL
-                && let Some(p) = placed.get_mut(road as usize)
-                && !std::mem::replace(p, true)
-            {
-                order.push(road);
-            }
-        });
-        order.extend((0..road_count as u32).filter(|&r| !placed[r as usize]));
-        order
+        roads
     }
 }
 
@@ -351,7 +348,7 @@ mod tests {
         let (arcs, turns) = crate::turns::expand(&net);
         let (before, _) = contract(turns.node_count, arcs.into_iter(), &|_, _| {});
         let mut after = before.clone();
-        after.lay_out_arcs();
+        let order = after.lay_out_arcs(net.roads.len());
         assert_ne!(after, before, "Monaco's arcs are not already in order");
         let nodes = (before.up.first.len() / 2) as u32;
         let (mut was, mut is) = (Vec::new(), Vec::new());
@@ -384,9 +381,8 @@ mod tests {
             );
         }
         let mut again = after.clone();
-        again.lay_out_arcs();
+        again.lay_out_arcs(net.roads.len());
         assert_eq!(again, after);
-        let order = after.roads_in_unpacking_order(net.roads.len());
         let mut sorted = order.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..net.roads.len() as u32).collect::<Vec<_>>());

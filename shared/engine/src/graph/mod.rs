@@ -119,8 +119,8 @@ impl Graph {
             turns,
         }: Contents,
     ) -> Graph {
-        ch.lay_out_arcs();
-        net.lay_out_points(&ch.roads_in_unpacking_order(net.roads.len()));
+        let road_order = ch.lay_out_arcs(net.roads.len());
+        net.lay_out_points(&road_order);
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let index = SnapIndex::build(&net, id);
