@@ -16,12 +16,11 @@
 //! Modes: `none` (the baseline to subtract), `pair` (1x1 duration-only table), `route`
 //! (route with geometry and OSM node ids), `geometry` (route with geometry, no node ids:
 //! what an OSRM `/route` without `annotations=nodes` builds), `summary` (route with totals
-//! and named segments only), `snap`
-//! (snapping the two points once more), `digest` (prints a hash over every route's full
-//! output, one over the 1x1 tables and a 30x30 table, and one over the search-space sizes:
-//! run the binaries before and after a change to the query code on the same artifact and
-//! compare the line, to show the results are exactly as they were). The points are drawn
-//! as in `ch_profile` and `benches/routing.rs`.
+//! and named segments only), `snap` (snapping the two points once more), `digest` (prints a
+//! hash over every route's full output, one over the 1x1 tables and a 30x30 table, and one
+//! over the search-space sizes: run the binaries before and after a change to the query
+//! code on the same artifact and compare the line, to show the results are exactly as they
+//! were). The points are drawn as in `ch_profile` and `benches/routing.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use edgeroute_engine::{Coord, Detail, Graph, Snap};
