@@ -3,7 +3,6 @@
 
 use super::{Detail, Graph, Route, RouteSegment};
 use crate::ch;
-use crate::geo::Coord;
 use crate::network::{EdgeId, RoadNetwork};
 use crate::snap::Snap;
 use crate::weight::Weight;
@@ -83,156 +82,106 @@ impl Graph {
         edges: &[EdgeId],
         detail: Detail,
     ) -> Route {
-        let shape = detail != Detail::Summary;
-        let with_ids = detail == Detail::Full;
-        // Sized exactly (every edge adds its shape points but the first; the two partial
-        // roads add at most all of theirs plus the two snapped points), so the copies below
-        // never reallocate: regrowing cost a tenth of a Porto route.
-        let road_len = |road: u32| self.net.roads[road as usize].geometry_len as usize;
-        let points = if shape {
-            edges.iter().map(|e| road_len(e.road()) - 1).sum::<usize>()
-                + road_len(from.road)
-                + road_len(to.road)
-                + 2
+        let net = &self.net;
+        // The two partial roads: the stretch of shape points each adds, its direction and
+        // weight. The first is driven towards `to` if we left through the road's end node;
+        // on the last we arrive from its start node when driving it forward.
+        let rs = &net.roads[from.road as usize];
+        let (base, len, seg) = (
+            rs.geometry_start as usize,
+            rs.geometry_len as usize,
+            from.segment as usize,
+        );
+        let head = if Some(found.source) == self.turns.arrive(EdgeId::new(from.road, false)) {
+            // (points, backward, weight, OSM id of the node behind the start)
+            (
+                base + seg + 1..base + len,
+                false,
+                rs.forward.scale(1.0 - from.fraction),
+                base + seg,
+            )
         } else {
-            0
+            (
+                base..base + seg + 1,
+                true,
+                rs.backward.scale(from.fraction),
+                base + seg + 1,
+            )
         };
-        let mut geometry: Vec<Coord> = Vec::with_capacity(points);
-        let mut nodes: Vec<i64> = Vec::with_capacity(if with_ids { points } else { 0 });
-        if shape {
-            geometry.push(from.location);
-        }
+        let rt = &net.roads[to.road as usize];
+        let (base, len, seg) = (
+            rt.geometry_start as usize,
+            rt.geometry_len as usize,
+            to.segment as usize,
+        );
+        let forward = EdgeId::new(to.road, false);
+        let tail = if self.turns.departures(forward).any(|n| n == found.target) {
+            // (points, backward, weight, OSM id of the node ahead of the end)
+            (
+                base + 1..base + seg + 1,
+                false,
+                rt.forward.scale(to.fraction),
+                base + seg + 1,
+            )
+        } else {
+            (
+                base + seg + 1..base + len - 1,
+                true,
+                rt.backward.scale(1.0 - to.fraction),
+                base + seg,
+            )
+        };
+
+        // Names and weights first, counting the points as we go: that sizes the geometry
+        // exactly, and keeps each loop short. One loop doing both kept more values alive
+        // than there are registers, and the spills cost more than reading the road records
+        // twice (the second time from the cache).
+        //
         // (name id, weight, geometry start); consecutive pieces of equally named roads are
         // merged: that is the unit turn-by-turn steps are made of, and it saves a string
-        // per edge on the hot path. A Porto route has a handful; room for more than most.
-        let mut pieces: Vec<(u32, Weight, usize)> = Vec::with_capacity(16);
-        let net = &self.net;
-        let push = |geometry: &mut Vec<Coord>,
-                    nodes: &mut Vec<i64>,
-                    pieces: &mut Vec<(u32, Weight, usize)>,
-                    range: std::ops::Range<usize>,
-                    backward: bool,
-                    last: Option<(Coord, usize)>,
-                    road: u32,
-                    w: Weight| {
-            let start = geometry.len().saturating_sub(1);
-            if shape {
-                append(net, geometry, with_ids.then_some(nodes), range, backward);
-                // The snapped end point, named after the shape point `id` ahead of it.
-                if let Some((c, id)) = last {
-                    geometry.push(c);
-                    if with_ids {
-                        nodes.push(net.point_ids[id]);
-                    }
-                }
-            }
-            merge(pieces, net.roads[road as usize].name, w, start);
-        };
-
-        // The first partial road: towards `to` if we left through the road's end node.
-        let rs = &self.net.roads[from.road as usize];
-        let base = rs.geometry_start as usize;
-        let len = rs.geometry_len as usize;
-        let seg = from.segment as usize;
-        let first_node = |i: usize| with_ids.then(|| self.net.point_ids[i]);
-        if Some(found.source) == self.turns.arrive(EdgeId::new(from.road, false)) {
-            nodes.extend(first_node(base + seg));
-            let w = rs.forward.scale(1.0 - from.fraction);
-            let range = base + seg + 1..base + len;
-            push(
-                &mut geometry,
-                &mut nodes,
-                &mut pieces,
-                range,
-                false,
-                None,
-                from.road,
-                w,
-            );
-        } else {
-            nodes.extend(first_node(base + seg + 1));
-            let w = rs.backward.scale(from.fraction);
-            let range = base..base + seg + 1;
-            push(
-                &mut geometry,
-                &mut nodes,
-                &mut pieces,
-                range,
-                true,
-                None,
-                from.road,
-                w,
-            );
-        }
-
-        // The path itself, a few hundred edges of two or three points each: written out
-        // here rather than through `push`, which the compiler keeps as a call (its
-        // prologue, arguments and epilogue cost more than the copying of a short edge).
+        // per edge on the hot path. A route across Porto has about 23.
+        let mut pieces: Vec<(u32, Weight, usize)> = Vec::with_capacity(32);
+        merge(&mut pieces, rs.name, head.2, 0);
+        // Points so far: the snapped start and the first road's stretch.
+        let mut points = 1 + head.0.len();
         for edge in edges {
             let road = &net.roads[edge.road() as usize];
-            let backward = edge.is_backward();
-            let start = geometry.len().saturating_sub(1);
-            if shape {
-                let base = road.geometry_start as usize;
-                let end = base + road.geometry_len as usize;
-                // The junction the edge starts at is already in the geometry.
-                let range = if backward {
-                    base..end - 1
-                } else {
-                    base + 1..end
-                };
-                append(
-                    net,
-                    &mut geometry,
-                    with_ids.then_some(&mut nodes),
-                    range,
-                    backward,
-                );
-            }
-            merge(&mut pieces, road.name, road.weight(backward), start);
+            merge(
+                &mut pieces,
+                road.name,
+                road.weight(edge.is_backward()),
+                points - 1,
+            );
+            // The junction the edge starts at is already in the geometry.
+            points += road.geometry_len as usize - 1;
+        }
+        merge(&mut pieces, rt.name, tail.2, points - 1);
+        points += tail.0.len() + 1;
+
+        let (mut geometry, mut nodes) = (Vec::new(), Vec::new());
+        if detail != Detail::Summary {
+            geometry = Vec::with_capacity(points);
+            geometry.push(from.location);
+            append(&net.points, &mut geometry, head.0.clone(), head.1);
+            copy_path(net, edges, &net.points, &mut geometry);
+            append(&net.points, &mut geometry, tail.0.clone(), tail.1);
+            geometry.push(to.location);
+        }
+        if detail == Detail::Full {
+            nodes = Vec::with_capacity(points);
+            nodes.push(net.point_ids[head.3]);
+            append(&net.point_ids, &mut nodes, head.0, head.1);
+            copy_path(net, edges, &net.point_ids, &mut nodes);
+            append(&net.point_ids, &mut nodes, tail.0, tail.1);
+            nodes.push(net.point_ids[tail.3]);
         }
 
-        // The last partial road: we arrive from its start node when driving it forward.
-        let rt = &self.net.roads[to.road as usize];
-        let base = rt.geometry_start as usize;
-        let len = rt.geometry_len as usize;
-        let seg = to.segment as usize;
-        let forward = EdgeId::new(to.road, false);
-        if self.turns.departures(forward).any(|n| n == found.target) {
-            let w = rt.forward.scale(to.fraction);
-            let last = Some((to.location, base + seg + 1));
-            let range = base + 1..base + seg + 1;
-            push(
-                &mut geometry,
-                &mut nodes,
-                &mut pieces,
-                range,
-                false,
-                last,
-                to.road,
-                w,
-            );
-        } else {
-            let w = rt.backward.scale(1.0 - to.fraction);
-            let last = Some((to.location, base + seg));
-            let range = base + seg + 1..base + len - 1;
-            push(
-                &mut geometry,
-                &mut nodes,
-                &mut pieces,
-                range,
-                true,
-                last,
-                to.road,
-                w,
-            );
-        }
-
+        let shape = detail != Detail::Summary;
         let ends = pieces
             .iter()
             .skip(1)
             .map(|p| p.2 + 1)
-            .chain(std::iter::once(geometry.len()));
+            .chain(std::iter::once(points));
         let segments = pieces
             .iter()
             .zip(ends)
@@ -253,29 +202,36 @@ impl Graph {
     }
 }
 
-/// Appends the network's shape points `range` (reversed if `backward`) and, if `nodes` is
-/// given, their OSM node ids.
+/// Appends what `per_point` holds (shape points or their OSM ids) for every edge of the
+/// path but its first point, the junction already written. A loop of its own, not inlined
+/// into the assembly, so that its few values stay in registers.
+#[inline(never)]
+fn copy_path<T: Copy>(net: &RoadNetwork, edges: &[EdgeId], per_point: &[T], out: &mut Vec<T>) {
+    for edge in edges {
+        let road = &net.roads[edge.road() as usize];
+        let base = road.geometry_start as usize;
+        let end = base + road.geometry_len as usize;
+        if edge.is_backward() {
+            append(per_point, out, base..end - 1, true);
+        } else {
+            append(per_point, out, base + 1..end, false);
+        }
+    }
+}
+
+/// Appends `per_point[range]`, reversed if `backward`.
 #[inline(always)]
-fn append(
-    net: &RoadNetwork,
-    geometry: &mut Vec<Coord>,
-    nodes: Option<&mut Vec<i64>>,
+fn append<T: Copy>(
+    per_point: &[T],
+    out: &mut Vec<T>,
     range: std::ops::Range<usize>,
     backward: bool,
 ) {
-    let points = &net.points[range.clone()];
+    let items = &per_point[range];
     if backward {
-        geometry.extend(points.iter().rev());
+        out.extend(items.iter().rev());
     } else {
-        geometry.extend_from_slice(points);
-    }
-    if let Some(nodes) = nodes {
-        let ids = &net.point_ids[range];
-        if backward {
-            nodes.extend(ids.iter().rev());
-        } else {
-            nodes.extend_from_slice(ids);
-        }
+        out.extend_from_slice(items);
     }
 }
 
