@@ -156,7 +156,7 @@ impl CoreTable {
     fn reached<'s>(&self, search: &'s Search) -> impl Iterator<Item = (usize, Weight)> + 's {
         let first = self.first;
         search
-            .access
+            .access()
             .iter()
             .map(move |&v| ((v - first) as usize, search.dist(v)))
     }
