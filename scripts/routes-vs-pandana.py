@@ -5,9 +5,11 @@ not comparable; here every round times pandana's raw C++ query (10,000 random no
 as ../shared/tools/anchors-routing/bench.py does) and then each `ch_queries` binary given
 (by default route with geometry and node ids and 1x1 table; `--modes` picks others, and a
 binary that does not know a mode is skipped for it; 1,000 Porto pairs x 10), and the ratios
-are taken within a round. Run with the venv that bench.py uses, after its extract.py:
+are taken within a round: each binary against pandana, and every later binary against the
+first. Run with the venv that bench.py uses, after its extract.py, pinned to one core so
+that both sides run where the other did:
 
-    OMP_NUM_THREADS=1 $VENV/bin/python scripts/routes-vs-pandana.py porto.graph \\
+    OMP_NUM_THREADS=1 taskset -c 1 $VENV/bin/python scripts/routes-vs-pandana.py porto.graph \\
         before/ch_queries after/ch_queries
 """
 
@@ -70,3 +72,14 @@ for k, xs in res.items():
         line += (f"; / pandana in the same round: median {statistics.median(ratios):.2f}"
                  f" (range {min(ratios):.2f}-{max(ratios):.2f})")
     print(line)
+
+# Each later binary against the first, mode by mode, within the same round: the before/after
+# figure, steadier than either side's time against pandana.
+first = args.binaries[0]
+for b in args.binaries[1:]:
+    for mode in args.modes:
+        before, after = res.get(f"{first} {mode}"), res.get(f"{b} {mode}")
+        if before and after:
+            ratios = [y / x for x, y in zip(before, after)]
+            print(f"{b} {mode} / {first} {mode} in the same round: median "
+                  f"{statistics.median(ratios):.3f} (range {min(ratios):.2f}-{max(ratios):.2f})")
