@@ -93,20 +93,19 @@ impl Graph {
             from.segment as usize,
         );
         let head = if Some(found.source) == self.turns.arrive(EdgeId::new(from.road, false)) {
-            // (points, backward, weight, OSM id of the node behind the start)
-            (
-                base + seg + 1..base + len,
-                false,
-                rs.forward.scale(1.0 - from.fraction),
-                base + seg,
-            )
+            Stretch {
+                points: base + seg + 1..base + len,
+                backward: false,
+                weight: rs.forward.scale(1.0 - from.fraction),
+                named_after: base + seg,
+            }
         } else {
-            (
-                base..base + seg + 1,
-                true,
-                rs.backward.scale(from.fraction),
-                base + seg + 1,
-            )
+            Stretch {
+                points: base..base + seg + 1,
+                backward: true,
+                weight: rs.backward.scale(from.fraction),
+                named_after: base + seg + 1,
+            }
         };
         let rt = &net.roads[to.road as usize];
         let (base, len, seg) = (
@@ -116,20 +115,19 @@ impl Graph {
         );
         let forward = EdgeId::new(to.road, false);
         let tail = if self.turns.departures(forward).any(|n| n == found.target) {
-            // (points, backward, weight, OSM id of the node ahead of the end)
-            (
-                base + 1..base + seg + 1,
-                false,
-                rt.forward.scale(to.fraction),
-                base + seg + 1,
-            )
+            Stretch {
+                points: base + 1..base + seg + 1,
+                backward: false,
+                weight: rt.forward.scale(to.fraction),
+                named_after: base + seg + 1,
+            }
         } else {
-            (
-                base + seg + 1..base + len - 1,
-                true,
-                rt.backward.scale(1.0 - to.fraction),
-                base + seg,
-            )
+            Stretch {
+                points: base + seg + 1..base + len - 1,
+                backward: true,
+                weight: rt.backward.scale(1.0 - to.fraction),
+                named_after: base + seg,
+            }
         };
 
         // Names and weights first, counting the points as we go: that sizes the geometry
@@ -141,9 +139,9 @@ impl Graph {
         // merged: that is the unit turn-by-turn steps are made of, and it saves a string
         // per edge on the hot path. A route across Porto has about 23.
         let mut pieces: Vec<(u32, Weight, usize)> = Vec::with_capacity(32);
-        merge(&mut pieces, rs.name, head.2, 0);
+        merge(&mut pieces, rs.name, head.weight, 0);
         // Points so far: the snapped start and the first road's stretch.
-        let mut points = 1 + head.0.len();
+        let mut points = 1 + head.points.len();
         for edge in edges {
             let road = &net.roads[edge.road() as usize];
             merge(
@@ -155,25 +153,35 @@ impl Graph {
             // The junction the edge starts at is already in the geometry.
             points += road.geometry_len as usize - 1;
         }
-        merge(&mut pieces, rt.name, tail.2, points - 1);
-        points += tail.0.len() + 1;
+        merge(&mut pieces, rt.name, tail.weight, points - 1);
+        points += tail.points.len() + 1;
 
         let (mut geometry, mut nodes) = (Vec::new(), Vec::new());
         if detail != Detail::Summary {
             geometry = Vec::with_capacity(points + CHUNK);
             geometry.push(from.location);
-            append(&net.points, &mut geometry, head.0.clone(), head.1);
+            append(
+                &net.points,
+                &mut geometry,
+                head.points.clone(),
+                head.backward,
+            );
             copy_path(net, edges, &net.points, &mut geometry);
-            append(&net.points, &mut geometry, tail.0.clone(), tail.1);
+            append(
+                &net.points,
+                &mut geometry,
+                tail.points.clone(),
+                tail.backward,
+            );
             geometry.push(to.location);
         }
         if detail == Detail::Full {
             nodes = Vec::with_capacity(points + CHUNK);
-            nodes.push(net.point_ids[head.3]);
-            append(&net.point_ids, &mut nodes, head.0, head.1);
+            nodes.push(net.point_ids[head.named_after]);
+            append(&net.point_ids, &mut nodes, head.points, head.backward);
             copy_path(net, edges, &net.point_ids, &mut nodes);
-            append(&net.point_ids, &mut nodes, tail.0, tail.1);
-            nodes.push(net.point_ids[tail.3]);
+            append(&net.point_ids, &mut nodes, tail.points, tail.backward);
+            nodes.push(net.point_ids[tail.named_after]);
         }
 
         let shape = detail != Detail::Summary;
@@ -200,6 +208,19 @@ impl Graph {
             segments,
         }
     }
+}
+
+/// The part of a partial road (the first or the last of a route) that a route drives.
+struct Stretch {
+    /// Its shape points between the snapped point and the junction, in storage order.
+    points: std::ops::Range<usize>,
+    /// Whether they are driven last first.
+    backward: bool,
+    /// The share of the road's weight driven.
+    weight: Weight,
+    /// The shape point whose OSM id names the snapped point: the node behind the start, or
+    /// the node ahead of the end, in travel direction.
+    named_after: usize,
 }
 
 /// Most edges add at most this many points; [`copy_path`] copies them in one fixed-size
