@@ -23,6 +23,7 @@ impl Graph {
         backward: bool,
         detail: Detail,
     ) -> Route {
+        let road = &self.net.roads[from.road as usize];
         if detail == Detail::Summary {
             return Route {
                 duration_s: w.duration_s(),
@@ -30,37 +31,38 @@ impl Graph {
                 geometry: Vec::new(),
                 nodes: Vec::new(),
                 segments: vec![RouteSegment {
-                    name: self.name(self.net.roads[from.road as usize].name),
+                    name: self.name(road.name),
                     duration_s: w.duration_s(),
                     distance_m: w.distance_m(),
                     geometry: 0..0,
                 }],
             };
         }
-        let road = &self.net.roads[from.road as usize];
         let pts = self.net.geometry(road);
         let ids = self.net.point_ids(road);
         let with_ids = detail == Detail::Full;
         let (a, b) = (from.segment as usize, to.segment as usize);
-        // Points strictly between the two snaps, in travel order; the snaps themselves are
-        // named after the node behind the start and the node ahead of the end.
-        let (inner, first, last): (Vec<usize>, usize, usize) = if backward {
-            ((b + 1..=a).rev().collect(), a + 1, b)
+        // Points strictly between the two snaps (none if they share a segment); the snaps
+        // themselves are named after the node behind the start and the node ahead of the
+        // end.
+        let (inner, first, last) = if backward {
+            (b + 1..(a + 1).max(b + 1), a + 1, b)
         } else {
-            ((a + 1..=b).collect(), a, b + 1)
+            (a + 1..(b + 1).max(a + 1), a, b + 1)
         };
-        let mut geometry = vec![from.location];
-        geometry.extend(inner.iter().map(|&i| pts[i]));
+        let mut geometry = Vec::with_capacity(inner.len() + 2);
+        geometry.push(from.location);
+        append(pts, &mut geometry, inner.clone(), backward);
         geometry.push(to.location);
         let mut nodes = Vec::new();
         if with_ids {
             nodes.reserve_exact(inner.len() + 2);
             nodes.push(ids[first]);
-            nodes.extend(inner.iter().map(|&i| ids[i]));
+            append(ids, &mut nodes, inner, backward);
             nodes.push(ids[last]);
         }
         let segments = vec![RouteSegment {
-            name: self.name(self.net.roads[from.road as usize].name),
+            name: self.name(road.name),
             duration_s: w.duration_s(),
             distance_m: w.distance_m(),
             geometry: 0..geometry.len(),
