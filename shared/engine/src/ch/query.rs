@@ -176,12 +176,12 @@ impl Search {
                 // update is a select: the state is written either way.
                 let seen = *seen;
                 let new = seen.stamp != self.round;
-                let reached = NodeState {
+                let through_v = NodeState {
                     dist: nd,
                     parent: v,
                     stamp: self.round,
                 };
-                let state = select_unpredictable(new | (nd < seen.dist), reached, seen);
+                let state = select_unpredictable(new | (nd < seen.dist), through_v, seen);
                 self.set(a.head, state.dist, state.parent);
                 self.reach_core(a.head, new);
                 continue;
