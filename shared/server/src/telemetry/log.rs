@@ -4,7 +4,7 @@
 //! `region`).
 
 use std::{
-    fmt,
+    fmt::{self, Write as _},
     sync::{Arc, OnceLock, RwLock},
 };
 
@@ -179,16 +179,16 @@ impl<'a> FormatFields<'a> for JsonSpanFields {
 
 /// `fields` as a JSON object, into `out`.
 fn write_object<R: RecordFields>(out: &mut String, fields: R) -> fmt::Result {
-    let mut writer = Writer::new(out);
-    writer.write_char('{')?;
+    out.push('{');
     let mut visitor = JsonObject {
-        out: &mut writer,
+        out,
         first: true,
         result: Ok(()),
     };
     fields.record(&mut visitor);
     visitor.result?;
-    writer.write_char('}')
+    out.push('}');
+    Ok(())
 }
 
 thread_local! {
@@ -215,37 +215,39 @@ fn with_scratch<T>(f: impl FnOnce(&mut String) -> T) -> T {
     })
 }
 
-/// Writes visited fields as the members of a JSON object (without its braces).
-struct JsonObject<'w, 'o> {
-    out: &'o mut Writer<'w>,
+/// Writes visited fields as the members of a JSON object (without its braces), straight
+/// into the string: through a `fmt::Write` trait object every piece was a dynamic call,
+/// which made a request span's twenty strings cost about 500 instructions each.
+struct JsonObject<'o> {
+    out: &'o mut String,
     first: bool,
     result: fmt::Result,
 }
 
-impl JsonObject<'_, '_> {
-    fn member(&mut self, name: &str, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+impl JsonObject<'_> {
+    fn member(&mut self, name: &str, value: impl FnOnce(&mut String) -> fmt::Result) {
         if self.result.is_err() {
             return;
         }
-        let separator = if self.first { "" } else { "," };
+        if !self.first {
+            self.out.push(',');
+        }
         self.first = false;
-        self.result = self
-            .out
-            .write_str(separator)
-            .and_then(|()| write_json_str(self.out, name))
-            .and_then(|()| self.out.write_char(':'))
-            .and_then(|()| value(self.out));
+        write_json_str(self.out, name);
+        self.out.push(':');
+        self.result = value(self.out);
     }
 }
 
-impl tracing::field::Visit for JsonObject<'_, '_> {
+impl tracing::field::Visit for JsonObject<'_> {
     fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
         // As serde_json writes an f64: not a number is null.
         self.member(field.name(), |out| {
             if value.is_finite() {
                 write!(out, "{value:?}")
             } else {
-                out.write_str("null")
+                out.push_str("null");
+                Ok(())
             }
         });
     }
@@ -263,19 +265,23 @@ impl tracing::field::Visit for JsonObject<'_, '_> {
     }
 
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.member(field.name(), |out| write_json_str(out, value));
+        self.member(field.name(), |out| {
+            write_json_str(out, value);
+            Ok(())
+        });
     }
 
     fn record_bytes(&mut self, field: &tracing::field::Field, value: &[u8]) {
         self.member(field.name(), |out| {
-            out.write_char('[')?;
+            out.push('[');
             for (i, byte) in value.iter().enumerate() {
                 if i > 0 {
-                    out.write_char(',')?;
+                    out.push(',');
                 }
                 write!(out, "{byte}")?;
             }
-            out.write_char(']')
+            out.push(']');
+            Ok(())
         });
     }
 
@@ -283,13 +289,29 @@ impl tracing::field::Visit for JsonObject<'_, '_> {
         let name = field.name();
         let name = name.strip_prefix("r#").unwrap_or(name);
         let text = format!("{value:?}");
-        self.member(name, |out| write_json_str(out, &text));
+        self.member(name, |out| {
+            write_json_str(out, &text);
+            Ok(())
+        });
     }
 }
 
+/// Whether JSON writes `b` escaped: quote, backslash and the control characters.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
 /// `s` as a JSON string, quotes included.
-fn write_json_str(out: &mut Writer<'_>, s: &str) -> fmt::Result {
-    out.write_char('"')?;
+fn write_json_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    // Ids, paths and names almost never need an escape. Testing every byte without an
+    // early exit lets the test run many bytes at a time; then the string is one copy.
+    if !s.bytes().fold(false, |any, b| any | needs_escape(b)) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut plain = 0;
     // Byte by byte: every character JSON escapes is ASCII, and no byte of a multi-byte
     // UTF-8 sequence is below 0x80, so the runs between escapes stay on char boundaries
@@ -304,14 +326,15 @@ fn write_json_str(out: &mut Writer<'_>, s: &str) -> fmt::Result {
             0..0x20 => "",
             _ => continue,
         };
-        out.write_str(&s[plain..i])?;
+        out.push_str(&s[plain..i]);
         if escaped.is_empty() {
-            write!(out, "\\u{:04x}", b)?;
+            // Writing to a `String` cannot fail.
+            let _ = write!(out, "\\u{:04x}", b);
         } else {
-            out.write_str(escaped)?;
+            out.push_str(escaped);
         }
         plain = i + 1;
     }
-    out.write_str(&s[plain..])?;
-    out.write_char('"')
+    out.push_str(&s[plain..]);
+    out.push('"');
 }
