@@ -107,11 +107,14 @@ impl OsrmRequest {
 /// how many coordinates (never the coordinates themselves).
 pub fn record_request(profile: &str, graph: Option<&Graph>, coordinates: usize) {
     let span = tracing::Span::current();
-    span.record("edgeroute.profile", profile);
-    span.record("edgeroute.coordinates", coordinates);
-    if let Some(graph) = graph {
-        span.record("edgeroute.graph.version", graph.info().version.as_str());
-    }
+    // One record, not three: each goes through every layer, and the log and OpenTelemetry
+    // layers look the span up and write its fields each time.
+    tracing::record_all!(
+        span,
+        edgeroute.profile = profile,
+        edgeroute.coordinates = coordinates,
+        edgeroute.graph.version = graph.map(|g| g.info().version.as_str()),
+    );
 }
 
 /// Snap every coordinate, reporting the index of the first that fails. A coordinate
@@ -137,4 +140,75 @@ pub fn snap_all(
             graph.snap(c, radius).map_err(|e| from_engine(e, Some(i)))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use edgeroute_engine::{BuildOptions, RoadNetwork, profile::Direction};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// What a subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The `span` object of a JSON line logged inside a request span after
+    /// `record_request(profile, graph, 3)`.
+    fn recorded(profile: &str, graph: Option<&Graph>) -> serde_json::Value {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(move || writer.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "request",
+                edgeroute.profile = tracing::field::Empty,
+                edgeroute.graph.version = tracing::field::Empty,
+                edgeroute.coordinates = tracing::field::Empty,
+            );
+            let _entered = span.enter();
+            record_request(profile, graph, 3);
+            tracing::info!("inside");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        line["span"].clone()
+    }
+
+    #[test]
+    fn a_request_span_gets_the_profile_the_count_and_the_graph_version() {
+        let mut b = RoadNetwork::builder();
+        let a = b.add_node(Coord::new(7.42, 43.70).unwrap());
+        let c = b.add_node(Coord::new(7.42, 43.71).unwrap());
+        b.add_road(a, c, &[], 36.0, Direction::Both, "main");
+        let graph = Graph::from_network(b.build().unwrap(), &BuildOptions::default()).unwrap();
+        let span = recorded("truck", Some(&graph));
+        assert_eq!(span["edgeroute.profile"], "truck", "{span}");
+        assert_eq!(span["edgeroute.coordinates"], 3, "{span}");
+        assert_eq!(
+            span["edgeroute.graph.version"],
+            graph.info().version.as_str(),
+            "{span}"
+        );
+        // Before the first graph loads there is no version to record, and none is made up.
+        let span = recorded("car", None);
+        assert_eq!(span["edgeroute.profile"], "car", "{span}");
+        assert!(span.get("edgeroute.graph.version").is_none(), "{span}");
+    }
 }
