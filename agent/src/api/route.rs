@@ -63,10 +63,14 @@ pub async fn route(
     // answer is ready: keep what that needs (only then, it costs a copy).
     let for_shadow = (default_profile && state.shadow.is_active())
         .then(|| (coords.clone(), options.radiuses.clone()));
-    let span = tracing::info_span!("route", edgeroute.coordinates = coords.len());
     let response = if coords.len() <= INLINE_WAYPOINTS {
+        // Inline, the computation is nearly all of the request span's own time, and a
+        // child span of it cost 7% of a short route's CPU: debug level, as `snap`.
+        let span = tracing::debug_span!("route", edgeroute.coordinates = coords.len());
         span.in_scope(|| compute(&graph, &coords, &options, radius))
     } else {
+        // On the compute pool the span shows the computation apart from the wait for it.
+        let span = tracing::info_span!("route", edgeroute.coordinates = coords.len());
         crate::compute::offload(&state, move || {
             span.in_scope(|| compute(&graph, &coords, &options, radius))
         })
