@@ -184,7 +184,7 @@ pub struct ShedLabels {
 }
 
 /// Admission control (see `api::admission`): requests shed, the request queue, the solve
-/// queue. Registered in one block by [`OverloadMetrics::register`].
+/// queue. Registered in one block by `OverloadMetrics::register`.
 #[derive(Debug, Default, Clone)]
 pub struct OverloadMetrics {
     /// Requests refused with 503 before any work, by reason.

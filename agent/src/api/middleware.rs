@@ -7,7 +7,7 @@
 //! 3. metrics (count and latency by endpoint template and final status; a request whose
 //!    client went away first is counted with status [`CLIENT_CLOSED`]);
 //! 4. CORS, above everything that can refuse, so 401/429/503/504 carry CORS headers;
-//! 5. admission control ([`super::admission`]): 503 + `Retry-After` at once when the
+//! 5. admission control ([`mod@super::admission`]): 503 + `Retry-After` at once when the
 //!    runtime lags or the admission queue is full, before any other work;
 //! 6. compression;
 //! 7. JSON errors: any bare error status from below (404/405/413...) becomes an OSRM-style
@@ -76,7 +76,7 @@ pub fn protocol_error_body(status: u16) -> String {
 #[derive(Debug, Clone)]
 pub struct KeyId(pub String);
 
-/// Apply the whole stack to `router`. Checks that never wait are [`guard`]s; `from_fn` is
+/// Apply the whole stack to `router`. Checks that never wait are guards (`guard.rs`); `from_fn` is
 /// for the middleware that awaits, since it copies every layer below it per request.
 pub fn stack(router: Router, state: &AppState) -> Router {
     // Every JSON log line of this process says which node and region wrote it.

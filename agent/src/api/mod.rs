@@ -103,7 +103,7 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     /// The served graph and its management.
     pub graphs: Arc<GraphService>,
-    /// Durable state: plans here; graphs only through [`AppState::graphs`].
+    /// Durable state: plans here; graphs only through [`Shared::graphs`].
     pub store: Arc<dyn Store>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,

@@ -1,7 +1,7 @@
 //! `GET /openapi.json`: the OpenAPI 3 document, generated from the handlers' annotations.
 //!
 //! The annotations describe what each handler answers. What the middleware answers for any
-//! operation is added here, once, by [`CommonResponses`]: 401 and 429 on every operation
+//! operation is added here, once, by `CommonResponses`: 401 and 429 on every operation
 //! that needs a key, 403 on the admin operations (off without `--admin-key`), and 503 (at
 //! the concurrency limit) and 504 (over the request timeout) everywhere. `.ci/schemathesis`
 //! holds the document to that against the real agent.

@@ -389,7 +389,7 @@ fn load_source(store: &dyn Store, source: Source) -> Result<Option<Graph>> {
     }
 }
 
-/// Why a graph directive activates a version: the version it names is kept by [`prune`].
+/// Why a graph directive activates a version: the version it names is kept by `prune`.
 pub const DIRECTIVE: &str = "directive";
 
 /// Verify, store and activate an artifact, then prune; `reason` as in

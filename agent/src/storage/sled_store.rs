@@ -89,7 +89,7 @@ fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db> {
 }
 
 impl SledStore {
-    /// Open (or create) the database in `dir`, with a [`DEFAULT_CACHE_BYTES`] page cache.
+    /// Open (or create) the database in `dir`, with a `DEFAULT_CACHE_BYTES` page cache.
     pub fn open(dir: &Path) -> Result<Self> {
         Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
     }

@@ -1,5 +1,5 @@
 //! Follows the directives' `profile_graphs`: downloads each extra profile's artifact the
-//! center names (resumable and sha256-checked like the default graph, see [`download`]),
+//! center names (resumable and sha256-checked like the default graph, see [`super::download`]),
 //! installs it as a directed profile, and removes the directed profiles the center no longer
 //! names. Profiles installed by hand are never removed here (see `routing::profiles`).
 
