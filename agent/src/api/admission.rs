@@ -157,18 +157,26 @@ impl Gate {
         self.waiting.load(Ordering::Acquire)
     }
 
+    /// A slot if one is free now; the first step of [`Gate::enter`], for callers that can
+    /// skip the wait's setup when it succeeds.
+    pub fn try_enter(&self) -> Option<Slot> {
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        Some(self.slot(permit))
+    }
+
+    fn slot(&self, permit: OwnedSemaphorePermit) -> Slot {
+        self.running_gauge.inc();
+        Slot {
+            _permit: permit,
+            running: self.running_gauge.clone(),
+        }
+    }
+
     /// A slot: at once if one is free, after waiting in the queue otherwise; `Err` at once
     /// when the queue is full, or once the wait is over.
     pub async fn enter(&self) -> Result<Slot, Shed> {
-        let slot = |permit| {
-            self.running_gauge.inc();
-            Slot {
-                _permit: permit,
-                running: self.running_gauge.clone(),
-            }
-        };
-        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
-            return Ok(slot(permit));
+        if let Some(slot) = self.try_enter() {
+            return Ok(slot);
         }
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -184,7 +192,9 @@ impl Gate {
             None => acquire.await,
         };
         // The semaphore is never closed.
-        permit.map(slot).map_err(|_| Shed::QueueFull)
+        permit
+            .map(|permit| self.slot(permit))
+            .map_err(|_| Shed::QueueFull)
     }
 }
 

@@ -25,9 +25,8 @@ use axum::{
     Router,
     body::Body,
     error_handling::HandleErrorLayer,
-    extract::{MatchedPath, Request, State},
+    extract::{MatchedPath, Request},
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
-    middleware::{Next, from_fn, from_fn_with_state},
     response::{IntoResponse, Response},
 };
 use edgeroute_protocol::osrm::ErrorCode;
@@ -41,7 +40,7 @@ use tower_http::{
 };
 use tracing::Level;
 
-use self::guard::GuardLayer;
+use self::{admit::AdmitLayer, guard::GuardLayer, metered::MeteredLayer};
 use super::{AppState, admission::Shed};
 use crate::{
     error::{ApiError, InternalError, code_for_status},
@@ -94,11 +93,11 @@ pub fn stack(router: Router, state: &AppState) -> Router {
                     .on_failure(DefaultOnFailure::new().level(Level::WARN)),
             )
             .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(from_fn_with_state(state.clone(), record_metrics))
+            .layer(MeteredLayer::new(state.clone()))
             .layer(cors(&state.cors_origins))
-            .layer(from_fn_with_state(state.clone(), admit))
+            .layer(AdmitLayer::new(state.clone()))
             .layer(CompressionLayer::new())
-            .layer(from_fn(json_errors))
+            .map_response(json_errors)
             .layer(GuardLayer::new(state.clone(), authenticate))
             .layer(GuardLayer::new(state.clone(), rate_limit))
             .layer(HandleErrorLayer::new(handle_error))
@@ -248,14 +247,6 @@ fn endpoint_label(request: &Request) -> String {
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned())
 }
 
-async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let endpoint = endpoint_label(&request);
-    let recording = Recording::start(state, endpoint, method_label(request.method()));
-    let response = next.run(request).await;
-    recording.answered(&response);
-    response
-}
-
 /// Requests admission control never refuses: probes and metrics must answer under overload,
 /// admin uploads are the operator's, `/optimize` has its own queue (answered in VROOM's
 /// shape), and CORS preflights cost nothing.
@@ -313,20 +304,6 @@ fn allow_origin(response: &mut Response, origins: &[String], request: &Request) 
 
 /// The slot gate: at most `--concurrency-limit` requests at work, `--admission-queue`
 /// waiting at most `--admission-max-wait-ms`.
-async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if bypasses_admission(&request) {
-        return next.run(request).await;
-    }
-    match state.admission.requests.enter().await {
-        Ok(slot) => {
-            let response = next.run(request).await;
-            drop(slot);
-            response
-        }
-        Err(reason) => shed(&state, reason),
-    }
-}
-
 /// 503 + `Retry-After`, counted by reason.
 fn shed(state: &AppState, reason: Shed) -> Response {
     state.metrics.overload().shed_for(reason.label());
@@ -350,8 +327,7 @@ fn default_message(status: StatusCode) -> String {
     }
 }
 
-async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+fn json_errors(response: Response) -> Response {
     if let Some(InternalError(detail)) = response.extensions().get::<InternalError>() {
         tracing::error!(error = %detail, "internal error");
     }
@@ -529,7 +505,9 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
     ApiError::internal(format!("handler panicked: {detail}")).into_response()
 }
 
+mod admit;
 mod guard;
+mod metered;
 
 #[cfg(test)]
 mod tests;

@@ -151,6 +151,48 @@ async fn requests_beyond_the_concurrency_limit_are_shed() {
     let _ = first.await;
 }
 
+#[tokio::test]
+async fn a_queued_request_is_served_once_a_slot_frees() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        concurrency_limit: 1,
+        admission_max_wait: Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let state = state(dir.path(), limits);
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
+    let entered_tx = Arc::new(std::sync::Mutex::new(Some(entered_tx)));
+    let router: Router = Router::new().route(
+        "/hold",
+        get(move || {
+            let entered_tx = entered_tx.clone();
+            async move {
+                let first = entered_tx.lock().unwrap().take();
+                if let Some(tx) = first {
+                    let _ = tx.send(());
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                axum::Json("done")
+            }
+        }),
+    );
+    let app = stack(router, &state);
+    let first = tokio::spawn(call(app.clone(), "/hold"));
+    entered_rx.await.unwrap();
+    let waited = Instant::now();
+    let (status, _, body) = call(app, "/hold").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        waited.elapsed() >= Duration::from_millis(200),
+        "answered after {:?}, while the only slot was taken",
+        waited.elapsed()
+    );
+    assert_eq!(first.await.unwrap().0, StatusCode::OK);
+    // Both slots given back: a third request is admitted at once.
+    assert_eq!(state.admission.requests.queued(), 0);
+    assert!(state.admission.requests.try_enter().is_some());
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_lagging_runtime_refuses_before_any_other_work_and_counts_it() {
     let dir = tempfile::tempdir().unwrap();
