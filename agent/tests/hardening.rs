@@ -304,31 +304,11 @@ async fn uploads_over_the_limit_get_413_with_or_without_a_length() {
     assert_eq!(body["code"], "PayloadTooLarge");
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 // A current-thread runtime: every task of the agent runs on this thread, under the
 // subscriber set here.
 #[tokio::test(flavor = "current_thread")]
 async fn readiness_503s_are_not_logged_as_warnings() {
-    let logs = Captured::default();
+    let logs = edgeroute_tests::logs::Captured::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::WARN)

@@ -8,6 +8,7 @@
 //! - [`data`]: the shared data set beside the checkout (`../shared/data`) and the one policy
 //!   for tests that need it: skip with a notice, or fail under `EDGEROUTE_REQUIRE_DATA=1`.
 //! - [`events`]: sync events as the center's tests send them.
+//! - [`logs`]: a log writer into memory, for tests that read what a process logged.
 //! - [`pg`]: a real PostgreSQL for the center's shared store: a database per test, and
 //!   skip or fail under `EDGEROUTE_REQUIRE_POSTGRES=1`.
 //! - [`vrp_instances`]: readers for the Solomon, Gehring & Homberger and CVRP X instances
@@ -23,6 +24,7 @@ pub mod data;
 pub mod events;
 pub mod fault_proxy;
 pub mod fleet;
+pub mod logs;
 pub mod pg;
 pub mod procs;
 pub mod vrp_instances;

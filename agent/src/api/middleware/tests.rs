@@ -109,6 +109,28 @@ async fn slow_requests_time_out_with_504_json() {
     assert!(headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
 }
 
+/// A router whose `/hold` keeps its first request for `hold` (the receiver hears when that
+/// request is inside) and answers later ones at once.
+fn holding(hold: Duration) -> (Router, tokio::sync::oneshot::Receiver<()>) {
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
+    let entered_tx = Arc::new(std::sync::Mutex::new(Some(entered_tx)));
+    let router = Router::new().route(
+        "/hold",
+        get(move || {
+            let entered_tx = entered_tx.clone();
+            async move {
+                let first = entered_tx.lock().unwrap().take();
+                if let Some(tx) = first {
+                    let _ = tx.send(());
+                    tokio::time::sleep(hold).await;
+                }
+                axum::Json("done")
+            }
+        }),
+    );
+    (router, entered_rx)
+}
+
 #[tokio::test]
 async fn requests_beyond_the_concurrency_limit_are_shed() {
     let dir = tempfile::tempdir().unwrap();
@@ -117,21 +139,7 @@ async fn requests_beyond_the_concurrency_limit_are_shed() {
         ..Limits::default()
     };
     let state = state(dir.path(), limits);
-    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
-    let entered_tx = Arc::new(std::sync::Mutex::new(Some(entered_tx)));
-    let router: Router = Router::new().route(
-        "/hold",
-        get(move || {
-            let entered_tx = entered_tx.clone();
-            async move {
-                if let Some(tx) = entered_tx.lock().unwrap().take() {
-                    let _ = tx.send(());
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                "done"
-            }
-        }),
-    );
+    let (router, entered_rx) = holding(Duration::from_millis(500));
     let router = router.route("/healthz", get(|| async { axum::Json("ok") }));
     let app = stack(router, &state);
     let first = tokio::spawn(call(app.clone(), "/hold"));
@@ -160,22 +168,7 @@ async fn a_queued_request_is_served_once_a_slot_frees() {
         ..Limits::default()
     };
     let state = state(dir.path(), limits);
-    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
-    let entered_tx = Arc::new(std::sync::Mutex::new(Some(entered_tx)));
-    let router: Router = Router::new().route(
-        "/hold",
-        get(move || {
-            let entered_tx = entered_tx.clone();
-            async move {
-                let first = entered_tx.lock().unwrap().take();
-                if let Some(tx) = first {
-                    let _ = tx.send(());
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-                axum::Json("done")
-            }
-        }),
-    );
+    let (router, entered_rx) = holding(Duration::from_millis(300));
     let app = stack(router, &state);
     let first = tokio::spawn(call(app.clone(), "/hold"));
     entered_rx.await.unwrap();

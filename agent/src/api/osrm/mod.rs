@@ -144,31 +144,15 @@ pub fn snap_all(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use edgeroute_engine::{BuildOptions, RoadNetwork, profile::Direction};
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
 
-    /// What a subscriber writes.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// The `span` object of a JSON line logged inside a request span after
     /// `record_request(profile, graph, 3)`.
     fn recorded(profile: &str, graph: Option<&Graph>) -> serde_json::Value {
-        let out = Captured::default();
+        let out = edgeroute_tests::logs::Captured::default();
         let writer = out.clone();
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
@@ -186,8 +170,7 @@ mod tests {
             record_request(profile, graph, 3);
             tracing::info!("inside");
         });
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(out.text().trim()).unwrap();
         line["span"].clone()
     }
 
