@@ -75,8 +75,8 @@ pub fn protocol_error_body(status: u16) -> String {
 #[derive(Debug, Clone)]
 pub struct KeyId(pub String);
 
-/// Apply the whole stack to `router`. Checks that never wait are guards (`guard.rs`); `from_fn` is
-/// for the middleware that awaits, since it copies every layer below it per request.
+/// Apply the whole stack to `router`. No layer is an `axum::middleware::from_fn`, which
+/// copies every layer below it for each request (`guard.rs` has the figures).
 pub fn stack(router: Router, state: &AppState) -> Router {
     // Every JSON log line of this process says which node and region wrote it.
     edgeroute_server::telemetry::log::set_process_field("node", state.node.name.clone());
@@ -302,8 +302,6 @@ fn allow_origin(response: &mut Response, origins: &[String], request: &Request) 
     );
 }
 
-/// The slot gate: at most `--concurrency-limit` requests at work, `--admission-queue`
-/// waiting at most `--admission-max-wait-ms`.
 /// 503 + `Retry-After`, counted by reason.
 fn shed(state: &AppState, reason: Shed) -> Response {
     state.metrics.overload().shed_for(reason.label());

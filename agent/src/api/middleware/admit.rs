@@ -41,8 +41,9 @@ impl<S> tower::Layer<S> for AdmitLayer {
     }
 }
 
-/// Lets a request through when the gate has a slot for it, queues it otherwise, and answers
-/// 503 when the queue is full or the wait too long.
+/// The slot gate: at most `--concurrency-limit` requests at work, `--admission-queue`
+/// waiting at most `--admission-max-wait-ms`; 503 when the queue is full or the wait too
+/// long.
 #[derive(Clone)]
 pub struct Admit<S> {
     state: AppState,
