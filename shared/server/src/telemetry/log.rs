@@ -141,7 +141,7 @@ pub struct JsonSpanFields;
 impl<'a> FormatFields<'a> for JsonSpanFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'_>, fields: R) -> fmt::Result {
         with_scratch(|object| {
-            write_object(object, fields)?;
+            write_object(object, fields);
             writer.write_str(object)
         })
     }
@@ -152,7 +152,7 @@ impl<'a> FormatFields<'a> for JsonSpanFields {
         fields: &Record<'_>,
     ) -> fmt::Result {
         with_scratch(|added| {
-            write_object(added, fields)?;
+            write_object(added, fields);
             let Some(inner) = added.strip_prefix('{').and_then(|a| a.strip_suffix('}')) else {
                 return Err(fmt::Error);
             };
@@ -178,17 +178,10 @@ impl<'a> FormatFields<'a> for JsonSpanFields {
 }
 
 /// `fields` as a JSON object, into `out`.
-fn write_object<R: RecordFields>(out: &mut String, fields: R) -> fmt::Result {
+fn write_object<R: RecordFields>(out: &mut String, fields: R) {
     out.push('{');
-    let mut visitor = JsonObject {
-        out,
-        first: true,
-        result: Ok(()),
-    };
-    fields.record(&mut visitor);
-    visitor.result?;
+    fields.record(&mut JsonObject { out, first: true });
     out.push('}');
-    Ok(())
 }
 
 thread_local! {
@@ -217,25 +210,22 @@ fn with_scratch<T>(f: impl FnOnce(&mut String) -> T) -> T {
 
 /// Writes visited fields as the members of a JSON object (without its braces), straight
 /// into the string: through a `fmt::Write` trait object every piece was a dynamic call,
-/// which made a request span's twenty strings cost about 500 instructions each.
+/// which made a request span's twenty strings cost about 500 instructions each. Writing to
+/// a `String` cannot fail, so nothing here carries an error.
 struct JsonObject<'o> {
     out: &'o mut String,
     first: bool,
-    result: fmt::Result,
 }
 
 impl JsonObject<'_> {
-    fn member(&mut self, name: &str, value: impl FnOnce(&mut String) -> fmt::Result) {
-        if self.result.is_err() {
-            return;
-        }
+    fn member(&mut self, name: &str, value: impl FnOnce(&mut String)) {
         if !self.first {
             self.out.push(',');
         }
         self.first = false;
         write_json_str(self.out, name);
         self.out.push(':');
-        self.result = value(self.out);
+        value(self.out);
     }
 }
 
@@ -244,31 +234,27 @@ impl tracing::field::Visit for JsonObject<'_> {
         // As serde_json writes an f64: not a number is null.
         self.member(field.name(), |out| {
             if value.is_finite() {
-                write!(out, "{value:?}")
+                put(out, format_args!("{value:?}"));
             } else {
                 out.push_str("null");
-                Ok(())
             }
         });
     }
 
     fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        self.member(field.name(), |out| write!(out, "{value}"));
+        self.member(field.name(), |out| put(out, format_args!("{value}")));
     }
 
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        self.member(field.name(), |out| write!(out, "{value}"));
+        self.member(field.name(), |out| put(out, format_args!("{value}")));
     }
 
     fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        self.member(field.name(), |out| write!(out, "{value}"));
+        self.member(field.name(), |out| put(out, format_args!("{value}")));
     }
 
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.member(field.name(), |out| {
-            write_json_str(out, value);
-            Ok(())
-        });
+        self.member(field.name(), |out| write_json_str(out, value));
     }
 
     fn record_bytes(&mut self, field: &tracing::field::Field, value: &[u8]) {
@@ -278,10 +264,9 @@ impl tracing::field::Visit for JsonObject<'_> {
                 if i > 0 {
                     out.push(',');
                 }
-                write!(out, "{byte}")?;
+                put(out, format_args!("{byte}"));
             }
             out.push(']');
-            Ok(())
         });
     }
 
@@ -289,11 +274,14 @@ impl tracing::field::Visit for JsonObject<'_> {
         let name = field.name();
         let name = name.strip_prefix("r#").unwrap_or(name);
         let text = format!("{value:?}");
-        self.member(name, |out| {
-            write_json_str(out, &text);
-            Ok(())
-        });
+        self.member(name, |out| write_json_str(out, &text));
     }
+}
+
+/// Formats into `out`. Writing to a `String` cannot fail (only a `Display` that reports an
+/// error could, and these are numbers), so there is no error to pass on.
+fn put(out: &mut String, args: fmt::Arguments<'_>) {
+    let _ = out.write_fmt(args);
 }
 
 /// Whether JSON writes `b` escaped: quote, backslash and the control characters.
@@ -328,8 +316,7 @@ fn write_json_str(out: &mut String, s: &str) {
         };
         out.push_str(&s[plain..i]);
         if escaped.is_empty() {
-            // Writing to a `String` cannot fail.
-            let _ = write!(out, "\\u{:04x}", b);
+            put(out, format_args!("\\u{:04x}", b));
         } else {
             out.push_str(escaped);
         }
