@@ -10,7 +10,7 @@
 //! - `network` (private): the unprepared [`RoadNetwork`] (junctions, roads, shape points,
 //!   names); `weight` (private): the integer (duration, distance) edge weight.
 //! - `ch` (private): contraction-hierarchy preprocessing and queries.
-//! - `snap` (private): the R-tree over road segments behind [`Snap`].
+//! - `snap` (private): the grid index over road segments behind [`Snap`].
 //! - `turns` (private): turn restrictions, by splitting the junctions they constrain.
 //! - [`Graph`]: the prepared, immutable graph that answers `snap`, `nearest`, `route` and
 //!   `table`; share it behind an `Arc`. Its identity is [`Graph::sha256`].

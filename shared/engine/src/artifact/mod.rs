@@ -17,8 +17,8 @@
 //! checks, in order, the magic, the format version, the length (truncation), the payload
 //! digest (corruption) and then every index in the payload, so no file can make a query
 //! read out of bounds. The spatial index is rebuilt on load from the shape points: that
-//! takes a fraction of a second and keeps the file format independent of the R-tree
-//! crate's layout.
+//! takes a fraction of a second and keeps the file format independent of the index
+//! layout.
 //!
 //! A graph's identity is the [`sha256`] of its whole artifact file, computed as the file is
 //! written or checked, never by encoding a graph just to hash it. This module knows the
