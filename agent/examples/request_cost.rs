@@ -24,6 +24,10 @@ use edgeroute_server::telemetry::Telemetry;
 use rand::{Rng, SeedableRng};
 use tower::ServiceExt;
 
+/// The agent's allocator (`src/main.rs`), so the count is the deployed one.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -3,6 +3,14 @@
 use clap::Parser;
 use edgeroute_agent::config::Config;
 
+/// jemalloc rather than glibc's malloc: a `/route` makes about 120 allocations, and glibc's
+/// malloc, free and realloc were 15% of its instructions, with half the mallocs missing the
+/// per-thread cache. It is built to give freed pages back at once (`.cargo/config.toml`),
+/// so an idle agent stays as small as glibc with a fixed mmap threshold kept it, without
+/// the environment variables that needed. Figures in `docs/agent-benchmarks.md`.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();
