@@ -187,16 +187,6 @@ fn tolerations(region: &EdgeRegion) -> Vec<Toleration> {
 /// separated), `admin-key` and `sync-token` (one of the center's `--agent-token`s).
 pub const AGENT_SECRET: &str = "edgeroute-agent-keys";
 
-/// glibc's malloc settings every agent runs with. Its default mmap threshold rises past the
-/// first large buffer freed (the graph's decoding), after which it keeps every freed buffer
-/// below that size: about 40 MB of an idle agent on a city graph. A fixed threshold gives
-/// large buffers back at once (docs/agent-benchmarks.md, "Idle memory"). Other C
-/// libraries ignore these variables.
-pub const AGENT_MALLOC_ENV: [(&str, &str); 2] = [
-    ("MALLOC_MMAP_THRESHOLD_", "131072"),
-    ("MALLOC_TRIM_THRESHOLD_", "131072"),
-];
-
 fn env(region: &EdgeRegion, agent_env: &AgentEnv) -> Vec<EnvVar> {
     let plain = |name: &str, value: String| EnvVar {
         name: name.into(),
@@ -230,8 +220,6 @@ fn env(region: &EdgeRegion, agent_env: &AgentEnv) -> Vec<EnvVar> {
         // The agent's own flag is EDGEROUTE_NODE_NAME; Kubernetes expands $(NODE_NAME) from
         // the variable above.
         plain("EDGEROUTE_NODE_NAME", "$(NODE_NAME)".into()),
-        plain(AGENT_MALLOC_ENV[0].0, AGENT_MALLOC_ENV[0].1.into()),
-        plain(AGENT_MALLOC_ENV[1].0, AGENT_MALLOC_ENV[1].1.into()),
         // Agents refuse to start without API keys (or an explicit --no-auth): the keys come
         // from a Secret the operator creates, so none is ever written into a manifest.
         secret("EDGEROUTE_API_KEY", "api-keys"),

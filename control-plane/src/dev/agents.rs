@@ -167,12 +167,6 @@ async fn start_on(
             command.env_remove(key);
         }
     }
-    // What the controller sets on every agent, unless the operator chose otherwise.
-    for (key, value) in crate::controller::workload::AGENT_MALLOC_ENV {
-        if std::env::var_os(key).is_none() {
-            command.env(key, value);
-        }
-    }
     #[cfg(unix)]
     command.process_group(0);
     let mut child = command
