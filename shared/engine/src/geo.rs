@@ -38,6 +38,27 @@ pub fn haversine_m(a: Coord, b: Coord) -> f64 {
     2.0 * EARTH_RADIUS_M * h.sqrt().min(1.0).asin()
 }
 
+/// `[min_lon, min_lat, max_lon, max_lat]` over `coords`; infinite (min above max) when
+/// there are none.
+pub(crate) fn bounds<'a>(coords: impl IntoIterator<Item = &'a Coord>) -> [f64; 4] {
+    coords.into_iter().fold(
+        [
+            f64::INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+        ],
+        |b, c| {
+            [
+                b[0].min(c.lon),
+                b[1].min(c.lat),
+                b[2].max(c.lon),
+                b[3].max(c.lat),
+            ]
+        },
+    )
+}
+
 /// Initial bearing from `a` to `b` in degrees, clockwise from north, in `[0, 360)`.
 pub fn bearing(a: Coord, b: Coord) -> f64 {
     let (lat1, lat2) = (a.lat.to_radians(), b.lat.to_radians());

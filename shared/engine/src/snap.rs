@@ -1,6 +1,6 @@
 //! Snapping coordinates onto road segments with a grid index.
 
-use crate::geo::{Coord, LocalProjection, haversine_m, lerp};
+use crate::geo::{Coord, LocalProjection, bounds, haversine_m, lerp};
 use crate::network::RoadNetwork;
 use crate::{Error, Result};
 
@@ -145,19 +145,11 @@ fn crossed(
 
 impl SnapIndex {
     pub(crate) fn build(net: &RoadNetwork, graph: u64) -> Self {
-        let (min, max) = net.nodes.iter().fold(
-            ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]),
-            |(lo, hi), c| {
-                (
-                    [lo[0].min(c.lon), lo[1].min(c.lat)],
-                    [hi[0].max(c.lon), hi[1].max(c.lat)],
-                )
-            },
-        );
-        let centre = if min[1].is_finite() {
+        let [min_lon, min_lat, max_lon, max_lat] = bounds(&net.nodes);
+        let centre = if min_lat.is_finite() {
             Coord {
-                lon: (min[0] + max[0]) / 2.0,
-                lat: (min[1] + max[1]) / 2.0,
+                lon: (min_lon + max_lon) / 2.0,
+                lat: (min_lat + max_lat) / 2.0,
             }
         } else {
             Coord { lon: 0.0, lat: 0.0 }
@@ -570,15 +562,7 @@ mod tests {
     /// Runs both over points in and around the network's box.
     fn compare(net: &RoadNetwork, points: usize, radii: &[f64], numbers: &[usize]) -> usize {
         let index = SnapIndex::build(net, 1);
-        let (lo, hi) = net.nodes.iter().fold(
-            ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]),
-            |(lo, hi), c| {
-                (
-                    [lo[0].min(c.lon), lo[1].min(c.lat)],
-                    [hi[0].max(c.lon), hi[1].max(c.lat)],
-                )
-            },
-        );
+        let [min_lon, min_lat, max_lon, max_lat] = bounds(&net.nodes);
         let mut state = 0x5eed_1234_u64;
         let mut unit = || {
             state ^= state << 13;
@@ -589,10 +573,10 @@ mod tests {
         let mut found = 0;
         for i in 0..points {
             // A margin of a fifth of the box on each side: points beyond the grid too.
-            let (w, h) = (hi[0] - lo[0], hi[1] - lo[1]);
+            let (w, h) = (max_lon - min_lon, max_lat - min_lat);
             let at = Coord {
-                lon: lo[0] - w * 0.2 + unit() * w * 1.4,
-                lat: lo[1] - h * 0.2 + unit() * h * 1.4,
+                lon: min_lon - w * 0.2 + unit() * w * 1.4,
+                lat: min_lat - h * 0.2 + unit() * h * 1.4,
             };
             let radius = radii[i % radii.len()];
             let number = numbers[(i / radii.len()) % numbers.len()];

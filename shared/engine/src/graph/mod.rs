@@ -127,22 +127,7 @@ impl Graph {
         // A search of its own, dropped once the table is built: the loading thread may
         // never answer a query, and its workspace would stay allocated.
         let core = CoreTable::build(&ch, &mut Search::new(turns.node_count));
-        let bbox = net.nodes.iter().fold(
-            [
-                f64::INFINITY,
-                f64::INFINITY,
-                f64::NEG_INFINITY,
-                f64::NEG_INFINITY,
-            ],
-            |b, c| {
-                [
-                    b[0].min(c.lon),
-                    b[1].min(c.lat),
-                    b[2].max(c.lon),
-                    b[3].max(c.lat),
-                ]
-            },
-        );
+        let bbox = crate::geo::bounds(&net.nodes);
         let summary = net.summary();
         let info = GraphInfo {
             version,
