@@ -20,7 +20,11 @@
 pub mod export;
 pub mod log;
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use opentelemetry::{
     Context,
@@ -210,6 +214,7 @@ where
             exporting: false,
         });
     }
+    EXPORTING.store(exporting, Ordering::Relaxed);
     if let Some(endpoint) = &args.otlp_endpoint {
         tracing::info!(
             endpoint = %export::redact_endpoint(endpoint),
@@ -285,9 +290,20 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
     fields.remove("traceparent")
 }
 
-/// The trace id (32 lowercase hex digits) of `span` when its trace is sampled, i.e. when the
-/// trace will be found in the collector: what a latency exemplar may point to.
+/// Whether this process's installed subscriber exports spans; set by [`init`].
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// The trace id (32 lowercase hex digits) of `span` when its trace is sampled and this
+/// process exports spans, i.e. when the trace will be found in the collector: what a
+/// latency exemplar may point to.
+///
+/// Without an exporter no span of this process reaches a collector, so there is nothing to
+/// point at; and reading the id (the span's OpenTelemetry context, then the hex) was about
+/// 2% of a short `/route`'s instructions (`docs/agent-benchmarks.md`).
 pub fn sampled_trace_id(span: &tracing::Span) -> Option<String> {
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return None;
+    }
     let cx = span.context();
     let span_context = cx.span().span_context().clone();
     (span_context.is_valid() && span_context.is_sampled())
