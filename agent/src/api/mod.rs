@@ -7,7 +7,8 @@
 //! - VROOM: [`optimize`] solves and stores a plan, [`plans`] reads plans back.
 //! - Operations: [`health`] (liveness, readiness, metrics), [`status`], [`admin`] (graph
 //!   upload and rollback), [`openapi`].
-//! - [`middleware`]: the one stack every request goes through.
+//! - [`middleware`]: the one stack every request goes through; [`json`]: the OSRM services'
+//!   response body.
 //!
 //! Handlers reach everything through [`AppState`]: the graph service, the store, metrics
 //! and limits.
@@ -15,6 +16,7 @@
 pub mod admin;
 pub mod admission;
 pub mod health;
+pub mod json;
 pub mod middleware;
 pub mod nearest;
 pub mod openapi;

@@ -1,11 +1,12 @@
 //! `GET /nearest/v1/{profile}/{coordinate}`: the nearest roads to a point.
 
-use axum::{Json, Router, routing::get};
+use axum::{Router, routing::get};
 use edgeroute_protocol::osrm::NearestResponse;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::{
     AppState,
+    json::Json,
     osrm::{OsrmRequest, shape},
     params,
 };

@@ -1,12 +1,13 @@
 //! `GET /route/v1/{profile}/{coordinates}`: fastest route through the waypoints in order.
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Router, extract::State, routing::get};
 use edgeroute_engine::{Coord, Detail, Graph};
 use edgeroute_protocol::osrm::{ErrorCode, Overview, RouteAnnotation, RouteOptions, RouteResponse};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::{
     AppState,
+    json::Json,
     osrm::{OsrmRequest, shape, snap_all},
     params,
 };

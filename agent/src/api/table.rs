@@ -1,12 +1,13 @@
 //! `GET /table/v1/{profile}/{coordinates}`: duration and distance matrices.
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Router, extract::State, routing::get};
 use edgeroute_engine::{Coord, Graph};
 use edgeroute_protocol::osrm::{TableAnnotation, TableOptions, TableResponse};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::{
     AppState,
+    json::Json,
     osrm::{OsrmRequest, shape, snap_all},
     params,
 };

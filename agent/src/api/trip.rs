@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Router, extract::State, routing::get};
 use edgeroute_engine::{Coord, Graph};
 use edgeroute_protocol::osrm::{ErrorCode, RouteOptions, TripResponse, TripWaypoint};
 use edgeroute_vrp::{Job, Matrix, Problem, SolveOptions, StepKind, Vehicle, solve};
@@ -16,6 +16,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use super::{
     AppState,
+    json::Json,
     osrm::{self, OsrmRequest, snap_all},
     params,
 };
