@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use edgeroute_protocol::sync::{MetricsWindow, ShadowCounts};
+use edgeroute_protocol::sync::{EndpointCounts, MetricsWindow, ShadowCounts};
 
 use crate::routing::shadow::Comparison;
 
@@ -58,7 +58,15 @@ impl WindowRecorder {
             return;
         };
         let window = &mut guard.0;
-        let counts = window.endpoints.entry(name.to_owned()).or_default();
+        // Looked up before inserting: `entry` would allocate the name on every request.
+        if !window.endpoints.contains_key(name) {
+            window
+                .endpoints
+                .insert(name.to_owned(), EndpointCounts::default());
+        }
+        let Some(counts) = window.endpoints.get_mut(name) else {
+            return;
+        };
         counts.requests += 1;
         if (400..500).contains(&status) {
             counts.client_errors += 1;
