@@ -89,6 +89,41 @@ async fn panics_become_500_json_with_cors() {
 }
 
 #[tokio::test]
+async fn answers_and_preflights_vary_on_the_cors_request_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), Limits::default());
+    // Large enough to be worth compressing, so compression's layer adds its own Vary.
+    let router: Router =
+        Router::new().route("/work", get(|| async { axum::Json("done ".repeat(20)) }));
+    let app = stack(router, &state);
+    let cors = "origin, access-control-request-method, access-control-request-headers";
+    let vary = |headers: &axum::http::HeaderMap| -> Vec<String> {
+        headers
+            .get_all(header::VARY)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let (status, headers, _) = call(app.clone(), "/work").await;
+    assert_eq!(status, StatusCode::OK);
+    // Compression's own Vary stays, and the CORS one comes once.
+    assert_eq!(vary(&headers), ["accept-encoding", cors]);
+
+    let preflight = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/work")
+        .header(header::ORIGIN, "https://dispatch.example")
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(preflight).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(vary(response.headers()), [cors]);
+    assert_eq!(response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+}
+
+#[tokio::test]
 async fn slow_requests_time_out_with_504_json() {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits {
