@@ -98,7 +98,7 @@ impl Agent {
             .cloned()
             .collect();
         let auth = Auth::new(&keys, config.admin_key.as_deref(), config.no_auth);
-        if auth.api_key_hashes.is_empty() && !auth.open {
+        if !auth.has_api_keys() && !auth.open {
             anyhow::bail!(
                 "refusing to start without authentication: give at least one --api-key \
                  (or EDGEROUTE_API_KEY), or pass --no-auth to serve the routing API openly"

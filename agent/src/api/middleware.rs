@@ -19,7 +19,12 @@
 //!
 //! Body-size limits are per route (see each module's `router()`).
 
-use std::{any::Any, collections::HashMap, sync::Mutex, time::Instant};
+use std::{
+    any::Any,
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use axum::{
     Router,
@@ -41,11 +46,10 @@ use tower_http::{
 use tracing::Level;
 
 use self::{admit::AdmitLayer, guard::GuardLayer, metered::MeteredLayer};
-use super::{AppState, admission::Shed};
+use super::{AppState, Auth, admission::Shed};
 use crate::{
     error::{ApiError, InternalError, code_for_status},
     metrics::{CLIENT_CLOSED, HttpLabels, method_label},
-    storage::hash_key,
 };
 
 /// Paths that need no key and are not rate limited.
@@ -71,9 +75,35 @@ pub fn protocol_error_body(status: u16) -> String {
     serde_json::json!({"code": code.as_str(), "message": message}).to_string()
 }
 
-/// The key a request was authenticated with (a short hash prefix), for rate limiting.
-#[derive(Debug, Clone)]
-pub struct KeyId(pub String);
+/// The key a request was authenticated with, for rate limiting and plan ownership: the
+/// first 16 hex digits of the key's SHA-256, or `anonymous` under `--no-auth`. Shared, so
+/// putting it on a request is a reference count, not an allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyId(Arc<str>);
+
+impl KeyId {
+    const ANONYMOUS: &str = "anonymous";
+
+    /// The id of the key whose SHA-256 is `digest`.
+    pub fn of_digest(digest: &[u8; 32]) -> Self {
+        Self(hex::encode(&digest[..8]).into())
+    }
+
+    /// The id of requests under `--no-auth` without a known key.
+    pub fn anonymous() -> Self {
+        Self(Self::ANONYMOUS.into())
+    }
+
+    /// Whether this is [`KeyId::anonymous`]: no key, so it owns nothing.
+    pub fn is_anonymous(&self) -> bool {
+        &*self.0 == Self::ANONYMOUS
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// Apply the whole stack to `router`. No layer is an `axum::middleware::from_fn`, which
 /// copies every layer below it for each request (`guard.rs` has the figures).
@@ -405,11 +435,11 @@ fn authenticate(state: &AppState, request: &mut Request) -> Option<Response> {
     let credentials = credentials(request);
     let not_utf8 = matches!(credentials, Credentials::NotUtf8);
     let presented = match credentials {
-        Credentials::Bearer(token) => Some(hash_key(token)),
+        Credentials::Bearer(token) => Some(Auth::digest(token)),
         Credentials::Missing | Credentials::NotUtf8 => None,
     };
     if path.starts_with("/admin") {
-        let Some(admin) = &auth.admin_key_hash else {
+        if auth.admin_id().is_none() {
             return Some(
                 ApiError::new(
                     ErrorCode::Forbidden,
@@ -417,31 +447,34 @@ fn authenticate(state: &AppState, request: &mut Request) -> Option<Response> {
                 )
                 .into_response(),
             );
-        };
+        }
         return match presented {
             None if not_utf8 => Some(unauthorized(NOT_UTF8)),
             None => Some(unauthorized(
                 "Missing admin key: send Authorization: Bearer <key>",
             )),
-            Some(h) if &h == admin => {
-                request.extensions_mut().insert(KeyId(h[..16].to_owned()));
-                None
-            }
-            Some(_) => Some(unauthorized("Invalid admin key")),
+            Some(digest) => match auth.admin_key(&digest) {
+                Some(id) => {
+                    request.extensions_mut().insert(id.clone());
+                    None
+                }
+                None => Some(unauthorized("Invalid admin key")),
+            },
         };
     }
-    let key = match presented {
-        Some(h) if auth.api_key_hashes.contains(&h) || auth.admin_key_hash.as_ref() == Some(&h) => {
-            KeyId(h[..16].to_owned())
-        }
-        _ if auth.open => KeyId("anonymous".to_owned()),
-        None if not_utf8 => return Some(unauthorized(NOT_UTF8)),
-        None => {
+    let known = presented
+        .as_ref()
+        .and_then(|digest| auth.api_key(digest).or_else(|| auth.admin_key(digest)));
+    let key = match (known, presented) {
+        (Some(id), _) => id.clone(),
+        _ if auth.open => KeyId::anonymous(),
+        (None, None) if not_utf8 => return Some(unauthorized(NOT_UTF8)),
+        (None, None) => {
             return Some(unauthorized(
                 "Missing API key: send Authorization: Bearer <key>",
             ));
         }
-        Some(_) => return Some(unauthorized("Invalid API key")),
+        (None, Some(_)) => return Some(unauthorized("Invalid API key")),
     };
     request.extensions_mut().insert(key);
     None
@@ -491,8 +524,8 @@ impl RateLimiter {
 }
 
 fn rate_limit(state: &AppState, request: &mut Request) -> Option<Response> {
-    let KeyId(key) = request.extensions().get::<KeyId>()?;
-    let retry_after = state.rate.check(key).err()?;
+    let key = request.extensions().get::<KeyId>()?;
+    let retry_after = state.rate.check(key.as_str()).err()?;
     Some(ApiError::too_many_requests(retry_after).into_response())
 }
 

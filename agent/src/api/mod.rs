@@ -29,26 +29,28 @@ pub mod status;
 pub mod table;
 pub mod trip;
 
-use std::{collections::HashSet, sync::Arc, time::Instant};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use axum::{Router, http::Uri};
 use edgeroute_engine::Graph;
+use sha2::{Digest, Sha256};
 
 use crate::{
-    config::Limits,
-    error::ApiError,
-    metrics::Metrics,
-    routing::GraphService,
-    storage::{Store, hash_key},
+    config::Limits, error::ApiError, metrics::Metrics, routing::GraphService, storage::Store,
 };
 
 /// Who may call what.
+///
+/// Keys are kept as the SHA-256 of the key, never in clear. A request's key is hashed once
+/// and looked up by its digest; the id it maps to is the one [`middleware::KeyId`] carries,
+/// made once here, so a request costs no hex encoding and no allocation (they were 2.5k
+/// instructions of a two-point `/route`, `docs/agent-benchmarks.md`).
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
-    /// SHA-256 hashes of the accepted API keys.
-    pub api_key_hashes: HashSet<String>,
-    /// SHA-256 hash of the admin key (`None`: admin endpoints disabled).
-    pub admin_key_hash: Option<String>,
+    /// The accepted API keys, by digest.
+    api_keys: HashMap<[u8; 32], middleware::KeyId>,
+    /// The admin key's digest and id (`None`: admin endpoints disabled).
+    admin: Option<([u8; 32], middleware::KeyId)>,
     /// `--no-auth`: the routing API is open.
     pub open: bool,
 }
@@ -56,11 +58,43 @@ pub struct Auth {
 impl Auth {
     /// Build from clear-text keys.
     pub fn new(api_keys: &[String], admin_key: Option<&str>, open: bool) -> Self {
+        let entry = |key: &str| {
+            let digest = Self::digest(key);
+            (digest, middleware::KeyId::of_digest(&digest))
+        };
         Self {
-            api_key_hashes: api_keys.iter().map(|k| hash_key(k)).collect(),
-            admin_key_hash: admin_key.map(hash_key),
+            api_keys: api_keys.iter().map(|k| entry(k)).collect(),
+            admin: admin_key.map(entry),
             open,
         }
+    }
+
+    /// The SHA-256 of a presented key.
+    pub fn digest(key: &str) -> [u8; 32] {
+        Sha256::digest(key.as_bytes()).into()
+    }
+
+    /// Whether any API key is configured.
+    pub fn has_api_keys(&self) -> bool {
+        !self.api_keys.is_empty()
+    }
+
+    /// The id of the API key with this digest, when it is one.
+    pub fn api_key(&self, digest: &[u8; 32]) -> Option<&middleware::KeyId> {
+        self.api_keys.get(digest)
+    }
+
+    /// The admin key's id, when the admin API is enabled.
+    pub fn admin_id(&self) -> Option<&middleware::KeyId> {
+        self.admin.as_ref().map(|(_, id)| id)
+    }
+
+    /// The admin key's id, when `digest` is the admin key's.
+    pub fn admin_key(&self, digest: &[u8; 32]) -> Option<&middleware::KeyId> {
+        self.admin
+            .as_ref()
+            .filter(|(admin, _)| admin == digest)
+            .map(|(_, id)| id)
     }
 }
 
@@ -227,4 +261,30 @@ async fn not_found(uri: Uri) -> ApiError {
         edgeroute_protocol::osrm::ErrorCode::NotFound,
         format!("No endpoint at {}", uri.path()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Auth;
+
+    #[test]
+    fn keys_are_known_by_digest_and_named_by_its_first_hex_digits() {
+        let auth = Auth::new(&["k1".to_owned(), "k2".to_owned()], Some("root"), false);
+        assert!(auth.has_api_keys());
+        let id = auth.api_key(&Auth::digest("k1")).unwrap();
+        // The id rate limits and plan ownership have always used: 16 hex digits of the hash.
+        let hex = hex::encode(Auth::digest("k1"));
+        assert_eq!(id.as_str(), &hex[..16]);
+        assert_ne!(auth.api_key(&Auth::digest("k2")), Some(id));
+        assert_eq!(auth.api_key(&Auth::digest("k3")), None);
+        assert_eq!(auth.api_key(&Auth::digest("root")), None, "admin is apart");
+        let admin = auth.admin_key(&Auth::digest("root")).unwrap();
+        assert_eq!(Some(admin), auth.admin_id());
+        assert_eq!(auth.admin_key(&Auth::digest("k1")), None);
+        assert!(!admin.is_anonymous());
+
+        let open = Auth::new(&[], None, true);
+        assert!(!open.has_api_keys());
+        assert_eq!(open.admin_id(), None);
+    }
 }

@@ -72,14 +72,9 @@ impl FromRequestParts<AppState> for PlanOwner {
         let key = parts
             .extensions
             .get::<KeyId>()
-            .map(|KeyId(id)| id.clone())
-            .filter(|id| id != "anonymous");
-        let admin = state
-            .auth
-            .admin_key_hash
-            .as_deref()
-            .and_then(|h| h.get(..16));
-        let sees_all = state.auth.open || (key.is_some() && key.as_deref() == admin);
+            .filter(|id| !id.is_anonymous());
+        let sees_all = state.auth.open || (key.is_some() && key == state.auth.admin_id());
+        let key = key.map(|id| id.as_str().to_owned());
         Ok(Self { key, sees_all })
     }
 }

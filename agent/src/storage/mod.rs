@@ -20,7 +20,6 @@ pub use plans::{NewPlan, Plan, Tenant};
 pub use sled_store::{PLAN_OWNERS, PLANS, PLANS_BY_OWNER, SledStore};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -76,11 +75,6 @@ pub struct GraphPointers {
     pub active: Option<String>,
     /// The version served before it (the rollback target).
     pub previous: Option<String>,
-}
-
-/// SHA-256 hex of an API key: what is kept in memory and compared.
-pub fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 /// The agent's durable state. `Debug` so the state holding it can be printed.

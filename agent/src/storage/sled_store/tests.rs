@@ -1,5 +1,5 @@
 use super::*;
-use crate::storage::hash_key;
+use sha2::{Digest, Sha256};
 
 #[test]
 fn activation_keeps_the_previous_version_for_rollback() {
@@ -35,7 +35,7 @@ fn identity_and_sources_survive_reopen_and_legacy_keys_are_dropped() {
             .db
             .open_tree(LEGACY_API_KEYS)
             .unwrap()
-            .insert(hash_key("secret"), &[])
+            .insert(hex::encode(Sha256::digest(b"secret")), &[])
             .unwrap();
         store.record_graph_source("abc", "v1").unwrap();
         let id = store.boot(None).unwrap();
