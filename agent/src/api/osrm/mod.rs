@@ -7,7 +7,7 @@ pub mod shape;
 use std::sync::Arc;
 
 use axum::{
-    extract::{FromRequestParts, Path, Query},
+    extract::{FromRequestParts, Path},
     http::request::Parts,
     response::{IntoResponse, Response},
 };
@@ -34,8 +34,8 @@ use crate::{
 pub struct OsrmRequest {
     /// The coordinates, in order.
     pub coordinates: Vec<Coord>,
-    /// `None` when the query string cannot be split into pairs.
-    pairs: Option<params::Pairs>,
+    /// The query's pairs.
+    pairs: params::Pairs,
     graph: Option<Arc<Graph>>,
     default_profile: bool,
     limits: Arc<Limits>,
@@ -60,9 +60,7 @@ impl FromRequestParts<AppState> for OsrmRequest {
             .map_err(IntoResponse::into_response)?;
         let coordinates = params::coordinates(&coordinates).map_err(IntoResponse::into_response)?;
         record_request(&profile, picked.graph.as_deref(), coordinates.len());
-        let pairs = Query::<params::Pairs>::try_from_uri(&parts.uri)
-            .ok()
-            .map(|Query(pairs)| pairs);
+        let pairs = params::pairs(parts.uri.query());
         Ok(Self {
             coordinates,
             pairs,
@@ -85,11 +83,11 @@ impl OsrmRequest {
         &self,
         parse: impl FnOnce(&params::Pairs, usize, f64) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        let pairs = self
-            .pairs
-            .as_ref()
-            .ok_or_else(|| ApiError::invalid_query("Query string malformed"))?;
-        parse(pairs, self.coordinates.len(), self.limits.snap_radius_m)
+        parse(
+            &self.pairs,
+            self.coordinates.len(),
+            self.limits.snap_radius_m,
+        )
     }
 
     /// Whether the URL's profile picked the default graph.
