@@ -148,6 +148,12 @@ fn make_span(request: &Request) -> tracing::Span {
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
     let method = request.method().as_str();
+    // The OpenTelemetry names of the request (name, kind, the `http.*`, `url.*` and
+    // `server.*` attributes) are for the trace backend: `method` and `endpoint` say the
+    // same in the logs. Without an exporter they are left empty, which neither the log nor
+    // the OpenTelemetry layer records: 6k instructions of a two-point `/route`
+    // (docs/agent-benchmarks.md).
+    let otel = edgeroute_server::telemetry::exporting();
     let scheme = if request
         .extensions()
         .get::<edgeroute_server::tls::ClientCert>()
@@ -157,19 +163,23 @@ fn make_span(request: &Request) -> tracing::Span {
     } else {
         "http"
     };
-    let host = edgeroute_server::telemetry::server_address(request.headers());
+    let host = if otel {
+        edgeroute_server::telemetry::server_address(request.headers())
+    } else {
+        None
+    };
     let span = tracing::info_span!(
         "request",
-        otel.name = format!("{method} {endpoint}"),
-        otel.kind = "server",
+        otel.name = otel.then(|| format!("{method} {endpoint}")),
+        otel.kind = otel.then_some("server"),
         otel.status_code = tracing::field::Empty,
         request_id,
         method,
         endpoint,
-        http.request.method = method,
-        http.route = endpoint,
+        http.request.method = otel.then_some(method),
+        http.route = otel.then_some(endpoint),
         http.response.status_code = tracing::field::Empty,
-        url.scheme = scheme,
+        url.scheme = otel.then_some(scheme),
         server.address = host.as_ref().map(axum::http::uri::Authority::host),
         edgeroute.profile = tracing::field::Empty,
         edgeroute.graph.version = tracing::field::Empty,
@@ -182,10 +192,13 @@ fn make_span(request: &Request) -> tracing::Span {
 
 fn on_response(response: &Response, latency: std::time::Duration, span: &tracing::Span) {
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
-    // Per the HTTP conventions a server span is an error only for a 5xx.
-    if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
+    // As in `make_span`: for the trace backend only.
+    if edgeroute_server::telemetry::exporting() {
+        span.record("http.response.status_code", status.as_u16());
+        // Per the HTTP conventions a server span is an error only for a 5xx.
+        if status.is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
     }
     tracing::debug!(
         status = status.as_u16(),

@@ -293,6 +293,13 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
 /// Whether this process's installed subscriber exports spans; set by [`init`].
 static EXPORTING: AtomicBool = AtomicBool::new(false);
 
+/// Whether this process exports spans (its [`init`] was given an OTLP endpoint and its
+/// subscriber is the one installed). Attributes only a trace backend reads can be left off
+/// spans when it does not.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
 /// The trace id (32 lowercase hex digits) of `span` when its trace is sampled and this
 /// process exports spans, i.e. when the trace will be found in the collector: what a
 /// latency exemplar may point to.
@@ -301,7 +308,7 @@ static EXPORTING: AtomicBool = AtomicBool::new(false);
 /// point at; and reading the id (the span's OpenTelemetry context, then the hex) was about
 /// 2% of a short `/route`'s instructions (`docs/agent-benchmarks.md`).
 pub fn sampled_trace_id(span: &tracing::Span) -> Option<String> {
-    if !EXPORTING.load(Ordering::Relaxed) {
+    if !exporting() {
         return None;
     }
     let cx = span.context();
