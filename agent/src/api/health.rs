@@ -1,8 +1,8 @@
 //! The open endpoints: liveness, readiness and Prometheus metrics.
 //!
 //! A 503 from `/readyz` is an answer, not a failure: it is how a starting agent says "not
-//! yet", and probes ask many times a minute. [`Classifier`] tells the trace layer so, which
-//! would otherwise log each one as a warning.
+//! yet", and probes ask many times a minute. [`ExpectedStatus`] tells the request span's
+//! layer so, which would otherwise log each one as a warning.
 
 use axum::{
     Json, Router,
@@ -12,10 +12,6 @@ use axum::{
     routing::get,
 };
 use serde::Serialize;
-use tower_http::classify::{
-    ClassifiedResponse, ClassifyResponse, NeverClassifyEos, ServerErrorsAsFailures,
-    ServerErrorsFailureClass, SharedClassifier,
-};
 use utoipa::ToSchema;
 
 use super::AppState;
@@ -53,39 +49,6 @@ pub async fn healthz() -> Json<Health> {
 /// deliberate refusal counted elsewhere (load shedding's 503): it is not logged as a failure.
 #[derive(Debug, Clone, Copy)]
 pub struct ExpectedStatus;
-
-/// The trace layer's classifier: server errors are failures, except [`ExpectedStatus`]es.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Classifier;
-
-impl Classifier {
-    /// For `TraceLayer::new`.
-    pub fn layer() -> SharedClassifier<Self> {
-        SharedClassifier::new(Self)
-    }
-}
-
-impl ClassifyResponse for Classifier {
-    type FailureClass = ServerErrorsFailureClass;
-    type ClassifyEos = NeverClassifyEos<ServerErrorsFailureClass>;
-
-    fn classify_response<B>(
-        self,
-        res: &axum::http::Response<B>,
-    ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
-        if res.extensions().get::<ExpectedStatus>().is_some() {
-            return ClassifiedResponse::Ready(Ok(()));
-        }
-        ServerErrorsAsFailures::new().classify_response(res)
-    }
-
-    fn classify_error<E>(self, error: &E) -> Self::FailureClass
-    where
-        E: std::fmt::Display + 'static,
-    {
-        ServerErrorsAsFailures::new().classify_error(error)
-    }
-}
 
 /// A graph is loaded and requests can be answered.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses(

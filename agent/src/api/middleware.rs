@@ -40,12 +40,10 @@ use tower_http::{
     catch_panic::CatchPanicLayer,
     compression::CompressionLayer,
     cors::{AllowOrigin, Any as AnyOrigin, CorsLayer},
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
-    trace::{DefaultOnFailure, TraceLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
 };
-use tracing::Level;
 
-use self::{admit::AdmitLayer, guard::GuardLayer, metered::MeteredLayer};
+use self::{admit::AdmitLayer, guard::GuardLayer, metered::MeteredLayer, span::SpanLayer};
 use super::{AppState, Auth, admission::Shed};
 use crate::{
     error::{ApiError, InternalError, code_for_status},
@@ -116,12 +114,7 @@ pub fn stack(router: Router, state: &AppState) -> Router {
         ServiceBuilder::new()
             .layer(GuardLayer::new(state.clone(), refuse_on_lag))
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(
-                TraceLayer::new(super::health::Classifier::layer())
-                    .make_span_with(make_span)
-                    .on_response(on_response)
-                    .on_failure(DefaultOnFailure::new().level(Level::WARN)),
-            )
+            .layer(SpanLayer)
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(MeteredLayer::new(state.clone()))
             .map_response(cors_vary)
@@ -135,76 +128,6 @@ pub fn stack(router: Router, state: &AppState) -> Router {
             .layer(TimeoutLayer::new(limits.request_timeout))
             .layer(CatchPanicLayer::custom(panic_response)),
     )
-}
-
-fn make_span(request: &Request) -> tracing::Span {
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or("-");
-    let endpoint = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    let method = request.method().as_str();
-    // The OpenTelemetry names of the request (name, kind, the `http.*`, `url.*` and
-    // `server.*` attributes) are for the trace backend: `method` and `endpoint` say the
-    // same in the logs. Without an exporter they are left empty, which neither the log nor
-    // the OpenTelemetry layer records: 6k instructions of a two-point `/route`
-    // (docs/agent-benchmarks.md).
-    let otel = edgeroute_server::telemetry::exporting();
-    let scheme = if request
-        .extensions()
-        .get::<edgeroute_server::tls::ClientCert>()
-        .is_some()
-    {
-        "https"
-    } else {
-        "http"
-    };
-    let host = if otel {
-        edgeroute_server::telemetry::server_address(request.headers())
-    } else {
-        None
-    };
-    let span = tracing::info_span!(
-        "request",
-        otel.name = otel.then(|| format!("{method} {endpoint}")),
-        otel.kind = otel.then_some("server"),
-        otel.status_code = tracing::field::Empty,
-        request_id,
-        method,
-        endpoint,
-        http.request.method = otel.then_some(method),
-        http.route = otel.then_some(endpoint),
-        http.response.status_code = tracing::field::Empty,
-        url.scheme = otel.then_some(scheme),
-        server.address = host.as_ref().map(axum::http::uri::Authority::host),
-        edgeroute.profile = tracing::field::Empty,
-        edgeroute.graph.version = tracing::field::Empty,
-        edgeroute.coordinates = tracing::field::Empty,
-        edgeroute.vrp.jobs = tracing::field::Empty,
-    );
-    edgeroute_server::telemetry::set_parent_from_headers(&span, request.headers());
-    span
-}
-
-fn on_response(response: &Response, latency: std::time::Duration, span: &tracing::Span) {
-    let status = response.status();
-    // As in `make_span`: for the trace backend only.
-    if edgeroute_server::telemetry::exporting() {
-        span.record("http.response.status_code", status.as_u16());
-        // Per the HTTP conventions a server span is an error only for a 5xx.
-        if status.is_server_error() {
-            span.record("otel.status_code", "ERROR");
-        }
-    }
-    tracing::debug!(
-        status = status.as_u16(),
-        latency_ms = latency.as_millis() as u64,
-        "finished processing request"
-    );
 }
 
 /// The `Vary` of every response the CORS layer answers or passes, as tower-http's default
@@ -568,6 +491,7 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
 mod admit;
 mod guard;
 mod metered;
+mod span;
 
 #[cfg(test)]
 mod tests;
