@@ -20,29 +20,15 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
-/// Above this a buffer is not kept for the next response: one large `/table` must not pin
-/// its memory to a worker thread for good.
-const KEEP_AT_MOST: usize = 64 * 1024;
-
 thread_local! {
     static BUFFER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
-        let body = BUFFER.with(|buffer| match buffer.try_borrow_mut() {
-            Ok(mut buffer) => {
-                buffer.clear();
-                let body = serde_json::to_writer(&mut *buffer, &self.0)
-                    .map(|()| axum::body::Bytes::copy_from_slice(&buffer));
-                if buffer.capacity() > KEEP_AT_MOST {
-                    *buffer = Vec::with_capacity(4096);
-                }
-                body
-            }
-            // Serializing a value never serializes a response, but should one ever be
-            // nested, it gets a buffer of its own rather than a panic.
-            Err(_) => serde_json::to_vec(&self.0).map(axum::body::Bytes::from),
+        let body = edgeroute_server::scratch::with(&BUFFER, 4096, |buffer| {
+            serde_json::to_writer(&mut *buffer, &self.0)
+                .map(|()| axum::body::Bytes::copy_from_slice(buffer))
         });
         match body {
             Ok(body) => (

@@ -17,6 +17,7 @@
 //! - [`exposition`]: the OpenMetrics and Prometheus 0.0.4 text formats of `/metrics`.
 //! - [`protocol_errors`]: bodies for the errors hyper answers before the application sees
 //!   the request (400, 414, 431).
+//! - [`scratch`]: the buffers a thread reuses for text it formats per request.
 //! - [`tls`] (feature `tls`): [`serve_tls`] (HTTPS, with a grace period for in-flight
 //!   requests) and the rustls (ring) server configuration, optionally asking for client
 //!   certificates against a CA; each request then carries a [`tls::ClientCert`] extension
@@ -26,6 +27,7 @@ pub mod conn;
 pub mod exposition;
 pub mod protocol_errors;
 pub mod queue_delay;
+pub mod scratch;
 pub mod telemetry;
 #[cfg(feature = "tls")]
 pub mod tls;

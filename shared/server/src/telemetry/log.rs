@@ -191,21 +191,9 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(1024));
 }
 
-/// Runs `f` with the thread's scratch string, emptied (a fresh string when it is in use,
-/// should formatting a field's value ever format another span's fields).
+/// Runs `f` with the thread's scratch string, emptied ([`crate::scratch::with`]).
 fn with_scratch<T>(f: impl FnOnce(&mut String) -> T) -> T {
-    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut scratch) => {
-            scratch.clear();
-            let result = f(&mut scratch);
-            // One huge field must not pin its buffer to the thread for good.
-            if scratch.capacity() > 64 * 1024 {
-                *scratch = String::with_capacity(1024);
-            }
-            result
-        }
-        Err(_) => f(&mut String::new()),
-    })
+    crate::scratch::with(&SCRATCH, 1024, f)
 }
 
 /// Writes visited fields as the members of a JSON object (without its braces), straight
