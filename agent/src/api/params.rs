@@ -12,8 +12,8 @@ use crate::error::ApiError;
 /// Query string pairs, percent-decoded, in order.
 pub type Pairs = Vec<(String, String)>;
 
-/// The `key=value` pairs of a URL's query, percent- and `+`-decoded as forms are (what
-/// axum's `Query` gives, without its serde layers: 1.2k instructions of a `/route`).
+/// The `key=value` pairs of a URL's query, percent- and `+`-decoded as forms are: what
+/// axum's `Query` gives, without the serde layers it runs them through.
 /// Nothing is refused here: a byte sequence that is not UTF-8 once decoded becomes U+FFFD,
 /// and the option parsers refuse what they cannot read.
 pub fn pairs(query: Option<&str>) -> Pairs {

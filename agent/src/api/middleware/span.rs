@@ -140,19 +140,17 @@ fn make_span(request: &Request) -> tracing::Span {
     // the OpenTelemetry layer records: 6k instructions of a two-point `/route`
     // (docs/agent-benchmarks.md).
     let otel = edgeroute_server::telemetry::exporting();
-    let scheme = if request
-        .extensions()
-        .get::<edgeroute_server::tls::ClientCert>()
-        .is_some()
-    {
-        "https"
+    let (scheme, host) = if otel {
+        let tls = request
+            .extensions()
+            .get::<edgeroute_server::tls::ClientCert>()
+            .is_some();
+        (
+            Some(if tls { "https" } else { "http" }),
+            edgeroute_server::telemetry::server_address(request.headers()),
+        )
     } else {
-        "http"
-    };
-    let host = if otel {
-        edgeroute_server::telemetry::server_address(request.headers())
-    } else {
-        None
+        (None, None)
     };
     let span = tracing::info_span!(
         "request",
@@ -165,7 +163,7 @@ fn make_span(request: &Request) -> tracing::Span {
         http.request.method = otel.then_some(method),
         http.route = otel.then_some(endpoint),
         http.response.status_code = tracing::field::Empty,
-        url.scheme = otel.then_some(scheme),
+        url.scheme = scheme,
         server.address = host.as_ref().map(axum::http::uri::Authority::host),
         edgeroute.profile = tracing::field::Empty,
         edgeroute.graph.version = tracing::field::Empty,
