@@ -221,6 +221,12 @@ async fn one_trace_from_client_through_agent_to_center() {
             "{key} missing: {attributes:?}"
         );
     }
+    // A count is an integer attribute, not its text.
+    let jobs = attributes.iter().find(|(k, _)| k == "edgeroute.vrp.jobs");
+    assert!(
+        jobs.is_some_and(|(_, v)| v.contains("IntValue")),
+        "edgeroute.vrp.jobs: {jobs:?}"
+    );
     assert!(telemetry::stats().exported() > 0);
 
     let text = logs.text();

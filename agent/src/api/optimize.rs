@@ -10,6 +10,7 @@
 //! else is refused with 415 (`code: 2`) before it is read, so a web page on another origin
 //! cannot post a "simple" (form or `text/plain`) request to an open agent.
 
+use edgeroute_server::telemetry::count;
 use std::{
     collections::HashMap,
     sync::Arc,
@@ -315,11 +316,11 @@ pub async fn optimize(
             admission.solves.size()
         ))
     })?;
-    tracing::Span::current().record("edgeroute.vrp.jobs", tasks);
+    tracing::Span::current().record("edgeroute.vrp.jobs", count(tasks));
     let span = tracing::info_span!(
         "solve",
-        edgeroute.vrp.jobs = tasks,
-        edgeroute.vrp.vehicles = vehicles
+        edgeroute.vrp.jobs = count(tasks),
+        edgeroute.vrp.vehicles = count(vehicles)
     );
     let solved = tokio::task::spawn_blocking(move || {
         let _slot = slot;
@@ -344,7 +345,7 @@ pub async fn optimize(
     };
     // The plan carries this span's trace context to the center, whose ingest of it joins
     // the same trace.
-    let span = tracing::info_span!("plan.store", edgeroute.vrp.jobs = tasks);
+    let span = tracing::info_span!("plan.store", edgeroute.vrp.jobs = count(tasks));
     let new_plan = NewPlan {
         traceparent: edgeroute_server::telemetry::traceparent(&span),
         ..new_plan

@@ -3,6 +3,7 @@
 use axum::{Router, extract::State, routing::get};
 use edgeroute_engine::{Coord, Detail, Graph};
 use edgeroute_protocol::osrm::{ErrorCode, Overview, RouteAnnotation, RouteOptions, RouteResponse};
+use edgeroute_server::telemetry::count;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::{
@@ -67,11 +68,11 @@ pub async fn route(
     let response = if coords.len() <= INLINE_WAYPOINTS {
         // Inline, the computation is nearly all of the request span's own time, and a
         // child span of it cost 7% of a short route's CPU: debug level, as `snap`.
-        let span = tracing::debug_span!("route", edgeroute.coordinates = coords.len());
+        let span = tracing::debug_span!("route", edgeroute.coordinates = count(coords.len()));
         span.in_scope(|| compute(&graph, &coords, &options, radius))
     } else {
         // On the compute pool the span shows the computation apart from the wait for it.
-        let span = tracing::info_span!("route", edgeroute.coordinates = coords.len());
+        let span = tracing::info_span!("route", edgeroute.coordinates = count(coords.len()));
         crate::compute::offload(&state, move || {
             span.in_scope(|| compute(&graph, &coords, &options, radius))
         })

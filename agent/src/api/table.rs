@@ -3,6 +3,7 @@
 use axum::{Router, extract::State, routing::get};
 use edgeroute_engine::{Coord, Graph};
 use edgeroute_protocol::osrm::{TableAnnotation, TableOptions, TableResponse};
+use edgeroute_server::telemetry::count;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::{
@@ -76,7 +77,7 @@ pub async fn table(
     let graph = request.graph()?;
     let radius = limits.snap_radius_m;
     let coords = request.coordinates;
-    let span = tracing::info_span!("table", edgeroute.coordinates = coords.len());
+    let span = tracing::info_span!("table", edgeroute.coordinates = count(coords.len()));
     let response = crate::compute::offload(&state, move || {
         span.in_scope(|| compute(&graph, &coords, &sources, &destinations, &options, radius))
     })

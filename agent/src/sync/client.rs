@@ -448,7 +448,7 @@ async fn send(
         http.request.method = "POST",
         server.address = url.host_str(),
         http.response.status_code = tracing::field::Empty,
-        edgeroute.sync.events = report.events.len(),
+        edgeroute.sync.events = edgeroute_server::telemetry::count(report.events.len()),
     );
     let mut trace_headers = header::HeaderMap::new();
     edgeroute_server::telemetry::inject_headers(&span, &mut trace_headers);

@@ -68,7 +68,7 @@ pub fn plan_spans(node: &str, events: &[RawEvent]) -> Vec<tracing::Span> {
             let span = tracing::info_span!(
                 "sync.ingest_plan",
                 node,
-                edgeroute.plan.seq = plan.seq,
+                edgeroute.plan.seq = edgeroute_server::telemetry::count(plan.seq),
                 otel.status_code = tracing::field::Empty,
             );
             edgeroute_server::telemetry::set_parent_from_traceparent(&span, &traceparent);

@@ -110,7 +110,7 @@ pub fn record_request(profile: &str, graph: Option<&Graph>, coordinates: usize) 
     tracing::record_all!(
         span,
         edgeroute.profile = profile,
-        edgeroute.coordinates = coordinates,
+        edgeroute.coordinates = edgeroute_server::telemetry::count(coordinates),
         edgeroute.graph.version = graph.map(|g| g.info().version.as_str()),
     );
 }
@@ -125,7 +125,11 @@ pub fn snap_all(
 ) -> Result<Vec<Snap>, ApiError> {
     // Debug level: at info a third of a short route's tracing cost, and its time is inside
     // the `route` or `table` span anyway (docs/observability.md says how to turn it on).
-    let _span = tracing::debug_span!("snap", edgeroute.coordinates = coords.len()).entered();
+    let _span = tracing::debug_span!(
+        "snap",
+        edgeroute.coordinates = edgeroute_server::telemetry::count(coords.len())
+    )
+    .entered();
     coords
         .iter()
         .enumerate()
