@@ -241,15 +241,15 @@ pub struct ProfileGraph {
 /// The whole application: every module's routes, the JSON 404 fallback and the middleware.
 pub fn app(state: AppState) -> Router {
     let routes = Router::new()
-        .merge(route::router(&state))
-        .merge(table::router(&state))
-        .merge(nearest::router(&state))
+        .merge(route::router())
+        .merge(table::router())
+        .merge(nearest::router())
         .merge(health::router())
         .merge(status::router())
         .merge(admin::router(&state))
         .merge(optimize::router(&state))
         .merge(plans::router(&state))
-        .merge(trip::router(&state))
+        .merge(trip::router())
         .merge(openapi::router())
         .fallback(not_found)
         .with_state(state.clone());

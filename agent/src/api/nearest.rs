@@ -2,7 +2,6 @@
 
 use axum::{Router, routing::get};
 use edgeroute_protocol::osrm::NearestResponse;
-use tower_http::limit::RequestBodyLimitLayer;
 
 use super::{
     AppState,
@@ -12,11 +11,10 @@ use super::{
 };
 use crate::error::{ApiError, from_engine};
 
-/// Routes of this module.
-pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .route("/nearest/{version}/{profile}/{coordinates}", get(nearest))
-        .layer(RequestBodyLimitLayer::new(state.limits.max_body_bytes))
+/// Routes of this module. No body-limit layer: the service reads no body, and [`OsrmRequest`]
+/// refuses one announced over the limit.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/nearest/{version}/{profile}/{coordinates}", get(nearest))
 }
 
 /// Snap a coordinate to the `number` nearest distinct roads (OSRM nearest service).

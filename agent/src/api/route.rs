@@ -4,7 +4,6 @@ use axum::{Router, extract::State, routing::get};
 use edgeroute_engine::{Coord, Detail, Graph};
 use edgeroute_protocol::osrm::{ErrorCode, Overview, RouteAnnotation, RouteOptions, RouteResponse};
 use edgeroute_server::telemetry::count;
-use tower_http::limit::RequestBodyLimitLayer;
 
 use super::{
     AppState,
@@ -20,11 +19,10 @@ use crate::{
 /// Routes with more waypoints than this run on the compute pool.
 const INLINE_WAYPOINTS: usize = 16;
 
-/// Routes of this module.
-pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .route("/route/{version}/{profile}/{coordinates}", get(route))
-        .layer(RequestBodyLimitLayer::new(state.limits.max_body_bytes))
+/// Routes of this module. No body-limit layer: the service reads no body, and [`OsrmRequest`]
+/// refuses one announced over the limit.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/route/{version}/{profile}/{coordinates}", get(route))
 }
 
 /// Fastest route visiting the coordinates in order (OSRM route service).

@@ -4,7 +4,6 @@ use axum::{Router, extract::State, routing::get};
 use edgeroute_engine::{Coord, Graph};
 use edgeroute_protocol::osrm::{TableAnnotation, TableOptions, TableResponse};
 use edgeroute_server::telemetry::count;
-use tower_http::limit::RequestBodyLimitLayer;
 
 use super::{
     AppState,
@@ -14,11 +13,10 @@ use super::{
 };
 use crate::error::ApiError;
 
-/// Routes of this module.
-pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .route("/table/{version}/{profile}/{coordinates}", get(table))
-        .layer(RequestBodyLimitLayer::new(state.limits.max_body_bytes))
+/// Routes of this module. No body-limit layer: the service reads no body, and [`OsrmRequest`]
+/// refuses one announced over the limit.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/table/{version}/{profile}/{coordinates}", get(table))
 }
 
 /// Durations (and distances) between sources and destinations (OSRM table service).

@@ -12,7 +12,6 @@ use axum::{Router, extract::State, routing::get};
 use edgeroute_engine::{Coord, Graph};
 use edgeroute_protocol::osrm::{ErrorCode, RouteOptions, TripResponse, TripWaypoint};
 use edgeroute_vrp::{Job, Matrix, Problem, SolveOptions, StepKind, Vehicle, solve};
-use tower_http::limit::RequestBodyLimitLayer;
 
 use super::{
     AppState,
@@ -30,11 +29,10 @@ const TIME_LIMIT: Duration = Duration::from_millis(500);
 /// Iteration cap, so small trips answer fast and deterministically.
 const MAX_ITERATIONS: u64 = 2000;
 
-/// Routes of this module.
-pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .route("/trip/{version}/{profile}/{coordinates}", get(trip))
-        .layer(RequestBodyLimitLayer::new(state.limits.max_body_bytes))
+/// Routes of this module. No body-limit layer: the service reads no body, and [`OsrmRequest`]
+/// refuses one announced over the limit.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/trip/{version}/{profile}/{coordinates}", get(trip))
 }
 
 /// Trip endpoints: where the tour must start and end.

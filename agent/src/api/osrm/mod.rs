@@ -50,6 +50,13 @@ impl FromRequestParts<AppState> for OsrmRequest {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        if announces_more_than(&parts.headers, state.limits.max_body_bytes) {
+            return Err(ApiError::new(
+                edgeroute_protocol::osrm::ErrorCode::PayloadTooLarge,
+                "Request body too large (the OSRM services take none)",
+            )
+            .into_response());
+        }
         let Path((version, profile, coordinates)) =
             Path::<(String, String, String)>::from_request_parts(parts, state)
                 .await
@@ -99,6 +106,20 @@ impl OsrmRequest {
     pub fn graph(&self) -> Result<Arc<Graph>, ApiError> {
         self.graph.clone().ok_or_else(ApiError::not_ready)
     }
+}
+
+/// Whether a request's `Content-Length` is over `limit`: refused with 413 before anything
+/// else, as tower-http's `RequestBodyLimitLayer` refuses it on the routes that read a body.
+/// The OSRM services read none, so a body without a length is never read either (hyper
+/// closes the connection rather than drain it). A layer here cost each request a boxed
+/// service copy and a body wrapper, 1.5k instructions of a two-point `/route`
+/// (docs/agent-benchmarks.md).
+fn announces_more_than(headers: &axum::http::HeaderMap, limit: usize) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|length| length > limit as u64)
 }
 
 /// Puts what a routing request asks for on its span: the profile, the graph version and
