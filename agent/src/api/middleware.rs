@@ -30,7 +30,7 @@ use axum::{
     Router,
     body::Body,
     error_handling::HandleErrorLayer,
-    extract::{MatchedPath, Request},
+    extract::Request,
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -47,7 +47,7 @@ use self::{admit::AdmitLayer, guard::GuardLayer, metered::MeteredLayer, span::Sp
 use super::{AppState, Auth, admission::Shed};
 use crate::{
     error::{ApiError, InternalError, code_for_status},
-    metrics::{CLIENT_CLOSED, HttpLabels, method_label},
+    metrics::{CLIENT_CLOSED, Endpoint, HttpLabels, method_label},
 };
 
 /// Paths that need no key and are not rate limited.
@@ -164,7 +164,7 @@ fn cors(origins: &[String]) -> CorsLayer {
 /// the gauge never leaks and every request appears in the counter.
 struct Recording {
     state: AppState,
-    endpoint: String,
+    endpoint: Endpoint,
     method: &'static str,
     started: Instant,
     answered: bool,
@@ -173,7 +173,7 @@ struct Recording {
 }
 
 impl Recording {
-    fn start(state: AppState, endpoint: String, method: &'static str) -> Self {
+    fn start(state: AppState, endpoint: Endpoint, method: &'static str) -> Self {
         state.metrics.in_flight().inc();
         Self {
             state,
@@ -189,7 +189,7 @@ impl Recording {
         self.state.metrics.observe_request(
             &HttpLabels {
                 endpoint: self.endpoint.clone(),
-                method: self.method.to_owned(),
+                method: self.method,
                 code: status,
             },
             self.started.elapsed().as_secs_f64(),
@@ -200,7 +200,7 @@ impl Recording {
     fn answered(mut self, response: &Response) {
         self.answered = true;
         self.state.window.record(
-            &self.endpoint,
+            self.endpoint.as_str(),
             response.status().as_u16(),
             response
                 .extensions()
@@ -219,14 +219,6 @@ impl Drop for Recording {
             self.observe(CLIENT_CLOSED);
         }
     }
-}
-
-/// The route template of a request, the `endpoint` label of its metrics.
-fn endpoint_label(request: &Request) -> String {
-    request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned())
 }
 
 /// Requests admission control never refuses: probes and metrics must answer under overload,
@@ -250,8 +242,11 @@ fn refuse_on_lag(state: &AppState, request: &mut Request) -> Option<Response> {
         return None;
     }
     let reason = state.admission.check_lag().err()?;
-    let endpoint = endpoint_label(request);
-    let recording = Recording::start(state.clone(), endpoint, method_label(request.method()));
+    let recording = Recording::start(
+        state.clone(),
+        Endpoint::of(request),
+        method_label(request.method()),
+    );
     let mut response = shed(state, reason);
     allow_origin(&mut response, &state.cors_origins, request);
     recording.answered(&response);

@@ -5,7 +5,7 @@ fn exposition_has_templates_graph_and_build() {
     let metrics = Metrics::new();
     let labels = HttpLabels {
         endpoint: "/route/v1/{profile}/{coordinates}".into(),
-        method: "GET".into(),
+        method: "GET",
         code: 200,
     };
     metrics.observe_request(&labels, 0.001, None);
@@ -55,7 +55,7 @@ fn text_format_names_every_family_and_has_no_eof() {
     metrics.observe_request(
         &HttpLabels {
             endpoint: "/healthz".into(),
-            method: "GET".into(),
+            method: "GET",
             code: 200,
         },
         0.01,

@@ -11,8 +11,11 @@ use std::{
 
 use axum::{extract::Request, response::Response};
 
-use super::{Recording, endpoint_label};
-use crate::{api::AppState, metrics::method_label};
+use super::Recording;
+use crate::{
+    api::AppState,
+    metrics::{Endpoint, method_label},
+};
 
 /// The layer of [`Metered`].
 #[derive(Clone)]
@@ -63,7 +66,7 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let recording = Recording::start(
             self.state.clone(),
-            endpoint_label(&request),
+            Endpoint::of(&request),
             method_label(request.method()),
         );
         Recorded {
