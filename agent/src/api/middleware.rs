@@ -6,7 +6,8 @@
 //!    holds coordinates;
 //! 3. metrics (count and latency by endpoint template and final status; a request whose
 //!    client went away first is counted with status [`CLIENT_CLOSED`]);
-//! 4. CORS, above everything that can refuse, so 401/429/503/504 carry CORS headers;
+//! 4. CORS, above everything that can refuse, so 401/429/503/504 carry CORS headers; only
+//!    for requests with an `Origin` and preflights ([`cors`]);
 //! 5. admission control ([`mod@super::admission`]): 503 + `Retry-After` at once when the
 //!    runtime lags or the admission queue is full, before any other work;
 //! 6. compression;
@@ -14,10 +15,11 @@
 //!    JSON body, and internal error details are logged here, never sent;
 //! 8. API-key auth (401; health, readiness, metrics and the OpenAPI document stay open);
 //! 9. per-key token-bucket rate limit (429 + `Retry-After`);
-//! 10. timeout (504), as JSON;
+//! 10. timeout (504), as JSON ([`deadline`]);
 //! 11. panic catcher (500 JSON and a log line).
 //!
-//! Body-size limits are per route (see each module's `router()`).
+//! Body-size limits are per route (see each module's `router()`); the OSRM services, which
+//! read no body, refuse one announced over the limit in [`super::osrm::OsrmRequest`].
 
 use std::{
     any::Any,
@@ -29,13 +31,12 @@ use std::{
 use axum::{
     Router,
     body::Body,
-    error_handling::HandleErrorLayer,
     extract::Request,
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use edgeroute_protocol::osrm::ErrorCode;
-use tower::{BoxError, ServiceBuilder, timeout::TimeoutLayer};
+use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     compression::CompressionLayer,
@@ -43,7 +44,10 @@ use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
 };
 
-use self::{admit::AdmitLayer, guard::GuardLayer, metered::MeteredLayer, span::SpanLayer};
+use self::{
+    admit::AdmitLayer, deadline::DeadlineLayer, guard::GuardLayer, metered::MeteredLayer,
+    span::SpanLayer,
+};
 use super::{AppState, Auth, admission::Shed};
 use crate::{
     error::{ApiError, InternalError, code_for_status},
@@ -124,8 +128,7 @@ pub fn stack(router: Router, state: &AppState) -> Router {
             .map_response(json_errors)
             .layer(GuardLayer::new(state.clone(), authenticate))
             .layer(GuardLayer::new(state.clone(), rate_limit))
-            .layer(HandleErrorLayer::new(handle_error))
-            .layer(TimeoutLayer::new(limits.request_timeout))
+            .layer(DeadlineLayer::new(limits.request_timeout))
             .layer(CatchPanicLayer::custom(panic_response)),
     )
 }
@@ -143,20 +146,21 @@ fn cors_vary(mut response: Response) -> Response {
     response
 }
 
-/// The CORS layer without its own `Vary` ([`cors_vary`] adds it).
-fn cors(origins: &[String]) -> CorsLayer {
+/// The CORS layer without its own `Vary` ([`cors_vary`] adds it), for the requests a
+/// browser sends ([`cors::BrowserCorsLayer`]).
+fn cors(origins: &[String]) -> cors::BrowserCorsLayer {
     let base = CorsLayer::new()
         .vary([])
         .allow_methods([Method::GET, Method::POST, Method::PUT])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER]);
-    if origins.iter().any(|o| o == "*") {
+    cors::BrowserCorsLayer::new(if origins.iter().any(|o| o == "*") {
         base.allow_origin(AnyOrigin)
     } else {
         base.allow_origin(AllowOrigin::list(
             origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
         ))
-    }
+    })
 }
 
 /// Counts a request as in flight until dropped. A request whose future is dropped before it
@@ -460,18 +464,6 @@ fn rate_limit(state: &AppState, request: &mut Request) -> Option<Response> {
     Some(ApiError::too_many_requests(retry_after).into_response())
 }
 
-async fn handle_error(err: BoxError) -> Response {
-    if err.is::<tower::timeout::error::Elapsed>() {
-        ApiError::new(
-            ErrorCode::Timeout,
-            "The request took too long and was cancelled",
-        )
-        .into_response()
-    } else {
-        ApiError::internal(err).into_response()
-    }
-}
-
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
     let detail = if let Some(s) = panic.downcast_ref::<String>() {
         s.clone()
@@ -484,6 +476,8 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
 }
 
 mod admit;
+mod cors;
+mod deadline;
 mod guard;
 mod metered;
 mod span;

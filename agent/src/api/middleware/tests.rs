@@ -124,6 +124,40 @@ async fn answers_and_preflights_vary_on_the_cors_request_headers() {
 }
 
 #[tokio::test]
+async fn requests_without_an_origin_skip_cors_but_still_vary_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), Limits::default());
+    let router: Router = Router::new().route("/work", get(|| async { axum::Json("done") }));
+    let app = stack(router, &state);
+    let cors = "origin, access-control-request-method, access-control-request-headers";
+
+    let plain = Request::builder().uri("/work").body(Body::empty()).unwrap();
+    let response = app.clone().oneshot(plain).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers();
+    assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+    assert!(!headers.contains_key(header::ACCESS_CONTROL_EXPOSE_HEADERS));
+    // A cache must not hand this answer to a browser: it varies on Origin all the same.
+    assert_eq!(headers[header::VARY], cors);
+    assert!(headers.contains_key("x-request-id"));
+
+    // The same request from a page on another origin gets the CORS headers.
+    let (status, headers, _) = call(app.clone(), "/work").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    assert!(headers.contains_key(header::ACCESS_CONTROL_EXPOSE_HEADERS));
+
+    // An OPTIONS without Origin is still answered by the CORS layer, as before.
+    let options = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/work")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(options).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn slow_requests_time_out_with_504_json() {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits {
