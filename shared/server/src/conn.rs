@@ -397,8 +397,9 @@ async fn connection<A: Accept>(
     let service = {
         let activity = activity.clone();
         hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            // Not idle while a request is in flight, whatever `last` says: only the end of
+            // one needs the time (a clock read and a lock per request fewer).
             activity.in_flight.fetch_add(1, Ordering::AcqRel);
-            activity.touch();
             let guard = InFlight(activity.clone());
             let served = activity.served.fetch_add(1, Ordering::AcqRel) + 1;
             let last_allowed = request.version() < Version::HTTP_2
@@ -425,7 +426,15 @@ async fn connection<A: Accept>(
     tokio::pin!(conn);
     let mut closing = false;
     loop {
-        let idle_at = activity.last() + limits.idle_timeout;
+        // A connection with a request in flight is not idle: look again a whole timeout
+        // from now. (From its last activity, a request that outlasts the timeout would
+        // wake this loop at once, again and again, until it ended.)
+        let since = if activity.in_flight.load(Ordering::Acquire) > 0 {
+            Instant::now()
+        } else {
+            activity.last()
+        };
+        let idle_at = since + limits.idle_timeout;
         tokio::select! {
             served = conn.as_mut() => {
                 if let Err(err) = served {

@@ -15,9 +15,16 @@ use tokio::{
 };
 
 async fn start(limits: ServerLimits) -> (SocketAddr, oneshot::Sender<()>) {
+    start_app(
+        Router::new().route("/healthz", get(|| async { "ok" })),
+        limits,
+    )
+    .await
+}
+
+async fn start_app(app: Router, limits: ServerLimits) -> (SocketAddr, oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = Router::new().route("/healthz", get(|| async { "ok" }));
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(edgeroute_server::serve_with_limits(
         listener,
@@ -105,6 +112,49 @@ async fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
     assert!(
         closed_within(&mut s, Duration::from_secs(3)).await,
         "an idle keep-alive connection was held past the idle timeout"
+    );
+}
+
+/// User and system CPU time of this process so far, in seconds (Linux).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // After the command name, which may hold spaces: state is field 3, utime and stime 14
+    // and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[tokio::test]
+async fn a_request_longer_than_the_idle_timeout_is_answered_without_busy_waiting() {
+    let app = Router::new().route(
+        "/healthz",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            "ok"
+        }),
+    );
+    let (addr, _stop) = start_app(
+        app,
+        ServerLimits {
+            idle_timeout: Duration::from_millis(200),
+            ..ServerLimits::default()
+        },
+    )
+    .await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(GET).await.unwrap();
+    let before = cpu_seconds();
+    let answer = response(&mut s, Duration::from_secs(5)).await.unwrap();
+    let spent = cpu_seconds() - before;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The idle check must not wake again and again while the request is in flight: that
+    // burnt a core for the request's whole time.
+    assert!(spent < 0.5, "{spent:.2} s of CPU during a 1.5 s request");
+    assert!(
+        closed_within(&mut s, Duration::from_secs(3)).await,
+        "the connection was held past the idle timeout after its request"
     );
 }
 
