@@ -11,7 +11,7 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -72,10 +72,10 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         Bounded {
+            // The clock starts now, as with tower's timeout.
+            deadline: Instant::now() + self.limit,
             inner: self.inner.call(request),
-            // The clock starts now, as with tower's timeout; the timer is registered at the
-            // first poll.
-            sleep: Box::pin(tokio::time::sleep(self.limit)),
+            sleep: None,
         }
     }
 }
@@ -83,7 +83,10 @@ where
 /// A request's response on its way, with its deadline.
 pub struct Bounded<F> {
     inner: F,
-    sleep: Pin<Box<Sleep>>,
+    deadline: Instant,
+    /// Made when the response is first not ready: most answers are ready at the first poll
+    /// (a short route is computed inline), and need no timer at all.
+    sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl<F, R, E> Future for Bounded<F>
@@ -98,7 +101,11 @@ where
         if let Poll::Ready(result) = Pin::new(&mut this.inner).poll(cx) {
             return Poll::Ready(result.map(IntoResponse::into_response));
         }
-        match this.sleep.as_mut().poll(cx) {
+        let deadline = this.deadline;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+        match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Ok(ApiError::new(
                 ErrorCode::Timeout,
                 "The request took too long and was cancelled",
