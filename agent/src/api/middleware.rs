@@ -25,7 +25,7 @@ use std::{
     any::Any,
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -189,20 +189,22 @@ impl Recording {
         }
     }
 
-    fn observe(&self, status: u16) {
+    fn observe(&self, status: u16, latency: Duration) {
         self.state.metrics.observe_request(
             &HttpLabels {
                 endpoint: self.endpoint.clone(),
                 method: self.method,
                 code: status,
             },
-            self.started.elapsed().as_secs_f64(),
+            latency.as_secs_f64(),
             edgeroute_server::telemetry::sampled_trace_id(&self.span),
         );
     }
 
     fn answered(mut self, response: &Response) {
         self.answered = true;
+        // One clock read for both records of the request.
+        let latency = self.started.elapsed();
         self.state.window.record(
             self.endpoint.as_str(),
             response.status().as_u16(),
@@ -210,9 +212,9 @@ impl Recording {
                 .extensions()
                 .get::<crate::error::ResponseCode>()
                 .map(|c| c.0),
-            self.started.elapsed(),
+            latency,
         );
-        self.observe(response.status().as_u16());
+        self.observe(response.status().as_u16(), latency);
     }
 }
 
@@ -220,7 +222,7 @@ impl Drop for Recording {
     fn drop(&mut self) {
         self.state.metrics.in_flight().dec();
         if !self.answered {
-            self.observe(CLIENT_CLOSED);
+            self.observe(CLIENT_CLOSED, self.started.elapsed());
         }
     }
 }

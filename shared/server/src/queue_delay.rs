@@ -95,7 +95,12 @@ impl QueueDelay {
 
     /// The recent average wait; zero when no connection was woken within the last 100 ms.
     pub fn recent(&self) -> Duration {
-        let now = self.micros(Instant::now());
+        self.recent_at(Instant::now())
+    }
+
+    /// [`QueueDelay::recent`] as of `now`, for a caller that has read the clock already.
+    pub fn recent_at(&self, now: Instant) -> Duration {
+        let now = self.micros(now);
         if stale(now, self.at_us.load(Ordering::Relaxed)) {
             return Duration::ZERO;
         }
