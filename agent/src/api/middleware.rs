@@ -7,7 +7,7 @@
 //! 3. metrics (count and latency by endpoint template and final status; a request whose
 //!    client went away first is counted with status [`CLIENT_CLOSED`]);
 //! 4. CORS, above everything that can refuse, so 401/429/503/504 carry CORS headers; only
-//!    for requests with an `Origin` and preflights ([`cors`]);
+//!    for requests with an `Origin` and preflights (`middleware/cors.rs`);
 //! 5. admission control ([`mod@super::admission`]): 503 + `Retry-After` at once when the
 //!    runtime lags or the admission queue is full, before any other work;
 //! 6. compression;
@@ -15,7 +15,7 @@
 //!    JSON body, and internal error details are logged here, never sent;
 //! 8. API-key auth (401; health, readiness, metrics and the OpenAPI document stay open);
 //! 9. per-key token-bucket rate limit (429 + `Retry-After`);
-//! 10. timeout (504), as JSON ([`deadline`]);
+//! 10. timeout (504), as JSON (`middleware/deadline.rs`);
 //! 11. panic catcher (500 JSON and a log line).
 //!
 //! Body-size limits are per route (see each module's `router()`); the OSRM services, which

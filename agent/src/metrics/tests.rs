@@ -98,19 +98,3 @@ fn open_metrics_only_when_asked() {
         assert_eq!(Format::negotiate(accept), format, "{accept:?}");
     }
 }
-
-#[test]
-fn shedding_is_reported_once_per_period_with_the_count_since_the_last_line() {
-    let log = ShedLog::default();
-    let every = SHED_LOG_EVERY.as_millis() as u64;
-    assert_eq!(log.due(0), Some(1), "the first shed is reported at once");
-    for at in 1..1000 {
-        assert_eq!(log.due(at), None, "not again within the period");
-    }
-    assert_eq!(
-        log.due(every + 1),
-        Some(1000),
-        "the next line counts every shed since the last"
-    );
-    assert_eq!(log.due(every + 2), None);
-}
