@@ -12,7 +12,7 @@ pub mod process;
 mod shadow;
 
 pub use edgeroute_server::exposition::Format;
-pub use labels::{CLIENT_CLOSED, Endpoint, HttpLabels, method_label};
+pub use labels::{CLIENT_CLOSED, Endpoint, HttpLabels, UNMATCHED, method_label, template};
 pub use overload::{OverloadMetrics, ShedLabels};
 pub use shadow::{ShadowLabels, ShadowMetrics};
 

@@ -28,9 +28,20 @@ enum EndpointName {
     Fixed(&'static str),
 }
 
+/// The endpoint of a request that matched no route, in metrics, logs and the sync window.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The route template `request` matched, or [`UNMATCHED`], as text.
+pub fn template<B>(request: &axum::http::Request<B>) -> &str {
+    request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str)
+}
+
 impl Endpoint {
     /// The label of a request that matched no route.
-    pub const UNMATCHED: Self = Self(EndpointName::Fixed("unmatched"));
+    pub const UNMATCHED: Self = Self(EndpointName::Fixed(UNMATCHED));
 
     /// The route template `request` matched, or [`Endpoint::UNMATCHED`].
     pub fn of<B>(request: &axum::http::Request<B>) -> Self {

@@ -50,7 +50,7 @@ impl WindowRecorder {
     /// window is about the service clients use.
     pub fn record(&self, template: &str, status: u16, code: Option<&str>, latency: Duration) {
         let name = endpoint_name(template);
-        if name == "other" && !template.is_empty() && template != "unmatched" {
+        if name == "other" && !template.is_empty() && template != crate::metrics::UNMATCHED {
             // Operational endpoints (/healthz, /metrics, /v1/status, ...).
             return;
         }

@@ -16,10 +16,7 @@ use std::{
     time::Instant,
 };
 
-use axum::{
-    extract::{MatchedPath, Request},
-    response::Response,
-};
+use axum::{extract::Request, response::Response};
 use tower_http::request_id::RequestId;
 
 use crate::api::health::ExpectedStatus;
@@ -129,10 +126,7 @@ fn make_span(request: &Request) -> tracing::Span {
         .get::<RequestId>()
         .and_then(|id| id.header_value().to_str().ok())
         .unwrap_or("-");
-    let endpoint = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
+    let endpoint = crate::metrics::template(request);
     let method = request.method().as_str();
     // The OpenTelemetry names of the request (name, kind, the `http.*`, `url.*` and
     // `server.*` attributes) are for the trace backend: `method` and `endpoint` say the
