@@ -90,14 +90,17 @@ where
         let this = &mut *self;
         let _entered = this.span.enter();
         let result = ready!(Pin::new(&mut this.inner).poll(cx));
-        let latency_ms = this.started.elapsed().as_millis() as u64;
+        // Read inside the log macros, which evaluate their fields only for a line that is
+        // written: at `info` an answered request reads no clock here.
+        let started = this.started;
+        let latency_ms = || started.elapsed().as_millis() as u64;
         match &result {
             Ok(response) => {
                 let status = response.status();
                 record_status(&this.span, status);
                 tracing::debug!(
                     status = status.as_u16(),
-                    latency_ms,
+                    latency_ms = latency_ms(),
                     "finished processing request"
                 );
                 if status.is_server_error()
@@ -105,14 +108,14 @@ where
                 {
                     tracing::warn!(
                         classification = %format_args!("Status code: {status}"),
-                        latency = %format_args!("{latency_ms} ms"),
+                        latency = %format_args!("{} ms", latency_ms()),
                         "response failed"
                     );
                 }
             }
             Err(err) => tracing::warn!(
                 classification = %format_args!("Error: {err}"),
-                latency = %format_args!("{latency_ms} ms"),
+                latency = %format_args!("{} ms", latency_ms()),
                 "response failed"
             ),
         }
