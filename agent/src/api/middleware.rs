@@ -1,6 +1,7 @@
 //! The middleware stack, in one [`ServiceBuilder`], outermost first:
 //!
-//! 1. request id: accept `x-request-id` or make one (UUID), echo it on the response;
+//! 1. request id: accept `x-request-id` or make one (UUID), echo it on the response, never
+//!    indexed by HTTP/2 header compression ([`unindexed_request_id`]);
 //! 2. trace span per request (request id, endpoint template, OpenTelemetry HTTP attributes),
 //!    the child of the client's W3C `traceparent` when it sends one; never the path, which
 //!    holds coordinates;
@@ -118,6 +119,7 @@ pub fn stack(router: Router, state: &AppState) -> Router {
         ServiceBuilder::new()
             .layer(GuardLayer::new(state.clone(), refuse_on_lag))
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .map_request(unindexed_request_id)
             .layer(SpanLayer)
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(MeteredLayer::new(state.clone()))
@@ -132,6 +134,22 @@ pub fn stack(router: Router, state: &AppState) -> Router {
             .layer(CatchPanicLayer::custom(panic_response)),
     )
 }
+
+/// Marks the request's `x-request-id` (made above or sent by the client) as a value HTTP/2
+/// header compression must not index; the response's copy keeps the mark. HPACK otherwise
+/// adds every response's id to the connection's table, where no later response can use it,
+/// and each response paid for inserting one entry and evicting another: 4% of the CPU of
+/// an HTTPS `/route` at saturation, for 9 bytes more per response now that the header's
+/// name is not in the table either (docs/agent-benchmarks.md). HTTP/1 ignores the mark.
+fn unindexed_request_id(mut request: Request) -> Request {
+    if let Some(id) = request.headers_mut().get_mut(X_REQUEST_ID) {
+        id.set_sensitive(true);
+    }
+    request
+}
+
+/// The request id header, as tower-http's request id layers name it.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The `Vary` of every response the CORS layer answers or passes, as tower-http's default
 /// writes it, but from a static value: the layer joins its list into a new header value for

@@ -406,3 +406,30 @@ fn refusals_name_only_an_allowed_origin() {
         "CORS off: nothing added"
     );
 }
+
+/// A request id is unique, so HTTP/2 header compression gains nothing from indexing it and
+/// loses the entries it pushes out of the table: echoed ids, made here or sent by the
+/// client, are marked never to be indexed, and the header's text is unchanged.
+#[tokio::test]
+async fn echoed_request_ids_are_never_indexed_by_header_compression() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), Limits::default());
+    let router: Router = Router::new().route("/work", get(|| async { axum::Json("done") }));
+    let app = stack(router, &state);
+
+    let made = Request::builder().uri("/work").body(Body::empty()).unwrap();
+    let response = app.clone().oneshot(made).await.unwrap();
+    let id = &response.headers()["x-request-id"];
+    assert_eq!(id.len(), 36, "a UUID: {id:?}");
+    assert!(id.is_sensitive());
+
+    let sent = Request::builder()
+        .uri("/work")
+        .header("x-request-id", "dispatch-42")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(sent).await.unwrap();
+    let id = &response.headers()["x-request-id"];
+    assert_eq!(id, "dispatch-42");
+    assert!(id.is_sensitive());
+}
