@@ -2,9 +2,9 @@
 //! JSON, see [`LogFormat`]) and the OpenTelemetry layer, and optionally exports spans over
 //! OTLP/HTTP (protobuf) to a collector.
 //!
-//! The OpenTelemetry layer is installed even without an exporter: spans then still get trace
-//! and span ids, so a client's `traceparent` reaches the JSON logs and the plans, and logs of
-//! one request join up whether or not a collector listens.
+//! Without an exporter, spans still get trace and span ids, so a client's `traceparent`
+//! reaches the JSON logs and the plans, and logs of one request join up whether or not a
+//! collector listens: then a much lighter layer than OpenTelemetry's gives them ([`local`]).
 //!
 //! Exporting never waits on the collector in a request's path: finished spans go to a
 //! bounded queue that a background thread drains in batches ([`export`]); when the queue is
@@ -16,8 +16,10 @@
 //!   and the W3C trace-context helpers the servers and clients use.
 //! - [`export`]: the bounded queue, the counting exporter and the HTTP client.
 //! - [`log`]: the JSON line format with `trace_id`, `span_id` and the process's fields.
+//! - [`local`]: trace and span ids when nothing is exported.
 
 pub mod export;
+mod local;
 pub mod log;
 
 use std::{
@@ -29,7 +31,7 @@ use std::{
 use opentelemetry::{
     Context,
     propagation::TextMapPropagator,
-    trace::{TraceContextExt, TracerProvider as _},
+    trace::{SpanContext, TraceContextExt, TracerProvider as _},
 };
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::{
@@ -177,18 +179,26 @@ where
     let (provider, exporting) = provider(service, args)?;
     let tracer = provider.tracer(service);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        // Source locations are for debugging this code, not for following a request.
-        .with_location(false)
-        .with_threads(false)
-        // Busy and idle times read the clock on every enter and exit of every span (a
-        // request's span is entered at each poll), and nothing here reads the activated
-        // OpenTelemetry context: the trace helpers below take the span's context directly.
-        // Both off: 3% of a saturated agent's CPU (docs/agent-benchmarks.md).
-        .with_tracked_inactivity(false)
-        .with_context_activation(false);
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    // One of the two: spans that reach a collector need the OpenTelemetry layer; spans that
+    // reach none need only their ids.
+    let local = (!exporting).then(|| local::LocalTraceContext::new(sampler(args)));
+    let otel = exporting.then(|| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            // Source locations are for debugging this code, not for following a request.
+            .with_location(false)
+            .with_threads(false)
+            // Busy and idle times read the clock on every enter and exit of every span (a
+            // request's span is entered at each poll), and nothing here reads the activated
+            // OpenTelemetry context: the trace helpers below take the span's context directly.
+            // Both off: 3% of a saturated agent's CPU (docs/agent-benchmarks.md).
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
+    });
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(otel)
+        .with(local);
     let installed = match format {
         LogFormat::Json => {
             let (capture, format) = log::JsonWithTrace::new();
@@ -233,9 +243,7 @@ fn provider(
     args: &TraceArgs,
 ) -> Result<(SdkTracerProvider, bool), TelemetryError> {
     let builder = SdkTracerProvider::builder()
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            args.trace_sample_ratio,
-        ))))
+        .with_sampler(sampler(args))
         .with_resource(Resource::builder().with_service_name(service).build());
     match &args.otlp_endpoint {
         None => Ok((builder.build(), false)),
@@ -244,6 +252,35 @@ fn provider(
             Ok((builder.with_span_processor(processor).build(), true))
         }
     }
+}
+
+/// Follows a client's decision for a trace it started (parent-based), samples a new trace
+/// at the configured ratio.
+fn sampler(args: &TraceArgs) -> Sampler {
+    Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+        args.trace_sample_ratio,
+    )))
+}
+
+/// `span`'s trace context from whichever layer gave it one; invalid when none did.
+fn span_context(span: &tracing::Span) -> SpanContext {
+    local::get(span).unwrap_or_else(|| span.context().span().span_context().clone())
+}
+
+/// Makes the remote context `cx` the parent of `span`, through whichever layer gave `span`
+/// its context.
+fn set_parent(span: &tracing::Span, cx: Context) {
+    if !local::set_parent(span, cx.span().span_context()) {
+        let _ = span.set_parent(cx);
+    }
+}
+
+/// `span`'s context as the parent context a propagator injects.
+fn as_parent(span: &tracing::Span) -> Option<Context> {
+    let context = span_context(span);
+    context
+        .is_valid()
+        .then(|| Context::new().with_remote_span_context(context))
 }
 
 /// The `server.address` of a request span: the host of its `Host` header, when it parses.
@@ -266,25 +303,21 @@ pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) 
     }
     let cx = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
     if cx.span().span_context().is_valid() {
-        let _ = span.set_parent(cx);
+        set_parent(span, cx);
     }
 }
 
 /// Adds `span`'s `traceparent` (and `tracestate`) to outgoing `headers`; nothing when the
 /// span has no trace (no telemetry installed).
 pub fn inject_headers(span: &tracing::Span, headers: &mut http::HeaderMap) {
-    let cx = span.context();
-    if cx.span().span_context().is_valid() {
+    if let Some(cx) = as_parent(span) {
         TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
     }
 }
 
 /// `span`'s W3C `traceparent` (`00-<trace id>-<span id>-<flags>`), if it has a trace.
 pub fn traceparent(span: &tracing::Span) -> Option<String> {
-    let cx = span.context();
-    if !cx.span().span_context().is_valid() {
-        return None;
-    }
+    let cx = as_parent(span)?;
     let mut fields = HashMap::new();
     TraceContextPropagator::new().inject_context(&cx, &mut fields);
     fields.remove("traceparent")
@@ -320,8 +353,7 @@ pub fn sampled_trace_id(span: &tracing::Span) -> Option<String> {
     if !exporting() {
         return None;
     }
-    let cx = span.context();
-    let span_context = cx.span().span_context().clone();
+    let span_context = span_context(span);
     (span_context.is_valid() && span_context.is_sampled())
         .then(|| span_context.trace_id().to_string())
 }
@@ -356,14 +388,14 @@ pub fn trace_id_of(traceparent: &str) -> Option<String> {
 /// a message rather than a header.
 pub fn set_parent_from_traceparent(span: &tracing::Span, traceparent: &str) {
     if let Some(cx) = context_of(traceparent) {
-        let _ = span.set_parent(cx);
+        set_parent(span, cx);
     }
 }
 
-/// Links `span` to the span `other` (e.g. a batch's span to each item's own trace).
+/// Links `span` to the span `other` (e.g. a batch's span to each item's own trace). Links
+/// are only exported: without an exporter this does nothing.
 pub fn link(span: &tracing::Span, other: &tracing::Span) {
-    let cx = other.context();
-    let context = cx.span().span_context().clone();
+    let context = span_context(other);
     if context.is_valid() {
         span.add_link(context);
     }

@@ -43,7 +43,8 @@ pub struct JsonWithTrace {
 }
 
 /// Learns the dispatcher the format runs in: the OpenTelemetry context of a span is read
-/// through it, and inside an event it cannot be looked up as the current one.
+/// through it, and inside an event it cannot be looked up as the current one. (The context
+/// [`super::local`] gives is in the span's extensions and needs no dispatcher.)
 pub struct CaptureDispatch {
     dispatch: Arc<OnceLock<WeakDispatch>>,
 }
@@ -76,10 +77,18 @@ impl JsonWithTrace {
     {
         use opentelemetry::trace::TraceContextExt;
         let span = ctx.event_scope()?.next()?;
-        let dispatch = self.dispatch.get()?.upgrade()?;
-        let cx = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)?;
-        let otel = cx.span();
-        let context = otel.span_context();
+        let local = span
+            .extensions()
+            .get::<super::local::LocalSpanContext>()
+            .map(|c| c.0.clone());
+        let context = match local {
+            Some(context) => context,
+            None => {
+                let dispatch = self.dispatch.get()?.upgrade()?;
+                let cx = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)?;
+                cx.span().span_context().clone()
+            }
+        };
         context.is_valid().then(|| {
             (
                 context.trace_id().to_string(),
