@@ -138,7 +138,7 @@ pub fn stack(router: Router, state: &AppState) -> Router {
 /// Marks the request's `x-request-id` (made above or sent by the client) as a value HTTP/2
 /// header compression must not index; the response's copy keeps the mark. HPACK otherwise
 /// adds every response's id to the connection's table, where no later response can use it,
-/// and each response paid for inserting one entry and evicting another: 4% of the CPU of
+/// and each response paid for inserting one entry and evicting another: 5% of the CPU of
 /// an HTTPS `/route` at saturation, for 9 bytes more per response now that the header's
 /// name is not in the table either (docs/agent-benchmarks.md). HTTP/1 ignores the mark.
 fn unindexed_request_id(mut request: Request) -> Request {
