@@ -7,41 +7,17 @@
 mod common;
 mod otel_support;
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use edgeroute_server::{
     LogFormat,
     telemetry::{self, TraceArgs},
 };
-use otel_support::{ADMIN, TOKEN, hex};
+use otel_support::{Captured, TOKEN, hex};
 
 const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 const API_KEY: &str = "very-secret-api-key-4711";
-
-/// Log lines written so far.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_from_client_through_agent_to_center() {
@@ -64,65 +40,20 @@ async fn one_trace_from_client_through_agent_to_center() {
     let center_dir = tempfile::tempdir().unwrap();
     let (center_url, _stop_center) = otel_support::center(center_dir.path()).await;
     let agent_dir = tempfile::tempdir().unwrap();
-    let agent = common::start_in_process(
+    let agent = otel_support::agent(
         &agent_dir.path().join("db"),
-        &[
-            "--graph",
-            common::artifact_a().to_str().unwrap(),
-            "--api-key",
-            API_KEY,
-            "--node-name",
-            "edge-traced",
-            "--region",
-            "riviera",
-            "--control-plane",
-            &center_url,
-            "--sync-token",
-            TOKEN,
-            "--sync-interval-ms",
-            "200",
-        ],
+        API_KEY,
+        "edge-traced",
+        &center_url,
     )
     .await;
     let client = common::client();
-    agent.ready(&client).await;
 
     let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
-    let response = client
-        .post(format!("{}/optimize", agent.url))
-        .bearer_auth(API_KEY)
-        .header("traceparent", &traceparent)
-        .json(&otel_support::problem())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let plan_id = response.json::<serde_json::Value>().await.unwrap()["plan_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let plan_id = otel_support::optimize_traced(&client, &agent.url, API_KEY, &traceparent).await;
 
     // The center shows the plan with the client's trace id.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let summary = loop {
-        let plans: serde_json::Value = client
-            .get(format!("{center_url}api/v1/plans"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(p) = plans["plans"]
-            .as_array()
-            .and_then(|ps| ps.iter().find(|p| p["plan_id"] == plan_id.as_str()))
-        {
-            break p.clone();
-        }
-        assert!(Instant::now() < deadline, "the center never got {plan_id}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let summary = otel_support::center_plan(&client, &center_url, &plan_id).await;
     assert_eq!(summary["trace_id"], CLIENT_TRACE, "{summary}");
 
     // The request's latency bucket points at its trace (an OpenMetrics exemplar), so a
@@ -230,11 +161,7 @@ async fn one_trace_from_client_through_agent_to_center() {
     assert!(telemetry::stats().exported() > 0);
 
     let text = logs.text();
-    let line: serde_json::Value = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|l| l["fields"]["message"] == "inside a span")
-        .unwrap_or_else(|| panic!("no JSON line for the event in:\n{text}"));
+    let line = logs.line_with("inside a span");
     assert_eq!(line["trace_id"].as_str().map(str::len), Some(32), "{line}");
     assert_eq!(line["span_id"].as_str().map(str::len), Some(16), "{line}");
     assert_eq!(line["node"], "edge-traced", "{line}");

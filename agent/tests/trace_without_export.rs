@@ -8,35 +8,17 @@
 mod common;
 mod otel_support;
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use edgeroute_server::{
     LogFormat,
     telemetry::{self, TraceArgs},
 };
-use otel_support::{ADMIN, TOKEN};
+use otel_support::Captured;
 
 const CLIENT_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const CLIENT_SPAN: &str = "b7ad6b7169203331";
 const API_KEY: &str = "trace-test-api-key-0815";
-
-/// Log lines written so far.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_trace_reaches_plans_center_and_logs_without_export() {
@@ -55,40 +37,17 @@ async fn a_client_trace_reaches_plans_center_and_logs_without_export() {
     let center_dir = tempfile::tempdir().unwrap();
     let (center_url, _stop_center) = otel_support::center(center_dir.path()).await;
     let agent_dir = tempfile::tempdir().unwrap();
-    let agent = common::start_in_process(
+    let agent = otel_support::agent(
         &agent_dir.path().join("db"),
-        &[
-            "--graph",
-            common::artifact_a().to_str().unwrap(),
-            "--api-key",
-            API_KEY,
-            "--node-name",
-            "edge-untraced",
-            "--control-plane",
-            &center_url,
-            "--sync-token",
-            TOKEN,
-            "--sync-interval-ms",
-            "200",
-        ],
+        API_KEY,
+        "edge-untraced",
+        &center_url,
     )
     .await;
     let client = common::client();
-    agent.ready(&client).await;
-
-    let response = client
-        .post(format!("{}/optimize", agent.url))
-        .bearer_auth(API_KEY)
-        .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))
-        .json(&otel_support::problem())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let plan_id = response.json::<serde_json::Value>().await.unwrap()["plan_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let client_traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+    let plan_id =
+        otel_support::optimize_traced(&client, &agent.url, API_KEY, &client_traceparent).await;
 
     // The stored plan carries the client's trace, under a span of the agent's own.
     let plan: serde_json::Value = client
@@ -112,26 +71,7 @@ async fn a_client_trace_reaches_plans_center_and_logs_without_export() {
     );
 
     // The center shows the plan with the client's trace id.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let summary = loop {
-        let plans: serde_json::Value = client
-            .get(format!("{center_url}api/v1/plans"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(p) = plans["plans"]
-            .as_array()
-            .and_then(|ps| ps.iter().find(|p| p["plan_id"] == plan_id.as_str()))
-        {
-            break p.clone();
-        }
-        assert!(Instant::now() < deadline, "the center never got {plan_id}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let summary = otel_support::center_plan(&client, &center_url, &plan_id).await;
     assert_eq!(summary["trace_id"], CLIENT_TRACE, "{summary}");
 
     // A log line inside a span of the client's trace carries it, with its own span id.
@@ -141,12 +81,7 @@ async fn a_client_trace_reaches_plans_center_and_logs_without_export() {
         let _entered = span.enter();
         tracing::info!(answer = 42, "inside a span");
     }
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
-    let line: serde_json::Value = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|l| l["fields"]["message"] == "inside a span")
-        .expect("the log line");
+    let line = logs.line_with("inside a span");
     assert_eq!(line["trace_id"], CLIENT_TRACE, "{line}");
     let span_id = line["span_id"].as_str().unwrap();
     assert_eq!(span_id.len(), 16, "{line}");
