@@ -91,15 +91,22 @@ where
     }
 }
 
-/// `span`'s context from [`LocalTraceContext`], if that layer is installed.
-pub(super) fn get(span: &tracing::Span) -> Option<SpanContext> {
+/// Runs `f` on the context [`LocalTraceContext`] gave `span`; `None` when that layer is not
+/// installed or `span` has no context from it.
+fn with_context<T>(span: &tracing::Span, f: impl FnOnce(&mut SpanContext) -> T) -> Option<T> {
     span.with_subscriber(|(id, dispatch)| {
-        let registry = dispatch.downcast_ref::<Registry>()?;
-        let span = registry.span(id)?;
-        let extensions = span.extensions();
-        extensions.get::<LocalSpanContext>().map(|c| c.0.clone())
+        let span = dispatch.downcast_ref::<Registry>()?.span(id)?;
+        let mut extensions = span.extensions_mut();
+        extensions
+            .get_mut::<LocalSpanContext>()
+            .map(|c| f(&mut c.0))
     })
     .flatten()
+}
+
+/// `span`'s context from [`LocalTraceContext`], if that layer is installed.
+pub(super) fn get(span: &tracing::Span) -> Option<SpanContext> {
+    with_context(span, |own| own.clone())
 }
 
 /// Makes the remote `parent` the parent of `span`, if [`LocalTraceContext`] gave `span` a
@@ -107,30 +114,14 @@ pub(super) fn get(span: &tracing::Span) -> Option<SpanContext> {
 /// Returns whether it did. Spans made inside `span` before this call keep the old trace,
 /// as with the OpenTelemetry layer's `set_parent`.
 pub(super) fn set_parent(span: &tracing::Span, parent: &SpanContext) -> bool {
-    span.with_subscriber(|(id, dispatch)| {
-        let Some(registry) = dispatch.downcast_ref::<Registry>() else {
-            return false;
-        };
-        let Some(span) = registry.span(id) else {
-            return false;
-        };
-        let mut extensions = span.extensions_mut();
-        let Some(own) = extensions.get_mut::<LocalSpanContext>() else {
-            return false;
-        };
-        let flags = if parent.is_sampled() {
-            TraceFlags::SAMPLED
-        } else {
-            TraceFlags::default()
-        };
-        own.0 = SpanContext::new(
+    with_context(span, |own| {
+        *own = SpanContext::new(
             parent.trace_id(),
-            own.0.span_id(),
-            flags,
+            own.span_id(),
+            TraceFlags::default().with_sampled(parent.is_sampled()),
             false,
             parent.trace_state().clone(),
         );
-        true
     })
-    .unwrap_or(false)
+    .is_some()
 }
